@@ -1,0 +1,63 @@
+//! The crate's one error type.
+
+use std::error::Error as StdError;
+
+/// Everything that can go wrong in diesel-outbox.
+///
+/// Each variant says what happened; where there is a cause, it is kept as the
+/// [`source`](std::error::Error::source) so nothing is lost when the error is logged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+
+    /// A connection to the database could not be established.
+    #[error("could not connect to the database: {0}")]
+    Connection(#[from] diesel::result::ConnectionError),
+
+    /// Running the library's embedded migrations failed.
+    #[error("running the diesel-outbox migrations failed: {0}")]
+    Migration(#[source] Box<dyn StdError + Send + Sync>),
+
+    /// A payload could not be turned into JSON (when writing) or back into the type the
+    /// receiver asked for (when reading).
+    #[error("outbox payload could not be {action} as JSON: {source}")]
+    Payload {
+        /// `"serialised"` or `"decoded"`.
+        action: &'static str,
+        /// The serde error, which names the offending field.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A control outbox row names a cell that cannot be stored.
+    #[error(
+        "invalid cell name {name:?}: a cell name must be 1 to {max} characters long",
+        max = crate::row::MAX_CELL_NAME_LEN
+    )]
+    InvalidCellName {
+        /// The rejected name.
+        name: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn serialise(source: serde_json::Error) -> Self {
+        Error::Payload {
+            action: "serialised",
+            source,
+        }
+    }
+
+    pub(crate) fn decode(source: serde_json::Error) -> Self {
+        Error::Payload {
+            action: "decoded",
+            source,
+        }
+    }
+}
+
+/// `Result` with [`Error`] as its default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

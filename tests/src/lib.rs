@@ -1,0 +1,257 @@
+//! Shared helpers for the behaviour tests: a fresh database per test on every enabled
+//! backend, and a few generic reads of the outbox tables.
+//!
+//! PostgreSQL: `OUTBOX_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Each test gets its own schema, dropped when the test ends. When the server cannot be
+//! reached the PostgreSQL tests print a notice and pass, unless `OUTBOX_REQUIRE_POSTGRES`
+//! is set (as CI does), in which case they fail.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::prelude::*;
+use diesel_outbox::schema::{cell_outboxes, control_outboxes};
+use diesel_outbox::{CellOutboxRecord, ControlOutboxRecord, OutboxConnection};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// A SQLite database file in the temp dir, removed when dropped.
+pub struct SqliteDb {
+    path: PathBuf,
+}
+
+impl SqliteDb {
+    /// A fresh, migrated database.
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("diesel-outbox-{}.db", unique_suffix()));
+        let db = SqliteDb { path };
+        let mut conn = db.connect();
+        diesel_outbox::run_migrations(&mut conn).expect("migrations run on SQLite");
+        db
+    }
+
+    /// The database's URL (a file path).
+    pub fn url(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// A new connection in WAL mode, waiting up to 10 s for a busy database.
+    pub fn connect(&self) -> SqliteConnection {
+        let mut conn = SqliteConnection::establish(&self.url()).expect("SQLite opens");
+        conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+            .expect("SQLite pragmas");
+        conn
+    }
+}
+
+impl Default for SqliteDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A PostgreSQL schema of its own, dropped when dropped.
+#[cfg(feature = "postgres")]
+pub struct PgSchema {
+    base_url: String,
+    schema: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PgSchema {
+    /// The server's URL from `OUTBOX_POSTGRES_URL`, or the local default.
+    pub fn base_url() -> String {
+        std::env::var("OUTBOX_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A fresh, migrated schema; `None` (after a notice) when the server is unreachable
+    /// and `OUTBOX_REQUIRE_POSTGRES` is not set.
+    pub fn create() -> Option<Self> {
+        let base_url = Self::base_url();
+        let mut admin = match PgConnection::establish(&base_url) {
+            Ok(conn) => conn,
+            Err(error) if std::env::var_os("OUTBOX_REQUIRE_POSTGRES").is_none() => {
+                eprintln!("skipping a PostgreSQL test: cannot connect to {base_url}: {error}");
+                return None;
+            }
+            Err(error) => panic!(
+                "OUTBOX_REQUIRE_POSTGRES is set but PostgreSQL at {base_url} is unreachable: {error}"
+            ),
+        };
+        let schema = format!("outbox_test_{}", unique_suffix());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create a test schema");
+        let db = PgSchema { base_url, schema };
+        let mut conn = db.connect();
+        diesel_outbox::run_migrations(&mut conn).expect("migrations run on PostgreSQL");
+        Some(db)
+    }
+
+    /// A URL whose connections use this schema.
+    pub fn url(&self) -> String {
+        let separator = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{separator}options=-csearch_path%3D{}",
+            self.base_url, self.schema
+        )
+    }
+
+    /// A new connection to this schema.
+    pub fn connect(&self) -> PgConnection {
+        PgConnection::establish(&self.url()).expect("PostgreSQL connects")
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.base_url) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+        }
+    }
+}
+
+/// Reads of the outbox tables, the same on every backend.
+pub trait TestConnection: OutboxConnection + SimpleConnection {
+    /// Every `cell_outboxes` row in id order.
+    fn cell_rows(&mut self) -> Vec<CellOutboxRecord>;
+    /// Every `control_outboxes` row in id order.
+    fn control_rows(&mut self) -> Vec<ControlOutboxRecord>;
+    /// `SELECT COUNT(*) FROM table`.
+    fn count(&mut self, table: &str) -> i64;
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+macro_rules! impl_test_connection {
+    ($conn:ty) => {
+        impl TestConnection for $conn {
+            fn cell_rows(&mut self) -> Vec<CellOutboxRecord> {
+                cell_outboxes::table
+                    .select(CellOutboxRecord::as_select())
+                    .order(cell_outboxes::id)
+                    .load(self)
+                    .expect("read cell_outboxes")
+            }
+
+            fn control_rows(&mut self) -> Vec<ControlOutboxRecord> {
+                control_outboxes::table
+                    .select(ControlOutboxRecord::as_select())
+                    .order(control_outboxes::id)
+                    .load(self)
+                    .expect("read control_outboxes")
+            }
+
+            fn count(&mut self, table: &str) -> i64 {
+                diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .get_result::<Count>(self)
+                    .expect("count rows")
+                    .n
+            }
+        }
+    };
+}
+
+impl_test_connection!(SqliteConnection);
+#[cfg(feature = "postgres")]
+impl_test_connection!(PgConnection);
+
+/// The SQL of every statement a connection runs, recorded through diesel's
+/// instrumentation.
+#[derive(Clone, Default)]
+pub struct StatementLog(Arc<Mutex<Vec<String>>>);
+
+impl StatementLog {
+    /// Starts recording `conn`'s statements.
+    pub fn attach<C: Connection>(conn: &mut C) -> Self {
+        let log = StatementLog::default();
+        conn.set_instrumentation(log.clone());
+        log
+    }
+
+    /// The statements containing every one of `needles`.
+    pub fn matching(&self, needles: &[&str]) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|log| {
+                log.iter()
+                    .filter(|sql| needles.iter().all(|needle| sql.contains(needle)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Instrumentation for StatementLog {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            if let Ok(mut log) = self.0.lock() {
+                log.push(query.to_string());
+            }
+        }
+    }
+}
+
+/// Declares one `#[test]` per backend for each generic test function
+/// `fn name<C: TestConnection>(conn: &mut C)` (or `(db: &Db)` forms, see below).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let db = $crate::SqliteDb::new();
+                    super::$name(&mut db.connect());
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::PgSchema::create() else { return };
+                    super::$name(&mut db.connect());
+                }
+            )*
+        }
+    };
+}
