@@ -32,6 +32,26 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An update of a replicated model found no row with its primary key.
+    #[error("no row in `{table}` has the primary key {object_identifier}: insert or save it instead of updating")]
+    ModelNotFound {
+        /// The model's table.
+        table: &'static str,
+        /// The primary key that was not found.
+        object_identifier: i64,
+    },
+
+    /// An object identifier does not fit the type of the model's primary key.
+    #[error(
+        "object identifier {object_identifier} does not fit the primary key type of `{table}`"
+    )]
+    IdentifierOutOfRange {
+        /// The model's table.
+        table: &'static str,
+        /// The identifier that did not fit.
+        object_identifier: i64,
+    },
+
     /// A control outbox row names a cell that cannot be stored.
     #[error(
         "invalid cell name {name:?}: a cell name must be 1 to {max} characters long",

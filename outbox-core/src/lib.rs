@@ -21,10 +21,16 @@ mod context;
 mod declare;
 mod error;
 mod migrations;
+mod model;
 mod payload;
 mod record;
 mod row;
 pub mod schema;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+use __private as private;
 
 pub use backend::OutboxConnection;
 pub use category::{
@@ -32,8 +38,14 @@ pub use category::{
     OutboxScope, ScopeInfo, ShardOf, Silos,
 };
 pub use context::{outbox_context, ContextHost, OutboxContext};
+pub use diesel_outbox_derive::{ReplicatedCell, ReplicatedControl};
 pub use error::{Error, Result};
 pub use migrations::run_migrations;
+pub use private::ModelWrites;
+pub use model::{
+    BoxError, CellNames, CellReplicationHooks, ControlReplicationHooks, ReplicatedCell,
+    ReplicatedControl, ReplicationContext,
+};
 pub use payload::JsonPayload;
 pub use record::{CellOutboxRecord, ControlOutboxRecord};
 pub use row::{CellOutbox, ControlOutbox, OutboxWrite, Shard, DUE_AT_ONCE, MAX_CELL_NAME_LEN};

@@ -60,6 +60,14 @@ impl CellOutbox {
         shard_identifier: impl Identifier,
         object_identifier: impl Identifier,
     ) -> Self {
+        Self::typed::<C>(shard_identifier, object_identifier)
+    }
+
+    /// [`CellOutbox::new`] for a category named by type.
+    pub(crate) fn typed<C: CellCategory>(
+        shard_identifier: impl Identifier,
+        object_identifier: impl Identifier,
+    ) -> Self {
         CellOutbox {
             category: C::NUMBER,
             shard: Shard {
@@ -114,6 +122,15 @@ impl ControlOutbox {
     /// delivered to the cell `cell_name`.
     pub fn new<C: ControlCategory>(
         _category: C,
+        shard_identifier: impl Identifier,
+        object_identifier: impl Identifier,
+        cell_name: impl Into<String>,
+    ) -> Self {
+        Self::typed::<C>(shard_identifier, object_identifier, cell_name)
+    }
+
+    /// [`ControlOutbox::new`] for a category named by type.
+    pub(crate) fn typed<C: ControlCategory>(
         shard_identifier: impl Identifier,
         object_identifier: impl Identifier,
         cell_name: impl Into<String>,

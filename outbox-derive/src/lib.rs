@@ -1,1 +1,32 @@
+//! Derive macros of [diesel-outbox](https://docs.rs/diesel-outbox). Use them through the
+//! `diesel-outbox` crate, which re-exports them and documents them.
+//!
+//! Each derive runs three steps in one direction: [`attr`] parses the `#[outbox]` and
+//! `#[diesel]` attributes, [`valid`] checks them into an [`ast::Model`] (collecting every
+//! error with its span), and [`expand`] generates the code. The two entry points differ
+//! only in the silo they ask for.
+
 extern crate proc_macro;
+
+mod ast;
+mod attr;
+mod ctxt;
+mod expand;
+mod replicated_cell;
+mod replicated_control;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+/// See `diesel_outbox::ReplicatedCell` (the derive's documentation lives there).
+#[proc_macro_derive(ReplicatedCell, attributes(outbox, diesel))]
+pub fn derive_replicated_cell(input: TokenStream) -> TokenStream {
+    replicated_cell::derive(&parse_macro_input!(input as DeriveInput)).into()
+}
+
+/// See `diesel_outbox::ReplicatedControl` (the derive's documentation lives there).
+#[proc_macro_derive(ReplicatedControl, attributes(outbox, diesel))]
+pub fn derive_replicated_control(input: TokenStream) -> TokenStream {
+    replicated_control::derive(&parse_macro_input!(input as DeriveInput)).into()
+}

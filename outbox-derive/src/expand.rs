@@ -1,0 +1,384 @@
+//! Code generation for a checked [`Model`]. Everything is wrapped in `const _: () = {...}`
+//! and reaches the runtime through `::diesel_outbox::__private` alone.
+//!
+//! What is generated, in order:
+//! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields: the
+//!    only way to write the table, and unnameable outside the block, so the model itself
+//!    cannot be passed to `insert_into(..).values(..)` or `update(..).set(..)`;
+//! 2. the `ReplicatedCell` / `ReplicatedControl` impl (category, identifiers, payload);
+//! 3. `NamedField` impls, through which a scope's declaration finds its shard field;
+//! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with;
+//! 5. the write methods, which all take `&mut OutboxContext`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::{Cells, Model, Payload, Shard, Silo};
+
+pub fn model(model: &Model<'_>) -> TokenStream {
+    let row = row_type(model);
+    let replicated = replicated_impl(model);
+    let named_fields = named_field_impls(model);
+    let writes = model_writes(model);
+    let methods = write_methods(model.ident, Some(model));
+    quote! {
+        #[doc(hidden)]
+        const _: () = {
+            use ::diesel_outbox::__private as __outbox;
+            #row
+            #replicated
+            #named_fields
+            #writes
+            #methods
+        };
+    }
+}
+
+/// The write methods alone, with unreachable bodies: emitted beside the errors of an
+/// invalid model so that its call sites do not add a cascade of "no method" errors.
+pub fn stubs(ident: &syn::Ident) -> TokenStream {
+    let methods = write_methods(ident, None);
+    quote! {
+        const _: () = {
+            use ::diesel_outbox::__private as __outbox;
+            #methods
+        };
+    }
+}
+
+fn row_type(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let key = model.key().ident;
+    let ident = model.ident;
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    for field in &model.fields {
+        let (name, column) = (field.ident, &field.column);
+        // `Option<&T>` rather than `&Option<T>`: diesel's expressions exist for the former.
+        let (ty, init) = match option_inner(field.ty) {
+            Some(inner) => (
+                quote!(::core::option::Option<&'__outbox #inner>),
+                quote!(model.#name.as_ref()),
+            ),
+            None => {
+                let ty = field.ty;
+                (quote!(&'__outbox #ty), quote!(&model.#name))
+            }
+        };
+        fields.push(quote!(#[diesel(column_name = #column)] #name: #ty));
+        inits.push(quote!(#name: #init));
+    }
+    quote! {
+        // The model's whole state is written: `None` is NULL, never "leave as is" or DEFAULT.
+        #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
+        #[diesel(
+            table_name = #table,
+            primary_key(#key),
+            treat_none_as_default_value = false,
+            treat_none_as_null = true
+        )]
+        #[doc(hidden)]
+        pub struct __OutboxRow<'__outbox> { #(#fields),* }
+
+        impl<'__outbox> __OutboxRow<'__outbox> {
+            fn of(model: &'__outbox #ident) -> Self {
+                __OutboxRow { #(#inits),* }
+            }
+        }
+    }
+}
+
+/// `T` if `ty` is written `Option<T>` (with any path prefix).
+fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let segment = path.path.segments.last()?;
+    if segment.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 => Some(inner),
+        _ => None,
+    }
+}
+
+fn replicated_impl(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let category = &model.category;
+    let category_type = quote_spanned!(category.span()=> type Category = #category;);
+    let table_name = model.table_name();
+    let key = model.key();
+    let (key_ident, key_ty) = (key.ident, key.ty);
+    let object =
+        quote_spanned!(key_ty.span()=> __outbox::Identifier::to_identifier(&self.#key_ident));
+    let shard = match &model.shard {
+        Shard::Field(index) => {
+            let field = &model.fields[*index];
+            let (ident, ty) = (field.ident, field.ty);
+            quote_spanned!(ty.span()=> __outbox::Identifier::to_identifier(&self.#ident))
+        }
+        Shard::Scope => quote_spanned! {category.span()=>
+            <<#category as __outbox::OutboxCategory>::Scope as __outbox::ShardOf<Self>>::shard_of(self)
+        },
+    };
+    let payload = match &model.payload {
+        Payload::None => quote!(::core::result::Result::Ok(::core::option::Option::None)),
+        Payload::Model => {
+            quote!(__outbox::JsonPayload::encode(self).map(::core::option::Option::Some))
+        }
+        Payload::Function(path) => {
+            quote!(__outbox::JsonPayload::encode(&#path(self)).map(::core::option::Option::Some))
+        }
+    };
+    let (trait_name, rows_into, cells) = match (&model.silo, &model.cells) {
+        (Silo::Control, Some(cells)) => {
+            let list = match cells {
+                Cells::Field(index) => {
+                    let field = &model.fields[*index];
+                    let (ident, ty) = (field.ident, field.ty);
+                    quote_spanned!(ty.span()=> __outbox::CellNames::cell_names(&self.#ident))
+                }
+                Cells::Function(path) => quote!(__outbox::CellNames::cell_names(&#path(self))),
+            };
+            (
+                quote!(ReplicatedControl),
+                quote!(control_rows_into),
+                quote! {
+                    fn target_cells(&self) -> ::std::vec::Vec<::std::string::String> { #list }
+                },
+            )
+        }
+        _ => (quote!(ReplicatedCell), quote!(cell_rows_into), quote!()),
+    };
+    quote! {
+        impl __outbox::#trait_name for #ident {
+            #category_type
+            const TABLE_NAME: &'static str = #table_name;
+
+            fn object_identifier(&self) -> i64 { #object }
+            fn shard_identifier(&self) -> i64 { #shard }
+            fn outbox_payload(&self) -> __outbox::Result<::core::option::Option<__outbox::JsonPayload>> {
+                #payload
+            }
+            #cells
+        }
+
+        impl __outbox::OutboxRows for #ident {
+            fn outbox_rows_into(
+                &self,
+                out: &mut ::std::vec::Vec<__outbox::OutboxWrite>,
+            ) -> __outbox::Result<()> {
+                __outbox::#rows_into(self, out)
+            }
+        }
+
+        impl __outbox::ModelIdentity for #ident {
+            const TABLE: &'static str = #table_name;
+            fn identity(&self) -> i64 { #object }
+        }
+    }
+}
+
+fn named_field_impls(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let impls = model.fields.iter().map(|field| {
+        let (name, ty) = (field.ident, field.ty);
+        let key = name.to_string();
+        quote! {
+            impl __outbox::NamedField<{ __outbox::field_id(#key) }> for #ident {
+                type Value = #ty;
+                fn field(&self) -> &#ty { &self.#name }
+            }
+        }
+    });
+    quote!(#(#impls)*)
+}
+
+fn model_writes(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let key = model.key();
+    let (key_ident, key_ty, key_column) = (key.ident, key.ty, &key.column);
+    let columns = model.fields.len();
+    let table_name = model.table_name();
+    let updates = model.value_fields().map(|field| {
+        let column = &field.column;
+        quote!(#table::#column.eq(__outbox::diesel::upsert::excluded(#table::#column)))
+    });
+    let writes_macro = format_ident!("__outbox_model_writes");
+    quote! {
+        macro_rules! #writes_macro {
+            ($conn:ty) => {
+                impl __outbox::ModelWrites<$conn> for #ident {
+                    const COLUMNS: usize = #columns;
+
+                    fn insert_rows(conn: &mut $conn, models: &[Self]) -> __outbox::Result<()> {
+                        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
+                        __outbox::diesel::RunQueryDsl::execute(
+                            __outbox::diesel::insert_into(#table::table).values(rows),
+                            conn,
+                        )?;
+                        ::core::result::Result::Ok(())
+                    }
+
+                    fn update_row(conn: &mut $conn, model: &Self) -> __outbox::Result<usize> {
+                        let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key_ident);
+                        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
+                            __outbox::diesel::update(target).set(__OutboxRow::of(model)),
+                            conn,
+                        )?)
+                    }
+
+                    fn upsert_rows(conn: &mut $conn, models: &[Self]) -> __outbox::Result<()> {
+                        use __outbox::diesel::ExpressionMethods as _;
+                        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
+                        __outbox::diesel::RunQueryDsl::execute(
+                            __outbox::diesel::insert_into(#table::table)
+                                .values(rows)
+                                .on_conflict(#table::#key_column)
+                                .do_update()
+                                .set((#(#updates,)*)),
+                            conn,
+                        )?;
+                        ::core::result::Result::Ok(())
+                    }
+
+                    fn delete_rows(conn: &mut $conn, ids: &[i64]) -> __outbox::Result<::std::vec::Vec<Self>> {
+                        use __outbox::diesel::ExpressionMethods as _;
+                        let keys = ids
+                            .iter()
+                            .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
+                            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+                        let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
+                        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(
+                            __outbox::diesel::delete(target).returning(
+                                <Self as __outbox::diesel::SelectableHelper<<$conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
+                            ),
+                            conn,
+                        )?)
+                    }
+
+                    fn load_row(conn: &mut $conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
+                        let key = __outbox::primary_key::<#key_ty>(#table_name, id)?;
+                        let query = __outbox::diesel::QueryDsl::select(
+                            __outbox::diesel::QueryDsl::find(#table::table, key),
+                            <Self as __outbox::diesel::SelectableHelper<<$conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                        );
+                        ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(
+                            __outbox::diesel::RunQueryDsl::first(query, conn),
+                        )?)
+                    }
+                }
+            };
+        }
+        ::diesel_outbox::__outbox_for_each_connection!(#writes_macro);
+    }
+}
+
+/// The write methods, all taking `&mut OutboxContext`; with no model, their bodies are
+/// unreachable stubs.
+fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
+    let rows = match model.map(|model| model.silo) {
+        Some(Silo::Control) => "one control outbox row per target cell",
+        _ => "its cell outbox row",
+    };
+    let body = |call: TokenStream| match model {
+        Some(_) => call,
+        None => quote!(::core::unreachable!("the model failed to derive")),
+    };
+    let insert = body(quote!(__outbox::insert(ctx, ::core::slice::from_ref(self))));
+    let update = body(quote!(__outbox::update(ctx, ::core::slice::from_ref(self))));
+    let save = body(quote!(__outbox::save(ctx, ::core::slice::from_ref(self))));
+    let delete = body(quote! {
+        let id = <Self as __outbox::ModelIdentity>::identity(self);
+        __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+    });
+    let delete_by_id = body(quote! {
+        let id = __outbox::Identifier::to_identifier(&id);
+        __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+    });
+    let insert_all = body(quote!(__outbox::insert(ctx, models)));
+    let update_all = body(quote!(__outbox::update(ctx, models)));
+    let save_all = body(quote!(__outbox::save(ctx, models)));
+    let delete_all = body(quote! {
+        let ids: ::std::vec::Vec<i64> = models.iter().map(<Self as __outbox::ModelIdentity>::identity).collect();
+        __outbox::delete::<C, Self>(ctx, &ids)
+    });
+    let delete_by_ids = body(quote!(__outbox::delete::<C, Self>(ctx, ids)));
+    let bound = quote!(C: __outbox::OutboxConnection, Self: __outbox::ModelWrites<C>);
+    let write_bound = match model {
+        Some(_) => quote!(#bound, Self: __outbox::OutboxRows),
+        None => bound.clone(),
+    };
+    let ctx = quote!(ctx: &mut __outbox::OutboxContext<'_, C>);
+    let allow = quote!(#[allow(unused_variables, clippy::needless_lifetimes)]);
+    let insert_doc = format!("Inserts this model and records {rows}, in `ctx`'s transaction.");
+    let update_doc = format!(
+            "Updates this model's row (by primary key) and records {rows}. Fails with `Error::ModelNotFound` if the row does not exist."
+        );
+    let save_doc = format!("Inserts this model or, if its primary key exists, updates it (one upsert), and records {rows}.");
+    let delete_doc = format!(
+        "Deletes this model's row and records {rows}, as the row was. Returns whether it existed."
+    );
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #insert_doc]
+            #allow
+            pub fn insert<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #insert }
+
+            #[doc = #update_doc]
+            #allow
+            pub fn update<C>(&self, #ctx) -> __outbox::Result<()>
+            where #write_bound, Self: __outbox::ModelIdentity { #update }
+
+            #[doc = #save_doc]
+            #allow
+            pub fn save<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #save }
+
+            #[doc = #delete_doc]
+            #allow
+            pub fn delete<C>(&self, #ctx) -> __outbox::Result<bool>
+            where #write_bound, Self: __outbox::ModelIdentity { #delete }
+
+            /// Deletes the object with this identifier, if it exists, and records its
+            /// outbox rows. Returns whether it existed.
+            #allow
+            pub fn delete_by_id<C>(#ctx, id: impl __outbox::Identifier) -> __outbox::Result<bool>
+            where #write_bound { #delete_by_id }
+
+            /// Inserts all `models` with one INSERT (split only at the backend's
+            /// bind-parameter limit) and records their outbox rows.
+            #allow
+            pub fn insert_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #insert_all }
+
+            /// Updates every model's row by primary key (one UPDATE each: SQL has no
+            /// portable multi-row UPDATE; `save_all` is one statement) and records
+            /// their outbox rows.
+            #allow
+            pub fn update_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()>
+            where #write_bound, Self: __outbox::ModelIdentity { #update_all }
+
+            /// Inserts or updates all `models` with one upsert statement and records
+            /// their outbox rows.
+            #allow
+            pub fn save_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #save_all }
+
+            /// Deletes the rows of all `models` with one DELETE and records their
+            /// outbox rows. Returns how many existed.
+            #allow
+            pub fn delete_all<C>(#ctx, models: &[Self]) -> __outbox::Result<usize>
+            where #write_bound, Self: __outbox::ModelIdentity { #delete_all }
+
+            /// Deletes the objects with these identifiers with one DELETE and records
+            /// their outbox rows. Returns how many existed.
+            #allow
+            pub fn delete_by_ids<C>(#ctx, ids: &[i64]) -> __outbox::Result<usize> where #write_bound { #delete_by_ids }
+        }
+    }
+}
