@@ -129,6 +129,11 @@ pub trait ShardOf<M: ?Sized> {
 /// implement it for every named field so that a scope's declaration can name a field
 /// that the derive never sees.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no field named by its category's scope as the shard",
+    label = "this category's scope takes the shard identifier from a field `{Self}` lacks",
+    note = "the scope's declaration (`shard: field_name`) names the field; add it to the model, or mark the field that holds the shard with `#[outbox(shard)]`"
+)]
 pub trait NamedField<const ID: u64> {
     /// The field's type.
     type Value;

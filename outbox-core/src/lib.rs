@@ -41,12 +41,12 @@ pub use context::{outbox_context, ContextHost, OutboxContext};
 pub use diesel_outbox_derive::{ReplicatedCell, ReplicatedControl};
 pub use error::{Error, Result};
 pub use migrations::run_migrations;
-pub use private::ModelWrites;
 pub use model::{
     BoxError, CellNames, CellReplicationHooks, ControlReplicationHooks, ReplicatedCell,
     ReplicatedControl, ReplicationContext,
 };
 pub use payload::JsonPayload;
+pub use private::ModelWrites;
 pub use record::{CellOutboxRecord, ControlOutboxRecord};
 pub use row::{CellOutbox, ControlOutbox, OutboxWrite, Shard, DUE_AT_ONCE, MAX_CELL_NAME_LEN};
 

@@ -200,6 +200,18 @@ fn named_field_impls(model: &Model<'_>) -> TokenStream {
 }
 
 fn model_writes(model: &Model<'_>) -> TokenStream {
+    let writes_macro = format_ident!("__outbox_model_writes");
+    let writes = writes_impl(model, &quote!($conn));
+    quote! {
+        macro_rules! #writes_macro {
+            ($conn:ty) => { #writes };
+        }
+        ::diesel_outbox::__outbox_for_each_connection!(#writes_macro);
+    }
+}
+
+/// `ModelWrites<conn>`: the model's SQL, checked against one concrete connection type.
+pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
     let key = model.key();
@@ -210,14 +222,11 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
         let column = &field.column;
         quote!(#table::#column.eq(__outbox::diesel::upsert::excluded(#table::#column)))
     });
-    let writes_macro = format_ident!("__outbox_model_writes");
     quote! {
-        macro_rules! #writes_macro {
-            ($conn:ty) => {
-                impl __outbox::ModelWrites<$conn> for #ident {
+        impl __outbox::ModelWrites<#conn> for #ident {
                     const COLUMNS: usize = #columns;
 
-                    fn insert_rows(conn: &mut $conn, models: &[Self]) -> __outbox::Result<()> {
+                    fn insert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
                         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
                         __outbox::diesel::RunQueryDsl::execute(
                             __outbox::diesel::insert_into(#table::table).values(rows),
@@ -226,7 +235,7 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
                         ::core::result::Result::Ok(())
                     }
 
-                    fn update_row(conn: &mut $conn, model: &Self) -> __outbox::Result<usize> {
+                    fn update_row(conn: &mut #conn, model: &Self) -> __outbox::Result<usize> {
                         let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key_ident);
                         ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
                             __outbox::diesel::update(target).set(__OutboxRow::of(model)),
@@ -234,7 +243,7 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
                         )?)
                     }
 
-                    fn upsert_rows(conn: &mut $conn, models: &[Self]) -> __outbox::Result<()> {
+                    fn upsert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
                         use __outbox::diesel::ExpressionMethods as _;
                         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
                         __outbox::diesel::RunQueryDsl::execute(
@@ -248,7 +257,7 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
                         ::core::result::Result::Ok(())
                     }
 
-                    fn delete_rows(conn: &mut $conn, ids: &[i64]) -> __outbox::Result<::std::vec::Vec<Self>> {
+                    fn delete_rows(conn: &mut #conn, ids: &[i64]) -> __outbox::Result<::std::vec::Vec<Self>> {
                         use __outbox::diesel::ExpressionMethods as _;
                         let keys = ids
                             .iter()
@@ -257,26 +266,23 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
                         let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
                         ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(
                             __outbox::diesel::delete(target).returning(
-                                <Self as __outbox::diesel::SelectableHelper<<$conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
+                                <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
                             ),
                             conn,
                         )?)
                     }
 
-                    fn load_row(conn: &mut $conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
+                    fn load_row(conn: &mut #conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
                         let key = __outbox::primary_key::<#key_ty>(#table_name, id)?;
                         let query = __outbox::diesel::QueryDsl::select(
                             __outbox::diesel::QueryDsl::find(#table::table, key),
-                            <Self as __outbox::diesel::SelectableHelper<<$conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                            <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
                         );
                         ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(
                             __outbox::diesel::RunQueryDsl::first(query, conn),
                         )?)
                     }
                 }
-            };
-        }
-        ::diesel_outbox::__outbox_for_each_connection!(#writes_macro);
     }
 }
 
@@ -310,10 +316,15 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
         __outbox::delete::<C, Self>(ctx, &ids)
     });
     let delete_by_ids = body(quote!(__outbox::delete::<C, Self>(ctx, ids)));
+    // Stubs keep only the bounds that mention `C`: a bound on the concrete model alone
+    // would be one more error ("trivial bound not satisfied") on an invalid model.
     let bound = quote!(C: __outbox::OutboxConnection, Self: __outbox::ModelWrites<C>);
-    let write_bound = match model {
-        Some(_) => quote!(#bound, Self: __outbox::OutboxRows),
-        None => bound.clone(),
+    let (write_bound, identity) = match model {
+        Some(_) => (
+            quote!(#bound, Self: __outbox::OutboxRows),
+            quote!(, Self: __outbox::ModelIdentity),
+        ),
+        None => (bound, quote!()),
     };
     let ctx = quote!(ctx: &mut __outbox::OutboxContext<'_, C>);
     let allow = quote!(#[allow(unused_variables, clippy::needless_lifetimes)]);
@@ -335,7 +346,7 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             #[doc = #update_doc]
             #allow
             pub fn update<C>(&self, #ctx) -> __outbox::Result<()>
-            where #write_bound, Self: __outbox::ModelIdentity { #update }
+            where #write_bound #identity { #update }
 
             #[doc = #save_doc]
             #allow
@@ -344,7 +355,7 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             #[doc = #delete_doc]
             #allow
             pub fn delete<C>(&self, #ctx) -> __outbox::Result<bool>
-            where #write_bound, Self: __outbox::ModelIdentity { #delete }
+            where #write_bound #identity { #delete }
 
             /// Deletes the object with this identifier, if it exists, and records its
             /// outbox rows. Returns whether it existed.
@@ -362,7 +373,7 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             /// their outbox rows.
             #allow
             pub fn update_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()>
-            where #write_bound, Self: __outbox::ModelIdentity { #update_all }
+            where #write_bound #identity { #update_all }
 
             /// Inserts or updates all `models` with one upsert statement and records
             /// their outbox rows.
@@ -373,7 +384,7 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             /// outbox rows. Returns how many existed.
             #allow
             pub fn delete_all<C>(#ctx, models: &[Self]) -> __outbox::Result<usize>
-            where #write_bound, Self: __outbox::ModelIdentity { #delete_all }
+            where #write_bound #identity { #delete_all }
 
             /// Deletes the objects with these identifiers with one DELETE and records
             /// their outbox rows. Returns how many existed.

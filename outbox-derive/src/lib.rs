@@ -14,6 +14,8 @@ mod ctxt;
 mod expand;
 mod replicated_cell;
 mod replicated_control;
+#[cfg(test)]
+mod snapshots;
 mod valid;
 
 use proc_macro::TokenStream;

@@ -1,0 +1,391 @@
+#[derive(Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = projects)]
+#[outbox(category = Category::ProjectUpdate)]
+pub struct Project {
+    pub id: i64,
+    pub organization_id: i64,
+    pub name: String,
+    pub description: Option<String>,
+}
+#[doc(hidden)]
+const _: () = {
+    use ::diesel_outbox::__private as __outbox;
+    #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
+    #[diesel(
+        table_name = projects,
+        primary_key(id),
+        treat_none_as_default_value = false,
+        treat_none_as_null = true
+    )]
+    #[doc(hidden)]
+    pub struct __OutboxRow<'__outbox> {
+        #[diesel(column_name = id)]
+        id: &'__outbox i64,
+        #[diesel(column_name = organization_id)]
+        organization_id: &'__outbox i64,
+        #[diesel(column_name = name)]
+        name: &'__outbox String,
+        #[diesel(column_name = description)]
+        description: ::core::option::Option<&'__outbox String>,
+    }
+    impl<'__outbox> __OutboxRow<'__outbox> {
+        fn of(model: &'__outbox Project) -> Self {
+            __OutboxRow {
+                id: &model.id,
+                organization_id: &model.organization_id,
+                name: &model.name,
+                description: model.description.as_ref(),
+            }
+        }
+    }
+    impl __outbox::ReplicatedCell for Project {
+        type Category = Category::ProjectUpdate;
+        const TABLE_NAME: &'static str = "projects";
+        fn object_identifier(&self) -> i64 {
+            __outbox::Identifier::to_identifier(&self.id)
+        }
+        fn shard_identifier(&self) -> i64 {
+            <<Category::ProjectUpdate as __outbox::OutboxCategory>::Scope as __outbox::ShardOf<
+                Self,
+            >>::shard_of(self)
+        }
+        fn outbox_payload(
+            &self,
+        ) -> __outbox::Result<::core::option::Option<__outbox::JsonPayload>> {
+            ::core::result::Result::Ok(::core::option::Option::None)
+        }
+    }
+    impl __outbox::OutboxRows for Project {
+        fn outbox_rows_into(
+            &self,
+            out: &mut ::std::vec::Vec<__outbox::OutboxWrite>,
+        ) -> __outbox::Result<()> {
+            __outbox::cell_rows_into(self, out)
+        }
+    }
+    impl __outbox::ModelIdentity for Project {
+        const TABLE: &'static str = "projects";
+        fn identity(&self) -> i64 {
+            __outbox::Identifier::to_identifier(&self.id)
+        }
+    }
+    impl __outbox::NamedField<{ __outbox::field_id("id") }> for Project {
+        type Value = i64;
+        fn field(&self) -> &i64 {
+            &self.id
+        }
+    }
+    impl __outbox::NamedField<{ __outbox::field_id("organization_id") }> for Project {
+        type Value = i64;
+        fn field(&self) -> &i64 {
+            &self.organization_id
+        }
+    }
+    impl __outbox::NamedField<{ __outbox::field_id("name") }> for Project {
+        type Value = String;
+        fn field(&self) -> &String {
+            &self.name
+        }
+    }
+    impl __outbox::NamedField<{ __outbox::field_id("description") }> for Project {
+        type Value = Option<String>;
+        fn field(&self) -> &Option<String> {
+            &self.description
+        }
+    }
+    macro_rules! __outbox_model_writes {
+        ($conn:ty) => {
+            impl __outbox::ModelWrites < $conn > for Project { const COLUMNS : usize =
+            4usize; fn insert_rows(conn : & mut $conn, models : & [Self]) ->
+            __outbox::Result < () > { let rows : ::std::vec::Vec < __OutboxRow < '_ >> =
+            models.iter().map(__OutboxRow::of).collect();
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
+            .values(rows), conn,) ?; ::core::result::Result::Ok(()) } fn update_row(conn
+            : & mut $conn, model : & Self) -> __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(projects::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
+            models : & [Self]) -> __outbox::Result < () > { use
+            __outbox::diesel::ExpressionMethods as _; let rows : ::std::vec::Vec <
+            __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
+            .values(rows).on_conflict(projects::id).do_update()
+            .set((projects::organization_id
+            .eq(__outbox::diesel::upsert::excluded(projects::organization_id)),
+            projects::name.eq(__outbox::diesel::upsert::excluded(projects::name)),
+            projects::description
+            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn,) ?;
+            ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
+            [i64]) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("projects", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(projects::table, projects::id
+            .eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), conn,) ?) }
+            fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
+            ::core::option::Option < Self >> { let key = __outbox::primary_key:: < i64 >
+            ("projects", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(projects::table,
+            key), < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } }
+        };
+    }
+    ::diesel_outbox::__outbox_for_each_connection!(__outbox_model_writes);
+    #[automatically_derived]
+    impl Project {
+        ///Inserts this model and records its cell outbox row, in `ctx`'s transaction.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn insert<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::insert(ctx, ::core::slice::from_ref(self))
+        }
+        ///Updates this model's row (by primary key) and records its cell outbox row. Fails with `Error::ModelNotFound` if the row does not exist.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn update<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            __outbox::update(ctx, ::core::slice::from_ref(self))
+        }
+        ///Inserts this model or, if its primary key exists, updates it (one upsert), and records its cell outbox row.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn save<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::save(ctx, ::core::slice::from_ref(self))
+        }
+        ///Deletes this model's row and records its cell outbox row, as the row was. Returns whether it existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<bool>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            let id = <Self as __outbox::ModelIdentity>::identity(self);
+            __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        }
+        /// Deletes the object with this identifier, if it exists, and records its
+        /// outbox rows. Returns whether it existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_by_id<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            id: impl __outbox::Identifier,
+        ) -> __outbox::Result<bool>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            let id = __outbox::Identifier::to_identifier(&id);
+            __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        }
+        /// Inserts all `models` with one INSERT (split only at the backend's
+        /// bind-parameter limit) and records their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn insert_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::insert(ctx, models)
+        }
+        /// Updates every model's row by primary key (one UPDATE each: SQL has no
+        /// portable multi-row UPDATE; `save_all` is one statement) and records
+        /// their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn update_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            __outbox::update(ctx, models)
+        }
+        /// Inserts or updates all `models` with one upsert statement and records
+        /// their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn save_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::save(ctx, models)
+        }
+        /// Deletes the rows of all `models` with one DELETE and records their
+        /// outbox rows. Returns how many existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<usize>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            let ids: ::std::vec::Vec<i64> = models
+                .iter()
+                .map(<Self as __outbox::ModelIdentity>::identity)
+                .collect();
+            __outbox::delete::<C, Self>(ctx, &ids)
+        }
+        /// Deletes the objects with these identifiers with one DELETE and records
+        /// their outbox rows. Returns how many existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_by_ids<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            ids: &[i64],
+        ) -> __outbox::Result<usize>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::delete::<C, Self>(ctx, ids)
+        }
+    }
+};
+
+// `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:
+
+impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
+    const COLUMNS: usize = 4usize;
+    fn insert_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        models: &[Self],
+    ) -> __outbox::Result<()> {
+        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
+            .iter()
+            .map(__OutboxRow::of)
+            .collect();
+        __outbox::diesel::RunQueryDsl::execute(
+            __outbox::diesel::insert_into(projects::table).values(rows),
+            conn,
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn update_row(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        model: &Self,
+    ) -> __outbox::Result<usize> {
+        let target = __outbox::diesel::QueryDsl::find(projects::table, &model.id);
+        ::core::result::Result::Ok(
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::update(target).set(__OutboxRow::of(model)),
+                conn,
+            )?,
+        )
+    }
+    fn upsert_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        models: &[Self],
+    ) -> __outbox::Result<()> {
+        use __outbox::diesel::ExpressionMethods as _;
+        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
+            .iter()
+            .map(__OutboxRow::of)
+            .collect();
+        __outbox::diesel::RunQueryDsl::execute(
+            __outbox::diesel::insert_into(projects::table)
+                .values(rows)
+                .on_conflict(projects::id)
+                .do_update()
+                .set((
+                    projects::organization_id
+                        .eq(
+                            __outbox::diesel::upsert::excluded(projects::organization_id),
+                        ),
+                    projects::name
+                        .eq(__outbox::diesel::upsert::excluded(projects::name)),
+                    projects::description
+                        .eq(__outbox::diesel::upsert::excluded(projects::description)),
+                )),
+            conn,
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn delete_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        ids: &[i64],
+    ) -> __outbox::Result<::std::vec::Vec<Self>> {
+        use __outbox::diesel::ExpressionMethods as _;
+        let keys = ids
+            .iter()
+            .map(|id| __outbox::primary_key::<i64>("projects", *id))
+            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+        let target = __outbox::diesel::QueryDsl::filter(
+            projects::table,
+            projects::id.eq_any(keys),
+        );
+        ::core::result::Result::Ok(
+            __outbox::diesel::RunQueryDsl::get_results(
+                __outbox::diesel::delete(target)
+                    .returning(
+                        <Self as __outbox::diesel::SelectableHelper<
+                            <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+                        >>::as_returning(),
+                    ),
+                conn,
+            )?,
+        )
+    }
+    fn load_row(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        id: i64,
+    ) -> __outbox::Result<::core::option::Option<Self>> {
+        let key = __outbox::primary_key::<i64>("projects", id)?;
+        let query = __outbox::diesel::QueryDsl::select(
+            __outbox::diesel::QueryDsl::find(projects::table, key),
+            <Self as __outbox::diesel::SelectableHelper<
+                <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+            >>::as_select(),
+        );
+        ::core::result::Result::Ok(
+            __outbox::diesel::OptionalExtension::optional(
+                __outbox::diesel::RunQueryDsl::first(query, conn),
+            )?,
+        )
+    }
+}
