@@ -14,7 +14,97 @@ use crate::row::{CellOutbox, ControlOutbox};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A model whose every write records a cell outbox row. Implemented by
-/// `#[derive(ReplicatedCell)]`; see the derive for the attributes.
+/// `#[derive(ReplicatedCell)]`.
+///
+/// # The derive
+///
+/// On an ordinary diesel model (a struct with named fields that also derives `Queryable`
+/// and `Selectable`):
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `#[outbox(category = Category::X)]` | required: the category of the rows; its scope follows from it, and it must be declared `silo: cell` or `both` |
+/// | `#[outbox(shard)]` on a field | that field is the shard identifier (default: the field the scope's declaration names) |
+/// | `#[outbox(shard = field)]` | the same, said on the struct |
+/// | `#[outbox(payload)]` | rows carry the model serialised with serde (default: no payload; receivers reload the object) |
+/// | `#[outbox(payload = path)]` | rows carry `path(&model)` serialised with serde |
+/// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them; the key must be one column, `id` by default |
+///
+/// It generates these methods, all taking the [`OutboxContext`](crate::OutboxContext) and
+/// never a connection: `insert`, `update`, `save` (upsert), `delete`, `delete_by_id`, and
+/// the bulk `insert_all`, `save_all` (one statement each), `update_all`, `delete_all`,
+/// `delete_by_ids` (one DELETE). Each writes the model's table and records the outbox
+/// row(s) in the same transaction. A delete records the row as it was in the table, so
+/// with the shard it had.
+///
+/// The model's table is written through a hidden type the derive generates, so the model
+/// has no diesel write path of its own: `insert_into(t).values(&model)` and
+/// `update(&model).set(&model)` do not compile. Do not derive diesel's `Insertable` or
+/// `AsChangeset` on a replicated model: that would reopen the bypass (the write would
+/// record no outbox row).
+///
+/// `None` in an `Option` field is written as NULL (the whole state is written, never
+/// "leave as is" or DEFAULT).
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_outbox::{outbox_context, run_migrations, ReplicatedCell};
+///
+/// diesel_outbox::outbox_scopes_and_categories! {
+///     pub scopes Scope { Organization = 0 { shard: organization_id } }
+///     pub categories Category { ProjectUpdate = 1 { scope: Organization, silo: cell } }
+/// }
+///
+/// diesel::table! {
+///     projects (id) { id -> BigInt, organization_id -> BigInt, name -> Text }
+/// }
+///
+/// #[derive(Queryable, Selectable, ReplicatedCell)]
+/// #[diesel(table_name = projects)]
+/// #[outbox(category = Category::ProjectUpdate)] // shard: `organization_id`, from the scope
+/// struct Project {
+///     id: i64,
+///     organization_id: i64,
+///     name: String,
+/// }
+///
+/// fn main() -> Result<(), diesel_outbox::Error> {
+///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     run_migrations(&mut conn)?;
+///     diesel::sql_query("CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL)")
+///         .execute(&mut conn)?;
+///
+///     let project = Project { id: 7, organization_id: 42, name: "acme".into() };
+///     outbox_context(&mut conn, |ctx| {
+///         project.save(ctx)?;               // the row and its outbox row
+///         Project::delete_by_id(ctx, 8)?;   // nothing to delete: no outbox row
+///         Ok::<_, diesel_outbox::Error>(())
+///     })?;
+///     assert_eq!(project.shard_identifier(), 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// Writing it with a bare connection does not compile:
+///
+/// ```compile_fail
+/// # use diesel::prelude::*;
+/// # use diesel_outbox::ReplicatedCell;
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { ProjectUpdate = 1 { scope: Organization, silo: cell } }
+/// # }
+/// # diesel::table! { projects (id) { id -> BigInt, organization_id -> BigInt, name -> Text } }
+/// # #[derive(Queryable, Selectable, ReplicatedCell)]
+/// # #[diesel(table_name = projects)]
+/// # #[outbox(category = Category::ProjectUpdate)]
+/// # struct Project { id: i64, organization_id: i64, name: String }
+/// # fn main() {
+/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// let project = Project { id: 7, organization_id: 42, name: "acme".into() };
+/// diesel::insert_into(projects::table).values(&project).execute(&mut conn).unwrap();
+/// # }
+/// ```
 pub trait ReplicatedCell: Sized + 'static {
     /// The category of the model's outbox rows (declared with `silo: cell` or `both`).
     type Category: CellCategory;
@@ -42,6 +132,54 @@ pub trait ReplicatedCell: Sized + 'static {
 
 /// A model whose every write records one control outbox row per target cell.
 /// Implemented by `#[derive(ReplicatedControl)]`.
+///
+/// The derive takes the attributes of [`ReplicatedCell`]'s (the category must be declared
+/// `silo: control` or `both`) plus the target cells, required:
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `#[outbox(cells = field)]` or `#[outbox(cells)]` on a field | the cells are that field's value |
+/// | `#[outbox(cells = path)]` | the cells are `path(&model)` |
+///
+/// The field or function may hold a `String`, `&str`, `Option<String>`, or a `Vec`,
+/// array, slice or `BTreeSet` of them (see [`CellNames`]). A write records one row per
+/// distinct cell.
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_outbox::{outbox_context, run_migrations, ReplicatedControl};
+///
+/// diesel_outbox::outbox_scopes_and_categories! {
+///     pub scopes Scope { User = 1 { shard: user_id } }
+///     pub categories Category { UserUpdate = 2 { scope: User, silo: control } }
+/// }
+///
+/// diesel::table! { users (id) { id -> BigInt, name -> Text } }
+///
+/// #[derive(Queryable, Selectable, ReplicatedControl)]
+/// #[diesel(table_name = users)]
+/// #[outbox(category = Category::UserUpdate, cells = cells_of)]
+/// struct User {
+///     #[outbox(shard)]
+///     id: i64,
+///     name: String,
+/// }
+///
+/// fn cells_of(user: &User) -> Vec<&'static str> {
+///     vec!["eu", "us"]
+/// }
+///
+/// fn main() -> Result<(), diesel_outbox::Error> {
+///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     run_migrations(&mut conn)?;
+///     diesel::sql_query("CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL)")
+///         .execute(&mut conn)?;
+///     let ada = User { id: 1, name: "ada".into() };
+///     outbox_context(&mut conn, |ctx| ada.insert(ctx))?; // two control rows: eu, us
+///     assert_eq!(ada.outbox_rows()?.len(), 2);
+///     Ok(())
+/// }
+/// ```
 pub trait ReplicatedControl: Sized + 'static {
     /// The category of the model's outbox rows (declared with `silo: control` or `both`).
     type Category: ControlCategory;

@@ -21,13 +21,17 @@ mod valid;
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
-/// See `diesel_outbox::ReplicatedCell` (the derive's documentation lives there).
+/// Derives `diesel_outbox::ReplicatedCell`: writes of the model only through an
+/// `OutboxContext`, each recording a cell outbox row. The attributes are documented on
+/// the `diesel_outbox::ReplicatedCell` trait.
 #[proc_macro_derive(ReplicatedCell, attributes(outbox, diesel))]
 pub fn derive_replicated_cell(input: TokenStream) -> TokenStream {
     replicated_cell::derive(&parse_macro_input!(input as DeriveInput)).into()
 }
 
-/// See `diesel_outbox::ReplicatedControl` (the derive's documentation lives there).
+/// Derives `diesel_outbox::ReplicatedControl`: writes of the model only through an
+/// `OutboxContext`, each recording one control outbox row per target cell. The attributes
+/// are documented on the `diesel_outbox::ReplicatedControl` trait.
 #[proc_macro_derive(ReplicatedControl, attributes(outbox, diesel))]
 pub fn derive_replicated_control(input: TokenStream) -> TokenStream {
     replicated_control::derive(&parse_macro_input!(input as DeriveInput)).into()

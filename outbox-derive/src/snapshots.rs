@@ -49,7 +49,12 @@ fn cell_model() {
             pub description: Option<String>,
         }
     };
-    check("cell_model", &input, Silo::Cell, replicated_cell::derive(&input));
+    check(
+        "cell_model",
+        &input,
+        Silo::Cell,
+        replicated_cell::derive(&input),
+    );
 }
 
 #[test]
@@ -64,5 +69,10 @@ fn control_model() {
             pub name: String,
         }
     };
-    check("control_model", &input, Silo::Control, replicated_control::derive(&input));
+    check(
+        "control_model",
+        &input,
+        Silo::Control,
+        replicated_control::derive(&input),
+    );
 }
