@@ -26,6 +26,7 @@ mod payload;
 mod record;
 mod row;
 pub mod schema;
+mod tombstone;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -49,6 +50,7 @@ pub use payload::JsonPayload;
 pub use private::ModelWrites;
 pub use record::{CellOutboxRecord, ControlOutboxRecord};
 pub use row::{CellOutbox, ControlOutbox, OutboxWrite, Shard, DUE_AT_ONCE, MAX_CELL_NAME_LEN};
+pub use tombstone::{record_tombstone, tombstones, Tombstone, TombstoneTable};
 
 #[doc(hidden)]
 pub use row::{NewCellOutbox, NewControlOutbox};

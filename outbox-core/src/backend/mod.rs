@@ -41,6 +41,22 @@ pub trait OutboxConnection:
 
     #[doc(hidden)]
     fn next_object_identifier(&mut self) -> QueryResult<i64>;
+
+    #[doc(hidden)]
+    fn insert_tombstone(
+        &mut self,
+        table: crate::tombstone::TombstoneTable,
+        table_name: &str,
+        object_identifier: i64,
+        now: chrono::NaiveDateTime,
+    ) -> QueryResult<usize>;
+
+    #[doc(hidden)]
+    fn load_tombstones(
+        &mut self,
+        table: crate::tombstone::TombstoneTable,
+        table_name: Option<&str>,
+    ) -> QueryResult<Vec<crate::tombstone::Tombstone>>;
 }
 
 /// The bodies that are the same SQL on every backend, written once and expanded inside

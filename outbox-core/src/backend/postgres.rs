@@ -22,6 +22,7 @@ impl OutboxConnection for PgConnection {
     }
 
     common_outbox_sql!();
+    crate::tombstone::tombstone_sql!();
 
     fn next_object_identifier(&mut self) -> QueryResult<i64> {
         diesel::sql_query("SELECT nextval('diesel_outbox_object_ids') AS value")

@@ -22,6 +22,7 @@ impl OutboxConnection for SqliteConnection {
     }
 
     common_outbox_sql!();
+    crate::tombstone::tombstone_sql!();
 
     fn next_object_identifier(&mut self) -> QueryResult<i64> {
         // SQLite has no sequences: a one-row counter, bumped in the caller's transaction.
