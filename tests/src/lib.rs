@@ -210,6 +210,8 @@ pub trait TestConnection: OutboxConnection + SimpleConnection {
     fn control_rows(&mut self) -> Vec<ControlOutboxRecord>;
     /// `SELECT COUNT(*) FROM table`.
     fn count(&mut self, table: &str) -> i64;
+    /// The `BIGINT` column `n` of the one row `sql` returns.
+    fn scalar(&mut self, sql: &str) -> i64;
 }
 
 #[derive(QueryableByName)]
@@ -241,6 +243,13 @@ macro_rules! impl_test_connection {
                 diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
                     .get_result::<Count>(self)
                     .expect("count rows")
+                    .n
+            }
+
+            fn scalar(&mut self, sql: &str) -> i64 {
+                diesel::sql_query(sql)
+                    .get_result::<Count>(self)
+                    .expect("scalar query")
                     .n
             }
         }

@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
-use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use diesel_outbox::{
     drain_until_empty, outbox_context, BoxError, CellOutbox, Claim, Clock, ControlOutbox, DueShards,
     Error, FailureCause, ManualClock, Metrics, Outbox, OutboxMessage, OutboxWrite, Receivers,
