@@ -41,12 +41,12 @@ pub use category::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{outbox_context, ContextHost, OutboxContext};
-#[cfg(feature = "pool")]
-pub use drain::{Worker, WorkerOptions};
 pub use drain::{
     drain_until_empty, Claim, DeliveryFailure, DrainReport, DueShards, FailureCause, Outbox,
     OutboxBuilder, ShardKey, Silo,
 };
+#[cfg(feature = "pool")]
+pub use drain::{Worker, WorkerOptions};
 pub use error::{Error, Result};
 pub use metrics::{Metrics, NoMetrics};
 pub use migrations::run_migrations;

@@ -211,7 +211,9 @@ impl<C> fmt::Debug for Receivers<C> {
             .map(|((silo, number), registered)| (*silo, *number, registered.category_name))
             .collect();
         names.sort_unstable();
-        f.debug_struct("Receivers").field("categories", &names).finish()
+        f.debug_struct("Receivers")
+            .field("categories", &names)
+            .finish()
     }
 }
 

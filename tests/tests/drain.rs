@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use diesel_outbox::{
-    drain_until_empty, outbox_context, BoxError, CellOutbox, Claim, Clock, ControlOutbox, DueShards,
-    Error, FailureCause, ManualClock, Metrics, Outbox, OutboxMessage, OutboxWrite, Receivers,
-    ShardKey, Silo,
+    drain_until_empty, outbox_context, BoxError, CellOutbox, Claim, Clock, ControlOutbox,
+    DueShards, Error, FailureCause, ManualClock, Metrics, Outbox, OutboxMessage, OutboxWrite,
+    Receivers, ShardKey, Silo,
 };
 use diesel_outbox_tests::{backend_tests, TestConnection};
 use serde::Deserialize;
@@ -267,7 +267,9 @@ fn future_rows_wait_unless_their_shard_is_due<C: TestConnection>(conn: &mut C) {
     .expect("reschedules");
 
     assert_eq!(
-        outbox.find_due_shards(conn, &DueShards::new()).expect("finds"),
+        outbox
+            .find_due_shards(conn, &DueShards::new())
+            .expect("finds"),
         vec![]
     );
     outbox.drain_due_shards(conn).expect("drains");
@@ -413,7 +415,10 @@ fn the_kill_switch_deletes_without_delivery<C: TestConnection>(conn: &mut C) {
         vec![delivered(1, 2, 2, Some("kept")), us_call]
     );
     assert_eq!((report.skipped, report.delivered), (3, 2));
-    assert_eq!(conn.count("cell_outboxes") + conn.count("control_outboxes"), 0);
+    assert_eq!(
+        conn.count("cell_outboxes") + conn.count("control_outboxes"),
+        0
+    );
 
     outbox.unskip_shard(&org_shard(1));
     assert!(!outbox.is_skipped(&org_shard(1)));
@@ -490,7 +495,9 @@ fn undeliverable_rows_stay_and_name_their_row<C: TestConnection>(conn: &mut C) {
     assert_eq!(conn.count("control_outboxes"), 1);
 
     let error = report.into_result().expect_err("failures");
-    assert!(error.to_string().contains("3 outbox groups were not delivered"));
+    assert!(error
+        .to_string()
+        .contains("3 outbox groups were not delivered"));
 }
 
 fn drain_until_empty_follows_receivers_that_write<C: TestConnection>(conn: &mut C) {
@@ -503,7 +510,11 @@ fn drain_until_empty_follows_receivers_that_write<C: TestConnection>(conn: &mut 
             |conn: &mut C, message: &OutboxMessage| {
                 let (shard, object) = (message.shard.identifier, message.object_identifier);
                 outbox_context(conn, |ctx| {
-                    ctx.write(CellOutbox::new(Category::ProjectUpdate, shard + 100, object))
+                    ctx.write(CellOutbox::new(
+                        Category::ProjectUpdate,
+                        shard + 100,
+                        object,
+                    ))
                 })
             },
         )
@@ -517,7 +528,13 @@ fn drain_until_empty_follows_receivers_that_write<C: TestConnection>(conn: &mut 
     commit(conn, org(1, 1, "x"));
     let error = drain_until_empty(conn, &outbox, 1).expect_err("one round is not enough");
     assert!(
-        matches!(error, Error::NotDrained { rounds: 1, remaining: 1 }),
+        matches!(
+            error,
+            Error::NotDrained {
+                rounds: 1,
+                remaining: 1
+            }
+        ),
         "{error}"
     );
 

@@ -145,7 +145,10 @@ fn a_held_shard_is_not_claimed<D: TestDb>(db: &D) {
         });
         entered_rx.recv().expect("the holder is delivering");
         // Returns at once instead of waiting for the holder.
-        assert_eq!(outbox.claim_shard(&mut conn, &shard()).expect("claims"), Claim::Busy);
+        assert_eq!(
+            outbox.claim_shard(&mut conn, &shard()).expect("claims"),
+            Claim::Busy
+        );
         let report = outbox.drain_shard(&mut conn, &shard()).expect("drains");
         assert_eq!(report.delivered, 0, "left to the holder");
         release_tx.send(()).expect("release");
@@ -220,7 +223,9 @@ fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
                         ))
                     };
                     if writer % 2 == 0 {
-                        outbox.context(&mut conn, write).expect("writes and flushes");
+                        outbox
+                            .context(&mut conn, write)
+                            .expect("writes and flushes");
                     } else {
                         outbox_context(&mut conn, write).expect("writes");
                     }
@@ -237,7 +242,9 @@ fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
         WRITERS * UPDATES
     );
     assert_eq!(
-        conn.scalar("SELECT COUNT(*) AS n FROM source s JOIN replica r ON r.id = s.id AND r.v = s.v"),
+        conn.scalar(
+            "SELECT COUNT(*) AS n FROM source s JOIN replica r ON r.id = s.id AND r.v = s.v"
+        ),
         OBJECTS,
         "every replica equals its source"
     );

@@ -61,8 +61,11 @@ pub trait OutboxConnection:
     ) -> QueryResult<Vec<ShardKey>>;
 
     #[doc(hidden)]
-    fn outbox_shard_head(&mut self, key: &ShardKey, bound: Option<i64>)
-        -> QueryResult<Option<HeadRow>>;
+    fn outbox_shard_head(
+        &mut self,
+        key: &ShardKey,
+        bound: Option<i64>,
+    ) -> QueryResult<Option<HeadRow>>;
 
     #[doc(hidden)]
     fn outbox_shard_is_due(&mut self, key: &ShardKey, now: NaiveDateTime) -> QueryResult<bool>;

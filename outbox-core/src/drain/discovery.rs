@@ -69,7 +69,12 @@ pub(crate) fn find_due_shards<C: OutboxConnection>(
 ) -> Result<Vec<ShardKey>, Error> {
     let mut shards = Vec::new();
     for &silo in &options.silos {
-        shards.extend(conn.outbox_due_shards(silo, now, options.id_range.clone(), options.limit)?);
+        shards.extend(conn.outbox_due_shards(
+            silo,
+            now,
+            options.id_range.clone(),
+            options.limit,
+        )?);
     }
     Ok(shards)
 }

@@ -203,7 +203,10 @@ fn deliver<C: OutboxConnection>(
             Ok(())
         }
         Ok(Err(error)) => Err(failure(name, FailureCause::Receiver(error))),
-        Err(panic) => Err(failure(name, FailureCause::Panicked(panic_message(&*panic)))),
+        Err(panic) => Err(failure(
+            name,
+            FailureCause::Panicked(panic_message(&*panic)),
+        )),
     }
 }
 

@@ -206,7 +206,11 @@ pub(crate) fn due_shards(silo: Silo, id_range: bool) -> String {
         Silo::Cell => ", CAST('' AS TEXT) AS cell_name",
         Silo::Control => "",
     };
-    let range = if id_range { " AND id >= ? AND id < ?" } else { "" };
+    let range = if id_range {
+        " AND id >= ? AND id < ?"
+    } else {
+        ""
+    };
     format!(
         "SELECT {columns}{cell_name} FROM {table} WHERE scheduled_for <= ?{range} \
          GROUP BY {columns} ORDER BY MIN(scheduled_for), MAX(id) LIMIT ?",
@@ -312,9 +316,7 @@ macro_rules! drain_sql {
                     .bind::<BigInt, _>(range.end),
                 None => query,
             };
-            let rows = query
-                .bind::<BigInt, _>(limit)
-                .load::<sql::ShardRow>(self)?;
+            let rows = query.bind::<BigInt, _>(limit).load::<sql::ShardRow>(self)?;
             Ok(rows.into_iter().map(|row| row.into_key(silo)).collect())
         }
 
@@ -423,7 +425,8 @@ macro_rules! drain_sql {
         ) -> diesel::QueryResult<Option<(i64, i64)>> {
             use diesel::RunQueryDsl;
             use $crate::drain::sql;
-            let bounds = diesel::sql_query(sql::id_bounds(silo)).get_result::<sql::IdBounds>(self)?;
+            let bounds =
+                diesel::sql_query(sql::id_bounds(silo)).get_result::<sql::IdBounds>(self)?;
             Ok(bounds.lo.zip(bounds.hi))
         }
 

@@ -84,8 +84,12 @@ impl Worker {
             threads: Vec::new(),
         };
         for index in 0..options.threads.max(1) {
-            let (pool, outbox, options, signal) =
-                (pool.clone(), outbox.clone(), options.clone(), Arc::clone(&signal));
+            let (pool, outbox, options, signal) = (
+                pool.clone(),
+                outbox.clone(),
+                options.clone(),
+                Arc::clone(&signal),
+            );
             let thread = thread::Builder::new()
                 .name(format!("outbox-drain-{index}"))
                 .spawn(move || run(&pool, &outbox, &options, &signal))
