@@ -11,7 +11,7 @@
 //!   [`CellOutbox`] and [`ControlOutbox`] as the rows you can write by hand;
 //! * [`Receivers`] and [`Outbox`]: who handles each category, and the handle whose
 //!   [`Outbox::context`] flushes after commit and whose [`Outbox::drain_due_shards`] (or a
-//!   [`Worker`] on a connection pool) delivers the rest;
+//!   `Worker` on a connection pool, feature `pool`) delivers the rest;
 //! * [`drain_until_empty`]: "run the outboxes" in a test.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and

@@ -41,7 +41,7 @@ impl<C> Shared<C> {
 ///
 /// * [`Outbox::context`] is [`outbox_context`](crate::outbox_context) plus a **flush**:
 ///   right after the outermost commit it drains the shards the transaction touched.
-/// * [`Outbox::drain_due_shards`] is the periodic drain; [`Worker`](crate::Worker) runs it
+/// * [`Outbox::drain_due_shards`] is the periodic drain; `Worker` (feature `pool`) runs it
 ///   on threads sharing a connection pool.
 ///
 /// ```
