@@ -79,6 +79,20 @@ pub trait Receiver<C>: Send + Sync + 'static {
     fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError>;
 }
 
+/// A shared receiver, e.g. `Arc<dyn Receiver<C>>` registered for several categories.
+impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Arc<R> {
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
+        (**self).receive(conn, message)
+    }
+}
+
+/// A boxed receiver, e.g. `Box<dyn Receiver<C>>` chosen at run time.
+impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Box<R> {
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
+        (**self).receive(conn, message)
+    }
+}
+
 /// A closure as a [`Receiver`].
 struct FnReceiver<F, E> {
     f: F,
@@ -157,12 +171,15 @@ impl<C: 'static> Receivers<C> {
         self.control_receiver(category, closure(f))
     }
 
-    /// Uses `receiver` for the cell-outbox rows of `category`.
+    /// Uses `receiver` for the cell-outbox rows of `category`: a type implementing
+    /// [`Receiver`], or a trait object (`Arc<dyn Receiver<C>>`, `Box<dyn Receiver<C>>`).
+    /// This is also how a replicated model's library-supplied receiver is registered.
     pub fn cell_receiver<K: CellCategory>(self, _category: K, receiver: impl Receiver<C>) -> Self {
         self.register::<K>(Silo::Cell, Arc::new(receiver))
     }
 
-    /// Uses `receiver` for the control-outbox rows of `category`.
+    /// Uses `receiver` for the control-outbox rows of `category` (see
+    /// [`Receivers::cell_receiver`]).
     pub fn control_receiver<K: ControlCategory>(
         self,
         _category: K,

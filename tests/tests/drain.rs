@@ -8,7 +8,7 @@ use chrono::Duration;
 use diesel_outbox::{
     drain_until_empty, outbox_context, BoxError, CellOutbox, Claim, Clock, ControlOutbox,
     DueShards, Error, FailureCause, ManualClock, Metrics, Outbox, OutboxMessage, OutboxWrite,
-    Receivers, ShardKey, Silo,
+    Receiver, Receivers, ShardKey, Silo,
 };
 use diesel_outbox_tests::{backend_tests, TestConnection};
 use serde::Deserialize;
@@ -589,7 +589,45 @@ fn metrics_count_saved_and_processed_rows<C: TestConnection>(conn: &mut C) {
     assert_eq!(counters.lag_reports.load(Ordering::SeqCst), 2);
 }
 
+/// A receiver as a type: counts the rows it sees.
+struct CountingReceiver(AtomicUsize);
+
+impl<C> Receiver<C> for CountingReceiver {
+    fn receive(&self, _conn: &mut C, _message: &OutboxMessage) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn receivers_can_be_trait_objects<C: TestConnection>(conn: &mut C) {
+    let shared = Arc::new(CountingReceiver(AtomicUsize::new(0)));
+    let as_object: Arc<dyn Receiver<C>> = shared.clone();
+    let receivers = Receivers::new()
+        .cell_receiver(Category::OrganizationUpdate, as_object.clone())
+        .control_receiver(Category::UserUpdate, as_object);
+    let (outbox, _clock) = manual_outbox(receivers);
+    commit(conn, org(1, 1, "x"));
+    commit(conn, ControlOutbox::new(Category::UserUpdate, 2, 2, "eu"));
+    outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!(shared.0.load(Ordering::SeqCst), 2);
+}
+
+fn drains_run_inside_a_test_transaction<C: TestConnection>(conn: &mut C) {
+    let recorder = Recorder::default();
+    let outbox = Outbox::new(recording(&recorder));
+    conn.begin_test_transaction().expect("test transaction");
+    outbox
+        .context(conn, |ctx| ctx.write(org(1, 1, "x")))
+        .expect("commits");
+    assert_eq!(recorder.take(), vec![], "no real commit, so no flush");
+    drain_until_empty(conn, &outbox, 2).expect("drains in savepoints");
+    assert_eq!(recorder.take(), vec![delivered(1, 1, 1, Some("x"))]);
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
 backend_tests!(
+    receivers_can_be_trait_objects,
+    drains_run_inside_a_test_transaction,
     coalesced_groups_deliver_the_newest_row_once,
     a_row_written_during_delivery_survives_for_a_later_round,
     a_failing_receiver_backs_off_and_converges,
