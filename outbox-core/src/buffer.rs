@@ -1,9 +1,10 @@
 //! The rows a context has written but not yet inserted, coalesced by key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 
+use crate::drain::{ShardKey, Silo};
 use crate::row::{CoalescingKey, NewCellOutbox, NewControlOutbox, OutboxWrite};
 
 /// Buffered rows in writing order. A row whose key is written again is replaced by the
@@ -35,6 +36,36 @@ impl OutboxBuffer {
     /// Rows that will be inserted, after coalescing.
     pub(crate) fn len(&self) -> usize {
         self.newest.len()
+    }
+
+    /// Marks every row as not to be flushed (its context turned flush off).
+    pub(crate) fn disable_flush(&mut self) {
+        for row in self.slots.iter_mut().flatten() {
+            row.disable_flush();
+        }
+    }
+
+    /// The shards to flush after commit.
+    pub(crate) fn flush_shards(&self) -> Vec<ShardKey> {
+        let shards: BTreeSet<ShardKey> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(OutboxWrite::flush_shard)
+            .collect();
+        shards.into_iter().collect()
+    }
+
+    /// Rows per table and category, after coalescing.
+    pub(crate) fn counts(&self) -> Vec<(Silo, i32, u64)> {
+        let mut counts = BTreeMap::new();
+        for row in self.slots.iter().flatten() {
+            *counts.entry(row.silo_and_category()).or_insert(0) += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((silo, category), rows)| (silo, category, rows))
+            .collect()
     }
 
     /// The rows as they will be inserted, split by table.

@@ -2,11 +2,13 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use diesel::connection::TransactionManager;
+use chrono::NaiveDateTime;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::Connection;
 
 use crate::backend::OutboxConnection;
 use crate::buffer::OutboxBuffer;
+use crate::drain::{ShardKey, Silo};
 use crate::error::{Error, Result};
 use crate::row::OutboxWrite;
 
@@ -19,6 +21,7 @@ use crate::row::OutboxWrite;
 pub struct OutboxContext<'tx, C: OutboxConnection> {
     conn: &'tx mut C,
     buffer: OutboxBuffer,
+    flush: bool,
 }
 
 impl<C: OutboxConnection> OutboxContext<'_, C> {
@@ -54,6 +57,25 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     pub fn pending_rows(&self) -> usize {
         self.buffer.len()
     }
+
+    /// Whether the rows written in this context (and contexts nested in it) are flushed
+    /// after the outermost commit. Only [`Outbox::context`](crate::Outbox::context)
+    /// flushes, and by default it does; [`outbox_context`] never does (it has no
+    /// receivers), so there this changes nothing.
+    pub fn set_flush(&mut self, flush: bool) {
+        self.flush = flush;
+    }
+}
+
+/// What the outermost commit of a context wrote; returned to [`Outbox::context`] for the
+/// flush and the saved-rows counter.
+pub(crate) struct Committed {
+    /// Shards whose rows asked for a flush.
+    pub(crate) touched: Vec<ShardKey>,
+    /// Rows inserted per table and category.
+    pub(crate) saved: Vec<(Silo, i32, u64)>,
+    /// Whether the transaction really committed (no enclosing transaction is open).
+    pub(crate) outermost: bool,
 }
 
 /// Something an [`outbox_context`] can be opened on: a connection (a new transaction) or
@@ -121,14 +143,33 @@ where
     E: From<Error>,
 {
     let (conn, parent) = host.host_parts();
-    run_in_transaction(conn, parent, f)
+    let now = || chrono::Utc::now().naive_utc();
+    run_in_transaction(conn, parent, &now, true, f).map(|(value, _)| value)
+}
+
+/// [`outbox_context`] on a connection, reporting what the outermost commit wrote. `now`
+/// gives the rows' `date_added`; `flush` is the context's initial flush setting.
+pub(crate) fn run_recorded<C, R, E, F>(
+    conn: &mut C,
+    now: &dyn Fn() -> NaiveDateTime,
+    flush: bool,
+    f: F,
+) -> Result<(R, Option<Committed>), E>
+where
+    C: OutboxConnection,
+    F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
+    E: From<Error>,
+{
+    run_in_transaction(conn, None, now, flush, f)
 }
 
 fn run_in_transaction<C, R, E, F>(
     conn: &mut C,
     parent: Option<&mut OutboxBuffer>,
+    now: &dyn Fn() -> NaiveDateTime,
+    flush: bool,
     f: F,
-) -> Result<R, E>
+) -> Result<(R, Option<Committed>), E>
 where
     C: OutboxConnection,
     F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
@@ -138,14 +179,22 @@ where
     let mut ctx = OutboxContext {
         conn,
         buffer: OutboxBuffer::default(),
+        flush,
     };
     // A panic must not leave the transaction open on a connection the caller keeps.
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut ctx)));
-    let OutboxContext { conn, buffer } = ctx;
+    let OutboxContext {
+        conn,
+        mut buffer,
+        flush,
+    } = ctx;
+    if !flush {
+        buffer.disable_flush();
+    }
     match outcome {
         Ok(Ok(value)) => {
-            commit(conn, parent, buffer)?;
-            Ok(value)
+            let committed = commit(conn, parent, buffer, now)?;
+            Ok((value, committed))
         }
         Ok(Err(error)) => {
             rollback(conn);
@@ -162,25 +211,42 @@ fn commit<C: OutboxConnection>(
     conn: &mut C,
     parent: Option<&mut OutboxBuffer>,
     buffer: OutboxBuffer,
-) -> Result<()> {
+    now: &dyn Fn() -> NaiveDateTime,
+) -> Result<Option<Committed>> {
     match parent {
         Some(parent) => {
             C::TransactionManager::commit_transaction(conn)?;
             parent.append(buffer);
+            Ok(None)
         }
         None => {
-            if let Err(error) = insert_rows(conn, buffer) {
+            let touched = buffer.flush_shards();
+            let saved = buffer.counts();
+            if let Err(error) = insert_rows(conn, buffer, now()) {
                 rollback(conn);
                 return Err(error);
             }
             C::TransactionManager::commit_transaction(conn)?;
+            // Diesel has no after-commit hook: the depth tells whether this was a real
+            // COMMIT or the release of a savepoint inside someone else's transaction.
+            let outermost = AnsiTransactionManager::transaction_manager_status_mut(conn)
+                .transaction_depth()?
+                .is_none();
+            Ok(Some(Committed {
+                touched,
+                saved,
+                outermost,
+            }))
         }
     }
-    Ok(())
 }
 
-fn insert_rows<C: OutboxConnection>(conn: &mut C, buffer: OutboxBuffer) -> Result<()> {
-    let (cell, control) = buffer.into_new_rows(chrono::Utc::now().naive_utc());
+fn insert_rows<C: OutboxConnection>(
+    conn: &mut C,
+    buffer: OutboxBuffer,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let (cell, control) = buffer.into_new_rows(now);
     if !cell.is_empty() {
         conn.insert_cell_rows(&cell)?;
     }

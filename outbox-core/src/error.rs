@@ -61,6 +61,30 @@ pub enum Error {
         /// The rejected name.
         name: String,
     },
+
+    /// Outbox groups could not be delivered; each failure names its category, shard and
+    /// object. The rows stay in the table and are retried with backoff.
+    #[error("{}", crate::drain::describe_failures(.0))]
+    Undelivered(Vec<crate::drain::DeliveryFailure>),
+
+    /// [`drain_until_empty`](crate::drain_until_empty) reached its round limit with rows
+    /// left, e.g. receivers that keep writing outbox rows.
+    #[error("outbox rows remain after {rounds} drain rounds: {remaining} left")]
+    NotDrained {
+        /// The round limit.
+        rounds: usize,
+        /// Rows left in both tables.
+        remaining: u64,
+    },
+
+    /// A drain worker thread could not be started.
+    #[error("could not start an outbox drain thread: {0}")]
+    Thread(#[source] std::io::Error),
+
+    /// A connection could not be taken from the pool.
+    #[cfg(feature = "pool")]
+    #[error("could not get a connection from the pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
 }
 
 impl Error {

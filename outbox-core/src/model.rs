@@ -8,10 +8,8 @@ use crate::backend::OutboxConnection;
 use crate::category::{CellCategory, ControlCategory};
 use crate::error::Result;
 use crate::payload::JsonPayload;
+use crate::receivers::BoxError;
 use crate::row::{CellOutbox, ControlOutbox};
-
-/// The error a hook or receiver returns: any error, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A model whose every write records a cell outbox row. Implemented by
 /// `#[derive(ReplicatedCell)]`.

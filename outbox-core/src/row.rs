@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::category::{CellCategory, ControlCategory, Identifier, OutboxCategory, OutboxScope};
+use crate::drain::{ShardKey, Silo};
 use crate::error::{Error, Result};
 use crate::payload::JsonPayload;
 use crate::schema::{cell_outboxes, control_outboxes};
@@ -51,6 +52,7 @@ pub struct CellOutbox {
     shard: Shard,
     object_identifier: i64,
     payload: Option<JsonPayload>,
+    flush: bool,
 }
 
 impl CellOutbox {
@@ -76,6 +78,7 @@ impl CellOutbox {
             },
             object_identifier: object_identifier.to_identifier(),
             payload: None,
+            flush: true,
         }
     }
 
@@ -83,6 +86,13 @@ impl CellOutbox {
     pub fn payload<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self> {
         self.payload = Some(JsonPayload::encode(value)?);
         Ok(self)
+    }
+
+    /// Whether [`Outbox::context`](crate::Outbox::context) flushes this row's shard after
+    /// commit (default `true`). With `false` the row waits for a drain.
+    pub fn flush(mut self, flush: bool) -> Self {
+        self.flush = flush;
+        self
     }
 
     /// Attaches an already serialised payload.
@@ -144,6 +154,7 @@ impl ControlOutbox {
                 },
                 object_identifier: object_identifier.to_identifier(),
                 payload: None,
+                flush: true,
             },
             cell_name: cell_name.into(),
         }
@@ -158,6 +169,13 @@ impl ControlOutbox {
     /// Attaches an already serialised payload.
     pub fn json_payload(mut self, payload: JsonPayload) -> Self {
         self.cell = self.cell.json_payload(payload);
+        self
+    }
+
+    /// Whether [`Outbox::context`](crate::Outbox::context) flushes this row's shard after
+    /// commit (default `true`). With `false` the row waits for a drain.
+    pub fn flush(mut self, flush: bool) -> Self {
+        self.cell.flush = flush;
         self
     }
 
@@ -230,6 +248,33 @@ pub(crate) enum CoalescingKey {
 }
 
 impl OutboxWrite {
+    /// The shard to flush after commit, unless the row opted out.
+    pub(crate) fn flush_shard(&self) -> Option<ShardKey> {
+        match self {
+            OutboxWrite::Cell(row) => row.flush.then_some(ShardKey::Cell(row.shard)),
+            OutboxWrite::Control(row) => row.cell.flush.then(|| ShardKey::Control {
+                cell_name: row.cell_name.clone(),
+                shard: row.cell.shard,
+            }),
+        }
+    }
+
+    /// The table and category, for the saved-rows counter.
+    pub(crate) fn silo_and_category(&self) -> (Silo, i32) {
+        match self {
+            OutboxWrite::Cell(row) => (Silo::Cell, row.category),
+            OutboxWrite::Control(row) => (Silo::Control, row.cell.category),
+        }
+    }
+
+    /// Opts the row out of the flush (its context turned flush off).
+    pub(crate) fn disable_flush(&mut self) {
+        match self {
+            OutboxWrite::Cell(row) => row.flush = false,
+            OutboxWrite::Control(row) => row.cell.flush = false,
+        }
+    }
+
     pub(crate) fn coalescing_key(&self) -> CoalescingKey {
         match self {
             OutboxWrite::Cell(row) => CoalescingKey::Cell {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
 use diesel_outbox::schema::{cell_outboxes, control_outboxes};
 use diesel_outbox::{CellOutboxRecord, ControlOutboxRecord, OutboxConnection};
 
@@ -53,9 +54,52 @@ impl SqliteDb {
     /// A new connection in WAL mode, waiting up to 10 s for a busy database.
     pub fn connect(&self) -> SqliteConnection {
         let mut conn = SqliteConnection::establish(&self.url()).expect("SQLite opens");
-        conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
-            .expect("SQLite pragmas");
+        conn.batch_execute(SQLITE_PRAGMAS).expect("SQLite pragmas");
         conn
+    }
+}
+
+/// WAL (readers never block the writer), a 10 s busy wait, and no fsync per commit (a
+/// test database need not survive a power cut).
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
+
+/// Sets [`SQLITE_PRAGMAS`] on every pooled SQLite connection.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(SQLITE_PRAGMAS)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// A test database that hands out connections and pools: tests that need several
+/// connections or threads take the database instead of a connection
+/// (see [`backend_db_tests!`]).
+pub trait TestDb: Sync {
+    /// The connection type.
+    type Conn: TestConnection + R2D2Connection;
+    /// A new connection.
+    fn conn(&self) -> Self::Conn;
+    /// A pool of up to `size` connections.
+    fn pool(&self, size: u32) -> Pool<ConnectionManager<Self::Conn>>;
+}
+
+impl TestDb for SqliteDb {
+    type Conn = SqliteConnection;
+
+    fn conn(&self) -> SqliteConnection {
+        self.connect()
+    }
+
+    fn pool(&self, size: u32) -> Pool<ConnectionManager<SqliteConnection>> {
+        Pool::builder()
+            .max_size(size)
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(ConnectionManager::new(self.url()))
+            .expect("SQLite pool")
     }
 }
 
@@ -134,6 +178,22 @@ impl PgSchema {
 }
 
 #[cfg(feature = "postgres")]
+impl TestDb for PgSchema {
+    type Conn = PgConnection;
+
+    fn conn(&self) -> PgConnection {
+        self.connect()
+    }
+
+    fn pool(&self, size: u32) -> Pool<ConnectionManager<PgConnection>> {
+        Pool::builder()
+            .max_size(size)
+            .build(ConnectionManager::new(self.url()))
+            .expect("PostgreSQL pool")
+    }
+}
+
+#[cfg(feature = "postgres")]
 impl Drop for PgSchema {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.base_url) {
@@ -150,6 +210,8 @@ pub trait TestConnection: OutboxConnection + SimpleConnection {
     fn control_rows(&mut self) -> Vec<ControlOutboxRecord>;
     /// `SELECT COUNT(*) FROM table`.
     fn count(&mut self, table: &str) -> i64;
+    /// The `BIGINT` column `n` of the one row `sql` returns.
+    fn scalar(&mut self, sql: &str) -> i64;
 }
 
 #[derive(QueryableByName)]
@@ -181,6 +243,13 @@ macro_rules! impl_test_connection {
                 diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
                     .get_result::<Count>(self)
                     .expect("count rows")
+                    .n
+            }
+
+            fn scalar(&mut self, sql: &str) -> i64 {
+                diesel::sql_query(sql)
+                    .get_result::<Count>(self)
+                    .expect("scalar query")
                     .n
             }
         }
@@ -250,6 +319,52 @@ macro_rules! backend_tests {
                 fn $name() {
                     let Some(db) = $crate::PgSchema::create() else { return };
                     super::$name(&mut db.connect());
+                }
+            )*
+        }
+    };
+}
+
+/// Like [`backend_tests!`], for generic test functions that take the database,
+/// `fn name<D: TestDb>(db: &D)`, to open several connections or a pool.
+#[macro_export]
+macro_rules! backend_db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_db {
+            $(
+                #[test]
+                fn $name() {
+                    let db = $crate::SqliteDb::new();
+                    super::$name(&db);
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres_db {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::PgSchema::create() else { return };
+                    super::$name(&db);
+                }
+            )*
+        }
+    };
+}
+
+/// Declares one `#[test]` on PostgreSQL only, for a function `fn name<D: TestDb>(db: &D)`:
+/// points that need real row locks.
+#[macro_export]
+macro_rules! postgres_db_tests {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "postgres")]
+        mod postgres_only {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::PgSchema::create() else { return };
+                    super::$name(&db);
                 }
             )*
         }

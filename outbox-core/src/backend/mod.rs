@@ -3,10 +3,16 @@
 //! Everything backend-specific (bind limits, sequences, migrations, and later locking)
 //! lives behind [`OutboxConnection`], so the rest of the library is written once.
 
+use std::ops::Range;
+
+use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, Connection};
 use diesel::QueryResult;
 
+use crate::drain::sql::{HeadRow, RowLock};
+use crate::drain::{ShardKey, Silo};
 use crate::error::Result;
+use crate::receivers::OutboxMessage;
 use crate::row::{NewCellOutbox, NewControlOutbox};
 
 #[cfg(feature = "postgres")]
@@ -57,6 +63,76 @@ pub trait OutboxConnection:
         table: crate::tombstone::TombstoneTable,
         table_name: Option<&str>,
     ) -> QueryResult<Vec<crate::tombstone::Tombstone>>;
+
+    // The drain's SQL: the shared statements are in `drain::sql::drain_sql!`; the lock and
+    // the transaction below are the backend's own.
+
+    #[doc(hidden)]
+    fn outbox_due_shards(
+        &mut self,
+        silo: Silo,
+        now: NaiveDateTime,
+        id_range: Option<Range<i64>>,
+        limit: i64,
+    ) -> QueryResult<Vec<ShardKey>>;
+
+    #[doc(hidden)]
+    fn outbox_shard_head(
+        &mut self,
+        key: &ShardKey,
+        bound: Option<i64>,
+    ) -> QueryResult<Option<HeadRow>>;
+
+    #[doc(hidden)]
+    fn outbox_shard_is_due(&mut self, key: &ShardKey, now: NaiveDateTime) -> QueryResult<bool>;
+
+    #[doc(hidden)]
+    fn outbox_reschedule(
+        &mut self,
+        key: &ShardKey,
+        from: NaiveDateTime,
+        until: NaiveDateTime,
+    ) -> QueryResult<usize>;
+
+    #[doc(hidden)]
+    fn outbox_group_newest(
+        &mut self,
+        key: &ShardKey,
+        category: i32,
+        object_identifier: i64,
+        bound: Option<i64>,
+    ) -> QueryResult<Option<OutboxMessage>>;
+
+    #[doc(hidden)]
+    fn outbox_delete_group(
+        &mut self,
+        key: &ShardKey,
+        category: i32,
+        object_identifier: i64,
+        up_to: i64,
+    ) -> QueryResult<usize>;
+
+    #[doc(hidden)]
+    fn outbox_id_bounds(&mut self, silo: Silo) -> QueryResult<Option<(i64, i64)>>;
+
+    #[doc(hidden)]
+    fn outbox_row_count(&mut self, silo: Silo) -> QueryResult<u64>;
+
+    #[doc(hidden)]
+    fn outbox_row_exists(&mut self, silo: Silo, id: i64) -> QueryResult<bool>;
+
+    /// Locks row `id` for the rest of the transaction: waiting for another holder when
+    /// `wait`, otherwise reporting it busy at once.
+    #[doc(hidden)]
+    fn outbox_lock_row(&mut self, silo: Silo, id: i64, wait: bool) -> QueryResult<RowLock>;
+
+    /// The transaction a drain step runs in: one that excludes other drains of the shard
+    /// it locks (see each backend).
+    #[doc(hidden)]
+    fn outbox_write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>;
 }
 
 /// The bodies that are the same SQL on every backend, written once and expanded inside

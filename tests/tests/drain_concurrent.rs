@@ -1,0 +1,260 @@
+//! The drain under concurrency: several connections and threads on one database.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel_outbox::{
+    drain_until_empty, outbox_context, CellOutbox, Claim, Error, Outbox, OutboxMessage, Receivers,
+    ShardKey, Worker, WorkerOptions,
+};
+use diesel_outbox_tests::{backend_db_tests, postgres_db_tests, TestConnection, TestDb};
+
+diesel_outbox::outbox_scopes_and_categories! {
+    pub scopes Scope {
+        Organization = 0 { shard: organization_id },
+    }
+    pub categories Category {
+        OrganizationUpdate = 1 { scope: Organization, silo: cell },
+    }
+}
+
+const SHARD: i64 = 7;
+const KEYS: i64 = 40;
+
+fn shard() -> ShardKey {
+    ShardKey::cell(Scope::Organization, SHARD)
+}
+
+/// An outbox whose receiver counts calls per object, pausing briefly in each so that
+/// concurrent drains overlap.
+fn counting_outbox<C: TestConnection>() -> (Outbox<C>, Arc<Mutex<HashMap<i64, usize>>>) {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let seen = counts.clone();
+    let receivers = Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |_conn: &mut C, message: &OutboxMessage| {
+            std::thread::sleep(Duration::from_millis(1));
+            *seen
+                .lock()
+                .expect("counts")
+                .entry(message.object_identifier)
+                .or_insert(0) += 1;
+            Ok::<_, Error>(())
+        },
+    );
+    let outbox = Outbox::builder(receivers).flush_on_commit(false).build();
+    (outbox, counts)
+}
+
+/// Three rows for each of `KEYS` objects in one shard, in interleaved order.
+fn write_coalescable_rows<C: TestConnection>(conn: &mut C) {
+    for _ in 0..3 {
+        outbox_context(conn, |ctx| {
+            for object in 0..KEYS {
+                ctx.write(CellOutbox::new(Category::OrganizationUpdate, SHARD, object))?;
+            }
+            Ok::<_, Error>(())
+        })
+        .expect("commits");
+    }
+}
+
+/// Drains the shard until it is empty, leaving it whenever another worker holds it.
+fn drain_until_gone<C: TestConnection>(outbox: &Outbox<C>, conn: &mut C) {
+    while conn.count("cell_outboxes") > 0 {
+        let report = outbox.drain_shard(conn, &shard()).expect("drains");
+        assert!(report.failures.is_empty());
+        std::thread::yield_now();
+    }
+}
+
+fn assert_each_key_once(counts: &Mutex<HashMap<i64, usize>>) {
+    let counts = counts.lock().expect("counts");
+    assert_eq!(counts.len() as i64, KEYS);
+    assert!(
+        counts.values().all(|&calls| calls == 1),
+        "every coalesced key delivered exactly once: {counts:?}"
+    );
+}
+
+fn two_drains_of_one_shard_deliver_each_key_once<D: TestDb>(db: &D) {
+    let (outbox, counts) = counting_outbox::<D::Conn>();
+    write_coalescable_rows(&mut db.conn());
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut conn = db.conn();
+                start.wait();
+                drain_until_gone(&outbox, &mut conn);
+            });
+        }
+    });
+    assert_each_key_once(&counts);
+    assert_eq!(db.conn().count("cell_outboxes"), 0);
+}
+
+fn a_bounded_flush_and_a_drain_cooperate<D: TestDb>(db: &D) {
+    let (outbox, counts) = counting_outbox::<D::Conn>();
+    write_coalescable_rows(&mut db.conn());
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut conn = db.conn();
+            start.wait();
+            let report = outbox.flush_shards(&mut conn, &[shard()]).expect("flushes");
+            assert!(report.failures.is_empty());
+            // The flush waits instead of skipping: nothing up to its bound is left.
+            assert_eq!(conn.count("cell_outboxes"), 0);
+        });
+        scope.spawn(|| {
+            let mut conn = db.conn();
+            start.wait();
+            drain_until_gone(&outbox, &mut conn);
+        });
+    });
+    assert_each_key_once(&counts);
+}
+
+fn a_held_shard_is_not_claimed<D: TestDb>(db: &D) {
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let receivers = Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |_conn: &mut D::Conn, _message: &OutboxMessage| {
+            let _ = entered_tx.send(());
+            let _ = release_rx.lock().expect("release").recv();
+            Ok::<_, Error>(())
+        },
+    );
+    let outbox = Outbox::builder(receivers).flush_on_commit(false).build();
+    let mut conn = db.conn();
+    outbox_context(&mut conn, |ctx| {
+        ctx.write(CellOutbox::new(Category::OrganizationUpdate, SHARD, 1))
+    })
+    .expect("commits");
+
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            let mut conn = db.conn();
+            outbox.drain_shard(&mut conn, &shard()).expect("drains")
+        });
+        entered_rx.recv().expect("the holder is delivering");
+        // Returns at once instead of waiting for the holder.
+        assert_eq!(
+            outbox.claim_shard(&mut conn, &shard()).expect("claims"),
+            Claim::Busy
+        );
+        let report = outbox.drain_shard(&mut conn, &shard()).expect("drains");
+        assert_eq!(report.delivered, 0, "left to the holder");
+        release_tx.send(()).expect("release");
+        let held = holder.join().expect("holder");
+        assert_eq!(held.delivered, 1);
+    });
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
+const WRITERS: i64 = 4;
+const UPDATES: i64 = 2_000;
+const OBJECTS: i64 = 100;
+const SHARDS: i64 = 10;
+
+/// 4 writers x 2,000 updates over 100 objects in 10 shards, a 3-thread worker draining
+/// meanwhile (half the writers also flush), then a final drain: every replica equals its
+/// source and no outbox row remains.
+fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
+    let started = Instant::now();
+    let mut conn = db.conn();
+    conn.batch_execute(
+        "CREATE TABLE source (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+         CREATE TABLE replica (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);",
+    )
+    .expect("tables");
+    let values: Vec<String> = (0..OBJECTS).map(|id| format!("({id}, 0)")).collect();
+    conn.batch_execute(&format!(
+        "INSERT INTO source (id, v) VALUES {}",
+        values.join(", ")
+    ))
+    .expect("sources");
+
+    let receivers = Receivers::new().cell(
+        Category::OrganizationUpdate,
+        |conn: &mut D::Conn, message: &OutboxMessage| {
+            // Replicate the current state: the newest row of a group stands for them all.
+            conn.batch_execute(&format!(
+                "INSERT INTO replica (id, v) SELECT id, v FROM source WHERE id = {} \
+                 ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+                message.object_identifier
+            ))
+        },
+    );
+    let outbox = Outbox::new(receivers);
+    let worker = Worker::spawn(
+        db.pool(3),
+        outbox.clone(),
+        WorkerOptions {
+            threads: 3,
+            poll_interval: Duration::from_millis(5),
+            ..WorkerOptions::default()
+        },
+    )
+    .expect("worker starts");
+
+    std::thread::scope(|scope| {
+        for writer in 0..WRITERS {
+            let outbox = &outbox;
+            scope.spawn(move || {
+                let mut conn = db.conn();
+                for update in 0..UPDATES {
+                    let object = (writer * 37 + update * 13) % OBJECTS;
+                    let write = |ctx: &mut diesel_outbox::OutboxContext<'_, D::Conn>| {
+                        // The write comes first: on SQLite it takes the write lock at once.
+                        ctx.connection().batch_execute(&format!(
+                            "UPDATE source SET v = v + 1 WHERE id = {object}"
+                        ))?;
+                        ctx.write(CellOutbox::new(
+                            Category::OrganizationUpdate,
+                            object % SHARDS,
+                            object,
+                        ))
+                    };
+                    if writer % 2 == 0 {
+                        outbox
+                            .context(&mut conn, write)
+                            .expect("writes and flushes");
+                    } else {
+                        outbox_context(&mut conn, write).expect("writes");
+                    }
+                }
+            });
+        }
+    });
+    worker.stop();
+    drain_until_empty(&mut conn, &outbox, 10).expect("the final drain empties the outbox");
+
+    assert_eq!(conn.count("cell_outboxes"), 0);
+    assert_eq!(
+        conn.scalar("SELECT CAST(SUM(v) AS BIGINT) AS n FROM source"),
+        WRITERS * UPDATES
+    );
+    assert_eq!(
+        conn.scalar(
+            "SELECT COUNT(*) AS n FROM source s JOIN replica r ON r.id = s.id AND r.v = s.v"
+        ),
+        OBJECTS,
+        "every replica equals its source"
+    );
+    eprintln!("stress test took {:?}", started.elapsed());
+}
+
+backend_db_tests!(
+    two_drains_of_one_shard_deliver_each_key_once,
+    a_bounded_flush_and_a_drain_cooperate,
+    stress_writers_and_drains_converge,
+);
+
+postgres_db_tests!(a_held_shard_is_not_claimed);
