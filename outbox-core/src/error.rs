@@ -52,6 +52,38 @@ pub enum Error {
         object_identifier: i64,
     },
 
+    /// A control outbox row reached a receiver without its target cell.
+    #[error("a control outbox row of `{table}` (object {object_identifier}) has no cell name")]
+    MissingCellName {
+        /// The model's table.
+        table: &'static str,
+        /// The object.
+        object_identifier: i64,
+    },
+
+    /// A hook asked for the other silos, but the receivers were built without a directory.
+    #[error("no silo directory: build the receivers with `Receivers::for_silos(directory)`")]
+    NoSiloDirectory,
+
+    /// A silo directory was asked for a silo it does not list.
+    #[error(
+        "the silo directory has no connector for {silo}: add it with `with_control` or `with_cell`"
+    )]
+    UnknownSilo {
+        /// The silo asked for.
+        silo: crate::silo::SiloId,
+    },
+
+    /// A silo's database could not be reached, or the operation on it failed.
+    #[error("{silo} is unavailable: {source}")]
+    SiloUnavailable {
+        /// The silo.
+        silo: crate::silo::SiloId,
+        /// What went wrong.
+        #[source]
+        source: crate::receivers::BoxError,
+    },
+
     /// A control outbox row names a cell that cannot be stored.
     #[error(
         "invalid cell name {name:?}: a cell name must be 1 to {max} characters long",

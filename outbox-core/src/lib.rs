@@ -32,8 +32,10 @@ mod model;
 mod payload;
 mod receivers;
 mod record;
+mod replicated;
 mod row;
 pub mod schema;
+mod silo;
 mod tombstone;
 
 #[doc(hidden)]
@@ -67,6 +69,7 @@ pub use private::ModelWrites;
 pub use receivers::{BoxError, OutboxMessage, Receiver, Receivers};
 pub use record::{CellOutboxRecord, ControlOutboxRecord};
 pub use row::{CellOutbox, ControlOutbox, OutboxWrite, Shard, DUE_AT_ONCE, MAX_CELL_NAME_LEN};
+pub use silo::{DatabaseUrl, SiloConnector, SiloDirectory, SiloId};
 pub use tombstone::{record_tombstone, tombstones, Tombstone, TombstoneTable};
 
 #[doc(hidden)]

@@ -1,15 +1,15 @@
 //! Replicated models: what `#[derive(ReplicatedCell)]` and `#[derive(ReplicatedControl)]`
 //! implement, and the hooks that processing calls.
 
-use std::any::Any;
 use std::collections::BTreeSet;
 
 use crate::backend::OutboxConnection;
 use crate::category::{CellCategory, ControlCategory};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::payload::JsonPayload;
 use crate::receivers::BoxError;
 use crate::row::{CellOutbox, ControlOutbox};
+use crate::silo::SiloDirectory;
 
 /// A model whose every write records a cell outbox row. Implemented by
 /// `#[derive(ReplicatedCell)]`.
@@ -26,6 +26,7 @@ use crate::row::{CellOutbox, ControlOutbox};
 /// | `#[outbox(shard = field)]` | the same, said on the struct |
 /// | `#[outbox(payload)]` | rows carry the model serialised with serde (default: no payload; receivers reload the object) |
 /// | `#[outbox(payload = path)]` | rows carry `path(&model)` serialised with serde |
+/// | `#[outbox(flush = false)]` | writes are not flushed after commit: the periodic drain delivers them |
 /// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them; the key must be one column, `id` by default |
 ///
 /// It generates these methods, all taking the [`OutboxContext`](crate::OutboxContext) and
@@ -108,6 +109,8 @@ pub trait ReplicatedCell: Sized + 'static {
     type Category: CellCategory;
     /// The model's table, as recorded in tombstones.
     const TABLE_NAME: &'static str;
+    /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
+    const FLUSH: bool = true;
 
     /// The object identifier: the primary key.
     fn object_identifier(&self) -> i64;
@@ -120,7 +123,8 @@ pub trait ReplicatedCell: Sized + 'static {
     /// The outbox row a write of this model records.
     fn outbox_row(&self) -> Result<CellOutbox> {
         let row =
-            CellOutbox::typed::<Self::Category>(self.shard_identifier(), self.object_identifier());
+            CellOutbox::typed::<Self::Category>(self.shard_identifier(), self.object_identifier())
+                .flush(Self::FLUSH);
         Ok(match self.outbox_payload()? {
             Some(payload) => row.json_payload(payload),
             None => row,
@@ -183,6 +187,8 @@ pub trait ReplicatedControl: Sized + 'static {
     type Category: ControlCategory;
     /// The model's table, as recorded in tombstones.
     const TABLE_NAME: &'static str;
+    /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
+    const FLUSH: bool = true;
 
     /// The object identifier: the primary key.
     fn object_identifier(&self) -> i64;
@@ -205,7 +211,8 @@ pub trait ReplicatedControl: Sized + 'static {
                     self.shard_identifier(),
                     self.object_identifier(),
                     cell,
-                );
+                )
+                .flush(Self::FLUSH);
                 match &payload {
                     Some(payload) => row.json_payload(payload.clone()),
                     None => row,
@@ -216,14 +223,14 @@ pub trait ReplicatedControl: Sized + 'static {
 }
 
 /// What a replication hook gets: the connection of the silo processing the row (inside
-/// the drain's transaction), the row's identifiers, and the application state the drain
-/// was given (for example the directory of the other silos' databases).
+/// the drain's transaction), the row's identifiers, and the directory of the other silos'
+/// databases, if the receivers were given one.
 pub struct ReplicationContext<'a, C> {
     conn: &'a mut C,
     object_identifier: i64,
     shard_identifier: i64,
     cell_name: Option<&'a str>,
-    state: Option<&'a (dyn Any + Send + Sync)>,
+    silos: Option<&'a SiloDirectory<C>>,
 }
 
 impl<'a, C> ReplicationContext<'a, C> {
@@ -234,14 +241,14 @@ impl<'a, C> ReplicationContext<'a, C> {
         object_identifier: i64,
         shard_identifier: i64,
         cell_name: Option<&'a str>,
-        state: Option<&'a (dyn Any + Send + Sync)>,
+        silos: Option<&'a SiloDirectory<C>>,
     ) -> Self {
         ReplicationContext {
             conn,
             object_identifier,
             shard_identifier,
             cell_name,
-            state,
+            silos,
         }
     }
 
@@ -265,9 +272,15 @@ impl<'a, C> ReplicationContext<'a, C> {
         self.cell_name
     }
 
-    /// The application state of type `T` the drain was given, if any.
-    pub fn state<T: Any>(&self) -> Option<&T> {
-        self.state.and_then(|state| state.downcast_ref::<T>())
+    /// The other silos' databases, if the receivers were built with
+    /// [`Receivers::for_silos`](crate::Receivers::for_silos).
+    pub fn silos(&self) -> Option<&'a SiloDirectory<C>> {
+        self.silos
+    }
+
+    /// The other silos' databases, or an error saying the receivers need a directory.
+    pub fn require_silos(&self) -> Result<&'a SiloDirectory<C>> {
+        self.silos.ok_or(Error::NoSiloDirectory)
     }
 }
 

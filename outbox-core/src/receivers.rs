@@ -13,11 +13,16 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use serde::de::DeserializeOwned;
 
+use crate::backend::OutboxConnection;
 use crate::category::{CellCategory, ControlCategory, OutboxCategory};
 use crate::drain::{ShardKey, Silo};
 use crate::error::Result;
+use crate::model::{CellReplicationHooks, ControlReplicationHooks};
 use crate::payload::JsonPayload;
+use crate::private::ModelWrites;
+use crate::replicated::{CellModelReceiver, ControlModelReceiver};
 use crate::row::Shard;
+use crate::silo::SiloDirectory;
 
 /// Any error a receiver returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -141,14 +146,34 @@ pub(crate) struct Registered<C> {
 /// ```
 pub struct Receivers<C> {
     by_category: HashMap<(Silo, i32), Registered<C>>,
+    silos: Option<Arc<SiloDirectory<C>>>,
 }
 
 impl<C: 'static> Receivers<C> {
-    /// No receivers.
+    /// No receivers, and no other silos: replicated models' hooks get no directory and
+    /// deletions record no tombstone.
     pub fn new() -> Self {
         Receivers {
             by_category: HashMap::new(),
+            silos: None,
         }
+    }
+
+    /// No receivers yet, in a process that reaches the other silos through `silos`: the
+    /// replicated models' hooks get it ([`ReplicationContext::silos`]), and a deleted
+    /// object's tombstone is recorded in the silo its rows were aimed at.
+    ///
+    /// [`ReplicationContext::silos`]: crate::ReplicationContext::silos
+    pub fn for_silos(silos: SiloDirectory<C>) -> Self {
+        Receivers {
+            by_category: HashMap::new(),
+            silos: Some(Arc::new(silos)),
+        }
+    }
+
+    /// The directory given to [`Receivers::for_silos`].
+    pub fn silos(&self) -> Option<&SiloDirectory<C>> {
+        self.silos.as_deref()
     }
 
     /// Calls `f` for the cell-outbox rows of `category`.
@@ -186,6 +211,32 @@ impl<C: 'static> Receivers<C> {
         receiver: impl Receiver<C>,
     ) -> Self {
         self.register::<K>(Silo::Control, Arc::new(receiver))
+    }
+
+    /// Registers the library's receiver for the cell model `M` under its category: it
+    /// loads the object by id; if it exists it calls
+    /// [`handle_async_replication`](crate::CellReplicationHooks::handle_async_replication),
+    /// otherwise it records a tombstone in control (with a silo directory) and calls
+    /// [`handle_async_deletion`](crate::CellReplicationHooks::handle_async_deletion).
+    pub fn replicated_cell<M>(self) -> Self
+    where
+        C: OutboxConnection,
+        M: CellReplicationHooks<C> + ModelWrites<C>,
+    {
+        let receiver = CellModelReceiver::<M, C>::new(self.silos.clone());
+        self.register::<M::Category>(Silo::Cell, Arc::new(receiver))
+    }
+
+    /// Registers the library's receiver for the control model `M`: the same as
+    /// [`replicated_cell`](Self::replicated_cell), once per target cell, with the
+    /// tombstone recorded in that cell.
+    pub fn replicated_control<M>(self) -> Self
+    where
+        C: OutboxConnection,
+        M: ControlReplicationHooks<C> + ModelWrites<C>,
+    {
+        let receiver = ControlModelReceiver::<M, C>::new(self.silos.clone());
+        self.register::<M::Category>(Silo::Control, Arc::new(receiver))
     }
 
     /// How many (table, category) pairs have a receiver.

@@ -41,6 +41,7 @@ const _: () = {
     impl __outbox::ReplicatedCell for Project {
         type Category = Category::ProjectUpdate;
         const TABLE_NAME: &'static str = "projects";
+        const FLUSH: bool = true;
         fn object_identifier(&self) -> i64 {
             __outbox::Identifier::to_identifier(&self.id)
         }

@@ -34,6 +34,7 @@ const _: () = {
     impl __outbox::ReplicatedControl for User {
         type Category = Category::UserUpdate;
         const TABLE_NAME: &'static str = "users";
+        const FLUSH: bool = true;
         fn object_identifier(&self) -> i64 {
             __outbox::Identifier::to_identifier(&self.id)
         }

@@ -64,6 +64,8 @@ pub struct Model<'a> {
     pub payload: Payload,
     /// `Some` exactly for control models.
     pub cells: Option<Cells>,
+    /// Whether writes are flushed after commit (`#[outbox(flush = false)]`).
+    pub flush: bool,
 }
 
 impl Model<'_> {

@@ -7,7 +7,7 @@ use syn::{Attribute, Ident, Path, Token};
 
 use crate::ctxt::Ctxt;
 
-const STRUCT_KEYS: &str = "`category`, `shard`, `payload` or `cells`";
+const STRUCT_KEYS: &str = "`category`, `shard`, `payload`, `cells` or `flush`";
 const FIELD_KEYS: &str = "`shard` or `cells`";
 
 /// A value written once: remembers where, so a second write can be reported.
@@ -54,6 +54,7 @@ pub struct StructAttrs {
     pub shard: Once<Ident>,
     pub payload: Once<PayloadAttr>,
     pub cells: Once<Path>,
+    pub flush: Once<bool>,
 }
 
 /// The `#[diesel(...)]` keys on the struct that matter here.
@@ -105,6 +106,9 @@ fn parse_struct_key(
         out.payload.set(cx, &key, payload);
     } else if key.is_ident("cells") {
         out.cells.set(cx, &key, meta.value()?.parse()?);
+    } else if key.is_ident("flush") {
+        let flush: syn::LitBool = meta.value()?.parse()?;
+        out.flush.set(cx, &key, flush.value);
     } else {
         return Err(meta.error(format!(
             "unknown `outbox` attribute `{}`; expected {STRUCT_KEYS}, e.g. `#[outbox(category = Category::ProjectUpdate)]`",

@@ -112,6 +112,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
     let category = &model.category;
     let category_type = quote_spanned!(category.span()=> type Category = #category;);
     let table_name = model.table_name();
+    let flush = model.flush;
     let key = model.key();
     let (key_ident, key_ty) = (key.ident, key.ty);
     let object =
@@ -159,6 +160,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
         impl __outbox::#trait_name for #ident {
             #category_type
             const TABLE_NAME: &'static str = #table_name;
+            const FLUSH: bool = #flush;
 
             fn object_identifier(&self) -> i64 { #object }
             fn shard_identifier(&self) -> i64 { #shard }

@@ -90,6 +90,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
         shard: shard?,
         payload,
         cells,
+        flush: outbox.flush.get().copied().unwrap_or(true),
     })
 }
 
