@@ -1,0 +1,81 @@
+//! The hybrid-cloud demo: one control database and two cells (eu, us), users replicated
+//! from control to their cells, organizations from the cells to control, a cell that is
+//! unreachable for a while, deletions mirrored through tombstones.
+//!
+//! SQLite files in a temp dir by default:
+//!     cargo run -p diesel-outbox-examples --example hybrid
+//! PostgreSQL (three schemas in that database, dropped afterwards):
+//!     OUTBOX_DEMO_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//!         cargo run -p diesel-outbox-examples --features postgres --example hybrid
+
+use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("OUTBOX_DEMO_POSTGRES_URL") {
+        return postgres::run(&url);
+    }
+    let dir = std::env::temp_dir().join(format!("diesel-outbox-hybrid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = |name: &str| dir.join(format!("{name}.db")).display().to_string();
+    let urls = SiloUrls {
+        control: file("control"),
+        cells: vec![("eu".into(), file("eu")), ("us".into(), file("us"))],
+        setup: Some("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;".into()),
+    };
+    println!(
+        "Three SQLite databases in {}: control, eu and us.\n",
+        dir.display()
+    );
+    let mut world = Deployment::<diesel::SqliteConnection>::create(&urls)?;
+    let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+    drop(world);
+    std::fs::remove_dir_all(&dir)?;
+    if check.converged() {
+        Ok(())
+    } else {
+        Err("the deployment did not converge".into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+    use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
+
+    pub fn run(base: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let schemas = ["outbox_demo_control", "outbox_demo_eu", "outbox_demo_us"];
+        let mut admin = PgConnection::establish(base)?;
+        for schema in schemas {
+            admin.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
+            ))?;
+        }
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = |schema: &str| format!("{base}{separator}options=-csearch_path%3D{schema}");
+        let urls = SiloUrls {
+            control: url(schemas[0]),
+            cells: vec![
+                ("eu".into(), url(schemas[1])),
+                ("us".into(), url(schemas[2])),
+            ],
+            setup: None,
+        };
+        println!(
+            "Three PostgreSQL schemas in {base}: {}.\n",
+            schemas.join(", ")
+        );
+        let mut world = Deployment::<PgConnection>::create(&urls)?;
+        let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+        drop(world);
+        for schema in schemas {
+            admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+        }
+        if check.converged() {
+            Ok(())
+        } else {
+            Err("the deployment did not converge".into())
+        }
+    }
+}
