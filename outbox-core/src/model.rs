@@ -38,9 +38,10 @@ use crate::silo::SiloDirectory;
 ///
 /// The model's table is written through a hidden type the derive generates, so the model
 /// has no diesel write path of its own: `insert_into(t).values(&model)` and
-/// `update(&model).set(&model)` do not compile. Do not derive diesel's `Insertable` or
-/// `AsChangeset` on a replicated model: that would reopen the bypass (the write would
-/// record no outbox row).
+/// `update(&model).set(&model)` do not compile. Deriving diesel's `Insertable` or
+/// `AsChangeset` on a replicated model would reopen that bypass (a write recording no
+/// outbox row), so it is a compile error too: "multiple impls satisfying `Project:
+/// ReplicatedModelsMustNotDeriveInsertable<_>` found" (or `...AsChangeset<_>`).
 ///
 /// `None` in an `Option` field is written as NULL (the whole state is written, never
 /// "leave as is" or DEFAULT).

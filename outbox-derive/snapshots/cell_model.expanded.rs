@@ -94,6 +94,26 @@ const _: () = {
             &self.description
         }
     }
+    const _: fn() = || {
+        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+            fn check() {}
+        }
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
+        struct DerivesInsertable;
+        impl<
+            T: __outbox::diesel::Insertable<projects::table>,
+        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
+        let _ = <Project as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
+        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            fn check() {}
+        }
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
+        struct DerivesAsChangeset;
+        impl<
+            T: __outbox::diesel::AsChangeset,
+        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
+        let _ = <Project as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+    };
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
             impl __outbox::ModelWrites < $conn > for Project { const COLUMNS : usize =

@@ -76,6 +76,26 @@ const _: () = {
             &self.name
         }
     }
+    const _: fn() = || {
+        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+            fn check() {}
+        }
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
+        struct DerivesInsertable;
+        impl<
+            T: __outbox::diesel::Insertable<users::table>,
+        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
+        let _ = <User as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
+        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            fn check() {}
+        }
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
+        struct DerivesAsChangeset;
+        impl<
+            T: __outbox::diesel::AsChangeset,
+        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
+        let _ = <User as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+    };
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
             impl __outbox::ModelWrites < $conn > for User { const COLUMNS : usize =

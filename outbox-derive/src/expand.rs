@@ -20,6 +20,7 @@ pub fn model(model: &Model<'_>) -> TokenStream {
     let row = row_type(model);
     let replicated = replicated_impl(model);
     let named_fields = named_field_impls(model);
+    let no_bypass = no_bypass_check(model);
     let writes = model_writes(model);
     let methods = write_methods(model.ident, Some(model));
     quote! {
@@ -29,6 +30,7 @@ pub fn model(model: &Model<'_>) -> TokenStream {
             #row
             #replicated
             #named_fields
+            #no_bypass
             #writes
             #methods
         };
@@ -183,6 +185,33 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             const TABLE: &'static str = #table_name;
             fn identity(&self) -> i64 { #object }
         }
+    }
+}
+
+/// Fails to compile, naming the rule, if the model also derives diesel's `Insertable` or
+/// `AsChangeset`: either would reopen the write path that records no outbox row. Two
+/// candidate impls of one trait make the call ambiguous only when the forbidden impl exists.
+fn no_bypass_check(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    quote! {
+        const _: fn() = || {
+            trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+                fn check() {}
+            }
+            impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
+            struct DerivesInsertable;
+            impl<T: __outbox::diesel::Insertable<#table::table>> ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
+            let _ = <#ident as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
+
+            trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+                fn check() {}
+            }
+            impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
+            struct DerivesAsChangeset;
+            impl<T: __outbox::diesel::AsChangeset> ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
+            let _ = <#ident as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+        };
     }
 }
 
