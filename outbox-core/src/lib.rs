@@ -7,11 +7,18 @@
 //! This crate is the runtime. Start with:
 //! * [`outbox_scopes_and_categories!`]: declare what your rows are about;
 //! * [`run_migrations`]: create the outbox tables;
+//! * `#[derive(ReplicatedCell)]` / `#[derive(ReplicatedControl)]` (see the traits
+//!   [`ReplicatedCell`] and [`ReplicatedControl`]): models whose every write records its
+//!   outbox row, and which cannot be written outside an [`OutboxContext`];
 //! * [`outbox_context`]: the transaction that records outbox rows, with
 //!   [`CellOutbox`] and [`ControlOutbox`] as the rows you can write by hand;
 //! * [`Receivers`] and [`Outbox`]: who handles each category, and the handle whose
 //!   [`Outbox::context`] flushes after commit and whose [`Outbox::drain_due_shards`] (or a
 //!   `Worker` on a connection pool, feature `pool`) delivers the rest;
+//! * [`CellReplicationHooks`] / [`ControlReplicationHooks`] and
+//!   [`Receivers::replicated_cell`]: what processing does with a replicated model;
+//! * [`SiloDirectory`] and [`Receivers::for_silos`]: how a silo reaches the others, and
+//!   [`tombstones`] of objects deleted there;
 //! * [`drain_until_empty`]: "run the outboxes" in a test.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
