@@ -33,6 +33,8 @@ pub struct Sizes {
     pub write_rounds: usize,
     /// Rounds per index set.
     pub index_rounds: usize,
+    /// Standing backlog of the index benchmark.
+    pub index_backlog: usize,
     /// Backlogs of the drain benchmark.
     pub drain_rows: Vec<usize>,
     /// Shards of the drain backlogs.
@@ -55,6 +57,7 @@ impl Sizes {
             write_rows: 200,
             write_rounds: 9,
             index_rounds: 5,
+            index_backlog: 100_000,
             drain_rows: vec![10_000, 200_000],
             shards: 1_000,
             scaling_rows: 20_000,
@@ -70,6 +73,7 @@ impl Sizes {
             write_rows: 100,
             write_rounds: 5,
             index_rounds: 3,
+            index_backlog: 20_000,
             drain_rows: vec![10_000, 50_000],
             shards: 1_000,
             scaling_rows: 10_000,
@@ -85,6 +89,7 @@ impl Sizes {
             write_rows: 10,
             write_rounds: 1,
             index_rounds: 1,
+            index_backlog: 100,
             drain_rows: vec![200],
             shards: 20,
             scaling_rows: 200,
@@ -211,7 +216,7 @@ macro_rules! run_suite {
 fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     let exe = std::env::current_exe()?;
     let mut table = stats::Table::new(
-        format!("{backend}: peak resident memory while draining (10 rows/object, 1,000 shards; one child process per size)"),
+        format!("{backend}: peak resident memory while draining ({} rows/object, 1,000 shards; one child process per size)", memory_rows_per_object(backend)),
         &["backlog", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
     );
     for &rows in &sizes.memory_rows {
@@ -248,21 +253,32 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     Ok(())
 }
 
+/// Rows per object of the memory backlogs: 10 on SQLite; 100 on PostgreSQL, whose drain
+/// delivers fewer groups per second, to keep the run within its time budget.
+fn memory_rows_per_object(backend: &str) -> usize {
+    if backend == "postgres" {
+        100
+    } else {
+        10
+    }
+}
+
 fn memory_child(backend: &str, rows: usize) -> BResult<()> {
-    let shards = 1_000.min(rows / 10).max(1);
+    let per_object = memory_rows_per_object(backend);
+    let shards = 1_000.min(rows / per_object).max(1);
     let (before, after, secs) = match backend {
         "postgres" => {
             let url = postgres_url().ok_or("OUTBOX_BENCH_POSTGRES_URL is not set")?;
             let schema = PgSchema::new(&url, "mem")?;
             let db = schema.db();
             pg::setup(&db)?;
-            pg::memory_child(&db, rows, shards)?
+            pg::memory_child(&db, rows, shards, per_object)?
         }
         _ => {
             let file = SqliteFile::new("mem")?;
             let db = file.db();
             sqlite::setup(&db)?;
-            sqlite::memory_child(&db, rows, shards)?
+            sqlite::memory_child(&db, rows, shards, per_object)?
         }
     };
     println!("MEMORY {before} {after} {secs}");

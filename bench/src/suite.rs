@@ -243,6 +243,7 @@ macro_rules! suite {
                 per_txn: usize,
                 txns: usize,
                 rounds: usize,
+                keep: i64,
             ) -> BResult<Vec<Vec<f64>>> {
                 let mut samples = vec![Vec::new(); variants.len()];
                 for round in 0..=rounds {
@@ -268,8 +269,8 @@ macro_rules! suite {
                             samples[v].push(per);
                         }
                     }
-                    // Keep the outbox as a drain would: small.
-                    conn.batch_execute("DELETE FROM cell_outboxes")?;
+                    // Remove what the round wrote, keeping the standing backlog (ids <= keep).
+                    conn.batch_execute(&format!("DELETE FROM cell_outboxes WHERE id > {keep}"))?;
                 }
                 Ok(samples)
             }
@@ -286,7 +287,7 @@ macro_rules! suite {
                 let variants = [Variant::Library, Variant::Plain, Variant::Floor];
                 for per_txn in [1usize, 10, 100] {
                     let txns = (sizes.write_rows / per_txn).max(2);
-                    let s = write_rounds(&mut conn, &mut next_id, &variants, per_txn, txns, sizes.write_rounds)?;
+                    let s = write_rounds(&mut conn, &mut next_id, &variants, per_txn, txns, sizes.write_rounds, 0)?;
                     let (lib, plain, floor) = (median(&s[0]), median(&s[1]), median(&s[2]));
                     table.row(vec![
                         per_txn.to_string(),
@@ -336,33 +337,59 @@ macro_rules! suite {
                 Ok(())
             }
 
-            /// The write cost of each index set, at 100 saves per transaction. Restores the
-            /// migrations' indexes afterwards.
+            /// The write cost of each index set, at 100 saves per transaction: each round
+            /// runs every set (in a rotating order) on the emptied outbox table, so sets are
+            /// compared within rounds as the variants are. Restores the migrations' indexes.
             pub fn index_costs(db: &Db, sizes: &Sizes) -> BResult<Table> {
                 let mut conn = db.connect()?;
                 clear(&mut conn)?;
                 let shipped = current_indexes(&mut conn)?;
                 let mut next_id = 0;
+                // A standing backlog, so that index inserts land in trees of a real size.
+                fill(&mut conn, sizes.index_backlog, 1_000, 1)?;
+                let keep = scalar(&mut conn, "SELECT COALESCE(MAX(id), 0) AS value FROM cell_outboxes")?;
                 let mut table = Table::new(
-                    format!("{NAME}: cost of the outbox indexes, 100 saves per transaction, µs per transaction"),
-                    &["outbox indexes", "(a) plain", "(b) floor", "outbox_context", "floor/plain", "outbox cost (b)-(a)"],
+                    format!(
+                        "{NAME}: cost of the outbox indexes, 100 saves per transaction over a standing backlog of {} rows, µs per transaction (median of {} interleaved rounds)",
+                        count(sizes.index_backlog as f64),
+                        sizes.index_rounds
+                    ),
+                    &["outbox indexes", "(a) plain", "(b) floor", "outbox_context", "floor/plain", "outbox cost (b)-(a)", "vs no index"],
                 );
                 let variants = [Variant::Library, Variant::Plain, Variant::Floor];
-                let txns = (sizes.write_rows / 100).max(2);
-                for (label, indexes) in index_configs() {
-                    drop_indexes(&mut conn)?;
-                    for (name, columns) in &indexes {
-                        conn.batch_execute(&format!("CREATE INDEX {name} ON cell_outboxes {columns}"))?;
+                let txns = (sizes.write_rows / 50).max(2);
+                let configs = index_configs();
+                let mut samples = vec![vec![Vec::new(); variants.len()]; configs.len()];
+                for round in 0..sizes.index_rounds {
+                    for k in 0..configs.len() {
+                        let c = (k + round) % configs.len();
+                        drop_indexes(&mut conn)?;
+                        for (name, columns) in &configs[c].1 {
+                            conn.batch_execute(&format!("CREATE INDEX {name} ON cell_outboxes {columns}"))?;
+                        }
+                        // One round per set and turn (its own warm-up round is dropped).
+                        let s = write_rounds(&mut conn, &mut next_id, &variants, 100, txns, 1, keep)?;
+                        for (v, times) in s.into_iter().enumerate() {
+                            samples[c][v].extend(times);
+                        }
                     }
-                    let s = write_rounds(&mut conn, &mut next_id, &variants, 100, txns, sizes.index_rounds)?;
+                }
+                let mut none_cost = 0.0;
+                for (c, (label, _)) in configs.iter().enumerate() {
+                    let s = &samples[c];
                     let (lib, plain, floor) = (median(&s[0]), median(&s[1]), median(&s[2]));
+                    let cost = floor - plain;
+                    if c == 0 {
+                        none_cost = cost;
+                    }
                     table.row(vec![
-                        label.to_owned(),
+                        (*label).to_owned(),
                         format!("{plain:.0}"),
                         format!("{floor:.0}"),
                         format!("{lib:.0}"),
                         ratio(floor / plain),
-                        format!("{:.0}", floor - plain),
+                        format!("{cost:.0}"),
+                        ratio(cost / none_cost),
                     ]);
                 }
                 drop_indexes(&mut conn)?;
@@ -452,12 +479,16 @@ macro_rules! suite {
                 }
             }
 
-            /// Hand-written, one statement (and transaction) per coalesced group: the head
-            /// row's whole group, deleted and returned.
-            fn drain_per_group(conn: &mut Conn) -> BResult<usize> {
+            /// Hand-written, one statement (and transaction) per coalesced group, shard by
+            /// shard as the library goes: the shard's head row's whole group, deleted and
+            /// returned. (Taking the table's global head instead degrades quadratically on
+            /// PostgreSQL: every lookup walks the dead index entries of the rows deleted
+            /// before it.)
+            fn drain_per_group(conn: &mut Conn, shards: usize) -> BResult<usize> {
                 let sql = if PG {
                     "WITH head AS (SELECT shard_scope, shard_identifier, category, object_identifier \
-                     FROM cell_outboxes ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     FROM cell_outboxes WHERE shard_scope = 0 AND shard_identifier = $1 \
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      DELETE FROM cell_outboxes c USING head h WHERE c.shard_scope = h.shard_scope \
                      AND c.shard_identifier = h.shard_identifier AND c.category = h.category \
                      AND c.object_identifier = h.object_identifier RETURNING c.id, c.shard_scope, \
@@ -465,17 +496,23 @@ macro_rules! suite {
                 } else {
                     "DELETE FROM cell_outboxes WHERE (shard_scope, shard_identifier, category, \
                      object_identifier) = (SELECT shard_scope, shard_identifier, category, \
-                     object_identifier FROM cell_outboxes ORDER BY id LIMIT 1) RETURNING id, \
+                     object_identifier FROM cell_outboxes WHERE shard_scope = 0 AND \
+                     shard_identifier = ? ORDER BY id LIMIT 1) RETURNING id, \
                      shard_scope, shard_identifier, category, object_identifier, payload"
                 };
                 let mut deleted = 0;
-                loop {
-                    let rows = diesel::sql_query(sql).load::<DeletedRow>(conn)?;
-                    if rows.is_empty() {
-                        return Ok(deleted);
+                for shard in 0..shards as i64 {
+                    loop {
+                        let rows = diesel::sql_query(sql)
+                            .bind::<BigInt, _>(shard)
+                            .load::<DeletedRow>(conn)?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        deleted += rows.len();
                     }
-                    deleted += rows.len();
                 }
+                Ok(deleted)
             }
 
             fn timed_drain(
@@ -511,7 +548,7 @@ macro_rules! suite {
                         let (mut lib, mut group, mut ceil) = (Vec::new(), Vec::new(), Vec::new());
                         for _ in 0..reps {
                             lib.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_library(c, &outbox))?);
-                            group.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut drain_per_group)?);
+                            group.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_per_group(c, sizes.shards))?);
                             ceil.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_ceiling(c, 1000))?);
                         }
                         let (lib, group, ceil) = (median(&lib), median(&group), median(&ceil));
@@ -532,7 +569,7 @@ macro_rules! suite {
                     let mut conn = synced.connect()?;
                     let rows = sizes.drain_rows[0];
                     let lib = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_library(c, &outbox))?;
-                    let group = timed_drain(&mut conn, rows, sizes.shards, 1, &mut drain_per_group)?;
+                    let group = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_per_group(c, sizes.shards))?;
                     let ceil = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_ceiling(c, 1000))?;
                     table.row(vec![
                         format!("{} (synchronous_commit=on)", count(rows as f64)),
@@ -769,12 +806,12 @@ macro_rules! suite {
 
             // ---------------------------------------------------------------- memory
 
-            /// Benchmark 5 (run in a child process): fills `rows` rows (10 per object) and
-            /// drains them; returns (peak KiB after the fill, peak KiB after the drain,
-            /// seconds of drain).
-            pub fn memory_child(db: &Db, rows: usize, shards: usize) -> BResult<(u64, u64, f64)> {
+            /// Benchmark 5 (run in a child process): fills `rows` rows (`per_object` per
+            /// object) and drains them; returns (peak KiB after the fill, peak KiB after the
+            /// drain, seconds of drain).
+            pub fn memory_child(db: &Db, rows: usize, shards: usize, per_object: usize) -> BResult<(u64, u64, f64)> {
                 let mut conn = db.connect()?;
-                fill(&mut conn, rows, shards, 10)?;
+                fill(&mut conn, rows, shards, per_object)?;
                 let before = crate::stats::memory_kib().0;
                 let start = Instant::now();
                 let deleted = drain_library(&mut conn, &idle_outbox())?;
