@@ -8,7 +8,9 @@
 //! cargo run -p diesel-outbox-bench -- --tiny                # a smoke run (CI)
 //! ```
 //!
-//! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--skip-memory`.
+//! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--skip-memory`,
+//! `--only SECTION` (writes, indexes, drain, scaling, discovery, flush, memory),
+//! `--drain-rows N` (one drain backlog instead of the size's list).
 
 mod model;
 mod stats;
@@ -178,37 +180,40 @@ fn postgres_url() -> Option<String> {
 }
 
 macro_rules! run_suite {
-    ($module:ident, $db:expr, $sizes:expr, $pg:expr) => {{
+    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $only:expr) => {{
         let db = $db;
         let sizes = $sizes;
+        let only: &Option<String> = $only;
+        let want = |section: &str| only.as_deref().is_none_or(|o| o == section);
         $module::setup(&db)?;
-        println!(
-            "\n## {} ({})",
-            if $pg { "PostgreSQL" } else { "SQLite" },
-            $module::version(&db)?
-        );
+        let name = if $pg { "PostgreSQL" } else { "SQLite" };
+        println!("\n## {name} ({})", $module::version(&db)?);
         let t = Instant::now();
-        $module::writes(&db, sizes)?.print();
-        $module::index_costs(&db, sizes)?.print();
-        eprintln!("[writes: {:.0} s]", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        $module::drain(&db, sizes)?.print();
-        eprintln!("[drain: {:.0} s]", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        if $pg {
+        if want("writes") {
+            $module::writes(&db, sizes)?.print();
+        }
+        if want("indexes") {
+            $module::index_costs(&db, sizes)?.print();
+        }
+        if want("drain") {
+            $module::drain(&db, sizes)?.print();
+        }
+        if $pg && want("scaling") {
             $module::scaling(&db, sizes)?.print();
         }
-        let (table, plans) = $module::discovery(&db, sizes)?;
-        table.print();
-        println!("\n```text");
-        for line in plans {
-            println!("{line}");
+        if want("discovery") {
+            let (table, plans) = $module::discovery(&db, sizes)?;
+            table.print();
+            println!("\n```text");
+            for line in plans {
+                println!("{line}");
+            }
+            println!("```");
         }
-        println!("```");
-        eprintln!("[scaling/discovery: {:.0} s]", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        $module::flush(&db, sizes)?.print();
-        eprintln!("[flush: {:.0} s]", t.elapsed().as_secs_f64());
+        if want("flush") {
+            $module::flush(&db, sizes)?.print();
+        }
+        println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
     }};
 }
 
@@ -323,23 +328,33 @@ fn main() -> BResult<()> {
     } else {
         (Sizes::full(), "full")
     };
+    let mut sizes = sizes;
+    if let Some(i) = args.iter().position(|a| a == "--drain-rows") {
+        let rows: usize = args.get(i + 1).ok_or("--drain-rows N")?.parse()?;
+        sizes.drain_rows = vec![rows];
+    }
     let started = Instant::now();
     println!("# diesel-outbox benchmarks ({size_name} sizes)\n");
     println!("Machine: {}", machine());
     let pg_url = postgres_url();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let memory_wanted = !has("--skip-memory") && only.as_deref().is_none_or(|o| o == "memory");
     if !has("--postgres-only") {
         let file = SqliteFile::new("main")?;
-        run_suite!(sqlite, file.db(), &sizes, false);
-        if !has("--skip-memory") {
+        run_suite!(sqlite, file.db(), &sizes, false, &only);
+        if memory_wanted {
             memory("sqlite", &sizes)?;
         }
     }
     match (&pg_url, has("--sqlite-only")) {
         (Some(url), false) => {
             let schema = PgSchema::new(url, "main")?;
-            run_suite!(pg, schema.db(), &sizes, true);
+            run_suite!(pg, schema.db(), &sizes, true, &only);
             drop(schema);
-            if !has("--skip-memory") {
+            if memory_wanted {
                 memory("postgres", &sizes)?;
             }
         }
