@@ -4,7 +4,8 @@
 //! with `?` placeholders that [`placeholders`] numbers for PostgreSQL. Each statement
 //! filters on a shard's leading index columns, so every step is an index scan: the shard's
 //! lowest row on `(…shard, id)`, a group on `(…shard, category, object_identifier)`, the
-//! due check on `(…shard, scheduled_for)`.
+//! due check and the reschedule on `(…shard, id)` (reading the shard in id order up to its
+//! first due row).
 //!
 //! The bodies live in [`drain_sql!`], expanded inside each backend's `impl
 //! OutboxConnection`; only the row lock and the transaction differ per backend and are
