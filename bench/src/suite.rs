@@ -552,18 +552,27 @@ macro_rules! suite {
                         let (mut lib, mut group, mut ceil) = (Vec::new(), Vec::new(), Vec::new());
                         for _ in 0..reps {
                             lib.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_library(c, &outbox))?);
-                            group.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_per_group(c, sizes.shards))?);
+                            // The per-group decomposition, only on the smallest backlog on
+                            // PostgreSQL (it would add a minute at 200,000 rows).
+                            if !PG || rows == sizes.drain_rows[0] {
+                                group.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_per_group(c, sizes.shards))?);
+                            }
                             ceil.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_ceiling(c, 1000))?);
                         }
-                        let (lib, group, ceil) = (median(&lib), median(&group), median(&ceil));
+                        let (lib, ceil) = (median(&lib), median(&ceil));
+                        let (group, vs_group) = if group.is_empty() {
+                            ("-".to_owned(), "-".to_owned())
+                        } else {
+                            (count(median(&group)), ratio(lib / median(&group)))
+                        };
                         table.row(vec![
                             count(rows as f64),
                             per_object.to_string(),
                             count(lib),
-                            count(group),
+                            group,
                             count(ceil),
                             ratio(lib / ceil),
-                            ratio(lib / group),
+                            vs_group,
                         ]);
                     }
                 }
