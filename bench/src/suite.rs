@@ -239,7 +239,10 @@ macro_rules! suite {
             }
 
             /// Per-transaction times (µs) of each variant, `rounds` interleaved rounds of
-            /// `txns` transactions of `per_txn` saves each; the first round warms up.
+            /// `txns` transactions of `per_txn` saves each; the first round warms up. Rows
+            /// with ids above `keep` are deleted after each round; `rotate` shifts the order
+            /// of the variants (callers that run one round at a time pass their round).
+            #[allow(clippy::too_many_arguments)]
             fn write_rounds(
                 conn: &mut Conn,
                 next_id: &mut i64,
@@ -248,12 +251,13 @@ macro_rules! suite {
                 txns: usize,
                 rounds: usize,
                 keep: i64,
+                rotate: usize,
             ) -> BResult<Vec<Vec<f64>>> {
                 let mut samples = vec![Vec::new(); variants.len()];
                 for round in 0..=rounds {
                     for k in 0..variants.len() {
                         // Rotate the order each round so no variant always runs first.
-                        let v = (k + round) % variants.len();
+                        let v = (k + round + rotate) % variants.len();
                         let batches: Vec<Vec<Project>> = (0..txns)
                             .map(|_| {
                                 (0..per_txn)
@@ -291,7 +295,7 @@ macro_rules! suite {
                 let variants = [Variant::Library, Variant::Plain, Variant::Floor];
                 for per_txn in [1usize, 10, 100] {
                     let txns = (sizes.write_rows / per_txn).max(2);
-                    let s = write_rounds(&mut conn, &mut next_id, &variants, per_txn, txns, sizes.write_rounds, 0)?;
+                    let s = write_rounds(&mut conn, &mut next_id, &variants, per_txn, txns, sizes.write_rounds, 0, 0)?;
                     let (lib, plain, floor) = (median(&s[0]), median(&s[1]), median(&s[2]));
                     table.row(vec![
                         per_txn.to_string(),
@@ -372,7 +376,7 @@ macro_rules! suite {
                             conn.batch_execute(&format!("CREATE INDEX {name} ON cell_outboxes {columns}"))?;
                         }
                         // One round per set and turn (its own warm-up round is dropped).
-                        let s = write_rounds(&mut conn, &mut next_id, &variants, 100, txns, 1, keep)?;
+                        let s = write_rounds(&mut conn, &mut next_id, &variants, 100, txns, 1, keep, round)?;
                         for (v, times) in s.into_iter().enumerate() {
                             samples[c][v].extend(times);
                         }
