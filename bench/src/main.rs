@@ -62,7 +62,7 @@ impl Sizes {
             index_backlog: 100_000,
             drain_rows: vec![10_000, 200_000],
             shards: 1_000,
-            scaling_rows: 20_000,
+            scaling_rows: 10_000,
             discovery_rows: 1_000_000,
             discovery_shards: 10_000,
             flush_samples: 500,

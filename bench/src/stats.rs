@@ -2,9 +2,19 @@
 
 use std::time::Duration;
 
-/// The median of `samples` (0 when empty).
+/// The median of `samples`: the middle one, or the mean of the middle two (0 when empty).
 pub fn median(samples: &[f64]) -> f64 {
-    percentile(samples, 50.0)
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
 }
 
 /// The `p`-th percentile (nearest rank) of `samples` (0 when empty).

@@ -552,7 +552,7 @@ macro_rules! suite {
                 );
                 for &rows in &sizes.drain_rows {
                     for per_object in [1usize, 10] {
-                        let reps = if rows <= 10_000 { 3 } else { 1 };
+                        let reps = if rows <= 10_000 { 2 } else { 1 };
                         let (mut lib, mut group, mut ceil) = (Vec::new(), Vec::new(), Vec::new());
                         for _ in 0..reps {
                             lib.push(timed_drain(&mut conn, rows, sizes.shards, per_object, &mut |c| drain_library(c, &outbox))?);
@@ -584,7 +584,8 @@ macro_rules! suite {
                     // The same with a WAL flush per commit (the server's default).
                     let synced = Db { url: db.url.clone(), sync_commit: true };
                     let mut conn = synced.connect()?;
-                    let rows = sizes.drain_rows[0];
+                    // Small: each group waits for a WAL flush.
+                    let rows = sizes.drain_rows[0].min(2_000);
                     let lib = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_library(c, &outbox))?;
                     let group = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_per_group(c, sizes.shards))?;
                     let ceil = timed_drain(&mut conn, rows, sizes.shards, 1, &mut |c| drain_ceiling(c, 1000))?;
