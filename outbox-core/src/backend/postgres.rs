@@ -5,7 +5,7 @@ use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{common_outbox_sql, BigIntValue, OutboxConnection, Sealed};
-use crate::drain::sql::{drain_sql, RowLock, Schedule};
+use crate::drain::sql::{drain_sql, Prepared, RowLock, Schedule};
 use crate::drain::Silo;
 use crate::error::{Error, Result};
 
@@ -38,11 +38,13 @@ impl OutboxConnection for PgConnection {
         // SKIP LOCKED instead of NOWAIT: a busy row comes back as "no row" rather than as
         // an error that would abort the transaction (and whose text we would have to parse).
         let skip = if wait { "" } else { " SKIP LOCKED" };
-        let schedule = diesel::sql_query(format!(
-            "SELECT scheduled_for, scheduled_from FROM {} WHERE id = $1 FOR UPDATE{skip}",
-            silo.table()
-        ))
-        .bind::<diesel::sql_types::BigInt, _>(id)
+        let schedule = Prepared(
+            diesel::sql_query(format!(
+                "SELECT scheduled_for, scheduled_from FROM {} WHERE id = $1 FOR UPDATE{skip}",
+                silo.table()
+            ))
+            .bind::<diesel::sql_types::BigInt, _>(id),
+        )
         .get_result::<Schedule>(self)
         .optional()?;
         Ok(match schedule {

@@ -6,7 +6,7 @@ use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{common_outbox_sql, BigIntValue, OutboxConnection, Sealed};
-use crate::drain::sql::{drain_sql, RowLock, Schedule};
+use crate::drain::sql::{drain_sql, Prepared, RowLock, Schedule};
 use crate::drain::Silo;
 use crate::error::{Error, Result};
 
@@ -41,11 +41,13 @@ impl OutboxConnection for SqliteConnection {
     fn outbox_lock_row(&mut self, silo: Silo, id: i64, _wait: bool) -> QueryResult<RowLock> {
         // The write transaction (BEGIN IMMEDIATE) already excludes every other writer, so
         // "locking" is reading the row back.
-        let schedule = diesel::sql_query(format!(
-            "SELECT scheduled_for, scheduled_from FROM {} WHERE id = ?",
-            silo.table()
-        ))
-        .bind::<diesel::sql_types::BigInt, _>(id)
+        let schedule = Prepared(
+            diesel::sql_query(format!(
+                "SELECT scheduled_for, scheduled_from FROM {} WHERE id = ?",
+                silo.table()
+            ))
+            .bind::<diesel::sql_types::BigInt, _>(id),
+        )
         .get_result::<Schedule>(self)
         .optional()?;
         Ok(schedule.map_or(RowLock::Gone, RowLock::Locked))

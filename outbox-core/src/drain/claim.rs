@@ -82,6 +82,16 @@ pub(crate) fn claim<C: OutboxConnection>(
     now: NaiveDateTime,
 ) -> Result<Claim, Error> {
     conn.outbox_write_transaction(|conn| {
+        // Checked first without a lock: a shard another worker has claimed is no longer
+        // due, and taking its head lock even briefly would make that worker's next group
+        // find the head busy and leave the shard to its backoff (measured: 2 and 4 drain
+        // threads on PostgreSQL fell from ~1,000 to 33 and 7 rows/s).
+        if !conn.outbox_shard_is_due(key, now)? {
+            return Ok(match conn.outbox_shard_head(key, None)? {
+                Some(_) => Claim::NotDue,
+                None => Claim::Empty,
+            });
+        }
         let schedule = match lock_head(conn, key, None, false)? {
             HeadLock::Locked(_, schedule) => schedule,
             HeadLock::Busy => return Ok(Claim::Busy),

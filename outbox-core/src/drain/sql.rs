@@ -4,7 +4,8 @@
 //! with `?` placeholders that [`placeholders`] numbers for PostgreSQL. Each statement
 //! filters on a shard's leading index columns, so every step is an index scan: the shard's
 //! lowest row on `(…shard, id)`, a group on `(…shard, category, object_identifier)`, the
-//! due check on `(…shard, scheduled_for)`.
+//! due check and the reschedule on `(…shard, id)` (reading the shard in id order up to its
+//! first due row).
 //!
 //! The bodies live in [`drain_sql!`], expanded inside each backend's `impl
 //! OutboxConnection`; only the row lock and the transaction differ per backend and are
@@ -12,9 +13,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::backend::Backend;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::{AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text, Timestamp};
+use diesel::QueryResult;
 
 use super::shard::{ShardKey, Silo};
 use crate::payload::JsonPayload;
@@ -141,6 +143,37 @@ pub(crate) struct IdBounds {
     #[diesel(sql_type = Nullable<BigInt>)]
     pub(crate) hi: Option<i64>,
 }
+
+/// A drain statement that diesel may keep as a prepared statement.
+///
+/// Diesel never caches `sql_query`, since its text could be built from values. Ours is
+/// not: the text depends only on the table and on which optional filters are present, and
+/// every value is a bind, so a connection sees a handful of distinct texts. Caching them
+/// saves the parse (SQLite) or parse and plan (PostgreSQL) of every statement of every
+/// group the drain delivers.
+#[derive(Debug)]
+pub(crate) struct Prepared<Q>(pub(crate) Q);
+
+impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, C> diesel::RunQueryDsl<C> for Prepared<Q> {}
 
 /// Numbers `?` placeholders as `$1, $2, …` for PostgreSQL; SQLite keeps `?`.
 pub(crate) fn placeholders(sql: String, numbered: bool) -> String {
@@ -316,7 +349,7 @@ macro_rules! drain_sql {
                     .bind::<BigInt, _>(range.end),
                 None => query,
             };
-            let rows = query.bind::<BigInt, _>(limit).load::<sql::ShardRow>(self)?;
+            let rows = sql::Prepared(query.bind::<BigInt, _>(limit)).load::<sql::ShardRow>(self)?;
             Ok(rows.into_iter().map(|row| row.into_key(silo)).collect())
         }
 
@@ -334,7 +367,7 @@ macro_rules! drain_sql {
                 Some(bound) => query.bind::<BigInt, _>(bound),
                 None => query,
             };
-            query.get_result(self).optional()
+            sql::Prepared(query).get_result(self).optional()
         }
 
         fn outbox_shard_is_due(
@@ -346,11 +379,13 @@ macro_rules! drain_sql {
             use diesel::{OptionalExtension, RunQueryDsl};
             use $crate::drain::sql;
             let text = sql::placeholders(sql::shard_due(key.silo()), $numbered);
-            sql::bind_shard(diesel::sql_query(text).into_boxed(), key)
-                .bind::<Timestamp, _>(now)
-                .get_result::<$crate::backend::BigIntValue>(self)
-                .optional()
-                .map(|row| row.is_some())
+            sql::Prepared(
+                sql::bind_shard(diesel::sql_query(text).into_boxed(), key)
+                    .bind::<Timestamp, _>(now),
+            )
+            .get_result::<$crate::backend::BigIntValue>(self)
+            .optional()
+            .map(|row| row.is_some())
         }
 
         fn outbox_reschedule(
@@ -367,7 +402,7 @@ macro_rules! drain_sql {
                 .into_boxed::<<Self as diesel::Connection>::Backend>()
                 .bind::<Timestamp, _>(from)
                 .bind::<Timestamp, _>(until);
-            sql::bind_shard(query, key).execute(self)
+            sql::Prepared(sql::bind_shard(query, key)).execute(self)
         }
 
         fn outbox_group_newest(
@@ -389,7 +424,9 @@ macro_rules! drain_sql {
                 Some(bound) => query.bind::<BigInt, _>(bound),
                 None => query,
             };
-            let row = query.get_result::<sql::MessageRow>(self).optional()?;
+            let row = sql::Prepared(query)
+                .get_result::<sql::MessageRow>(self)
+                .optional()?;
             Ok(row.map(|row| row.into_message(silo)))
         }
 
@@ -406,12 +443,14 @@ macro_rules! drain_sql {
             let text = sql::placeholders(sql::delete_group_batch(key.silo()), $numbered);
             let mut deleted = 0;
             loop {
-                let batch = sql::bind_shard(diesel::sql_query(text.as_str()).into_boxed(), key)
-                    .bind::<Integer, _>(category)
-                    .bind::<BigInt, _>(object_identifier)
-                    .bind::<BigInt, _>(up_to)
-                    .bind::<BigInt, _>(sql::DELETE_BATCH)
-                    .execute(self)?;
+                let batch = sql::Prepared(
+                    sql::bind_shard(diesel::sql_query(text.as_str()).into_boxed(), key)
+                        .bind::<Integer, _>(category)
+                        .bind::<BigInt, _>(object_identifier)
+                        .bind::<BigInt, _>(up_to)
+                        .bind::<BigInt, _>(sql::DELETE_BATCH),
+                )
+                .execute(self)?;
                 deleted += batch;
                 if (batch as i64) < sql::DELETE_BATCH {
                     return Ok(deleted);
@@ -425,8 +464,8 @@ macro_rules! drain_sql {
         ) -> diesel::QueryResult<Option<(i64, i64)>> {
             use diesel::RunQueryDsl;
             use $crate::drain::sql;
-            let bounds =
-                diesel::sql_query(sql::id_bounds(silo)).get_result::<sql::IdBounds>(self)?;
+            let bounds = sql::Prepared(diesel::sql_query(sql::id_bounds(silo)))
+                .get_result::<sql::IdBounds>(self)?;
             Ok(bounds.lo.zip(bounds.hi))
         }
 
@@ -446,8 +485,7 @@ macro_rules! drain_sql {
             use diesel::{OptionalExtension, RunQueryDsl};
             use $crate::drain::sql;
             let text = sql::placeholders(sql::row_exists(silo), $numbered);
-            diesel::sql_query(text)
-                .bind::<BigInt, _>(id)
+            sql::Prepared(diesel::sql_query(text).bind::<BigInt, _>(id))
                 .get_result::<$crate::backend::BigIntValue>(self)
                 .optional()
                 .map(|row| row.is_some())
