@@ -198,7 +198,9 @@ impl<C: OutboxConnection> Outbox<C> {
         let mut report = DrainReport::default();
         for shard in self.find_due_shards(conn, options)? {
             match self.claim_shard(conn, &shard)? {
-                Claim::Claimed { .. } => report.merge(self.drain_shard(conn, &shard)?),
+                Claim::Claimed { .. } => {
+                    report.merge(drain_shard(&self.shared, conn, &shard, Mode::CLAIMED)?)
+                }
                 _ => report.shards_not_claimed += 1,
             }
         }

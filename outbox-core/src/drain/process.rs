@@ -33,6 +33,15 @@ impl Mode {
         wait: false,
     };
 
+    /// After this worker's own claim: every row, waiting for a momentary holder (a flush
+    /// finishing a group). The claim pushed the shard's schedule out, so no other periodic
+    /// worker will claim it meanwhile; giving up here instead would leave the shard idle
+    /// for its whole backoff.
+    pub(crate) const CLAIMED: Mode = Mode {
+        bound: None,
+        wait: true,
+    };
+
     /// Until empty (the test helper): every row, waiting for held shards.
     pub(crate) const EXHAUST: Mode = Mode {
         bound: None,
