@@ -118,8 +118,11 @@ const _: () = {
         ($conn:ty) => {
             impl __outbox::ModelWrites < $conn > for Project { const COLUMNS : usize =
             4usize; fn insert_rows(conn : & mut $conn, models : & [Self]) ->
-            __outbox::Result < () > { let rows : ::std::vec::Vec < __OutboxRow < '_ >> =
-            models.iter().map(__OutboxRow::of).collect();
+            __outbox::Result < () > { if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
+            .values(__OutboxRow::of(model)), conn,) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < __OutboxRow <
+            '_ >> = models.iter().map(__OutboxRow::of).collect();
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(rows), conn,) ?; ::core::result::Result::Ok(()) } fn update_row(conn
             : & mut $conn, model : & Self) -> __outbox::Result < usize > { let target =
@@ -127,7 +130,15 @@ const _: () = {
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
             models : & [Self]) -> __outbox::Result < () > { use
-            __outbox::diesel::ExpressionMethods as _; let rows : ::std::vec::Vec <
+            __outbox::diesel::ExpressionMethods as _; if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
+            .values(__OutboxRow::of(model)).on_conflict(projects::id).do_update()
+            .set((projects::organization_id
+            .eq(__outbox::diesel::upsert::excluded(projects::organization_id)),
+            projects::name.eq(__outbox::diesel::upsert::excluded(projects::name)),
+            projects::description
+            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn,) ?;
+            return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec <
             __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(rows).on_conflict(projects::id).do_update()
@@ -317,6 +328,14 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
     ) -> __outbox::Result<()> {
+        if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::insert_into(projects::table)
+                    .values(__OutboxRow::of(model)),
+                conn,
+            )?;
+            return ::core::result::Result::Ok(());
+        }
         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
             .iter()
             .map(__OutboxRow::of)
@@ -344,6 +363,30 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
         models: &[Self],
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
+        if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::insert_into(projects::table)
+                    .values(__OutboxRow::of(model))
+                    .on_conflict(projects::id)
+                    .do_update()
+                    .set((
+                        projects::organization_id
+                            .eq(
+                                __outbox::diesel::upsert::excluded(
+                                    projects::organization_id,
+                                ),
+                            ),
+                        projects::name
+                            .eq(__outbox::diesel::upsert::excluded(projects::name)),
+                        projects::description
+                            .eq(
+                                __outbox::diesel::upsert::excluded(projects::description),
+                            ),
+                    )),
+                conn,
+            )?;
+            return ::core::result::Result::Ok(());
+        }
         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
             .iter()
             .map(__OutboxRow::of)

@@ -100,8 +100,11 @@ const _: () = {
         ($conn:ty) => {
             impl __outbox::ModelWrites < $conn > for User { const COLUMNS : usize =
             2usize; fn insert_rows(conn : & mut $conn, models : & [Self]) ->
-            __outbox::Result < () > { let rows : ::std::vec::Vec < __OutboxRow < '_ >> =
-            models.iter().map(__OutboxRow::of).collect();
+            __outbox::Result < () > { if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), conn,) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < __OutboxRow <
+            '_ >> = models.iter().map(__OutboxRow::of).collect();
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(rows), conn,) ?; ::core::result::Result::Ok(()) } fn update_row(conn
             : & mut $conn, model : & Self) -> __outbox::Result < usize > { let target =
@@ -109,8 +112,12 @@ const _: () = {
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
             models : & [Self]) -> __outbox::Result < () > { use
-            __outbox::diesel::ExpressionMethods as _; let rows : ::std::vec::Vec <
-            __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
+            __outbox::diesel::ExpressionMethods as _; if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
+            .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)),
+            conn,) ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
+            < __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(rows).on_conflict(users::id).do_update().set((users::name
             .eq(__outbox::diesel::upsert::excluded(users::name)),)), conn,) ?;
@@ -294,6 +301,14 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
     ) -> __outbox::Result<()> {
+        if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::insert_into(users::table)
+                    .values(__OutboxRow::of(model)),
+                conn,
+            )?;
+            return ::core::result::Result::Ok(());
+        }
         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
             .iter()
             .map(__OutboxRow::of)
@@ -321,6 +336,19 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
         models: &[Self],
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
+        if let [model] = models {
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::insert_into(users::table)
+                    .values(__OutboxRow::of(model))
+                    .on_conflict(users::id)
+                    .do_update()
+                    .set((
+                        users::name.eq(__outbox::diesel::upsert::excluded(users::name)),
+                    )),
+                conn,
+            )?;
+            return ::core::result::Result::Ok(());
+        }
         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
             .iter()
             .map(__OutboxRow::of)

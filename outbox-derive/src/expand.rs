@@ -253,11 +253,21 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
         let column = &field.column;
         quote!(#table::#column.eq(__outbox::diesel::upsert::excluded(#table::#column)))
     });
+    let updates: Vec<TokenStream> = updates.collect();
     quote! {
         impl __outbox::ModelWrites<#conn> for #ident {
                     const COLUMNS: usize = #columns;
 
                     fn insert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
+                        // One row: a fixed statement, which diesel caches as a prepared statement
+                        // (a multi-row VALUES list never is).
+                        if let [model] = models {
+                            __outbox::diesel::RunQueryDsl::execute(
+                                __outbox::diesel::insert_into(#table::table).values(__OutboxRow::of(model)),
+                                conn,
+                            )?;
+                            return ::core::result::Result::Ok(());
+                        }
                         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
                         __outbox::diesel::RunQueryDsl::execute(
                             __outbox::diesel::insert_into(#table::table).values(rows),
@@ -276,6 +286,17 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
 
                     fn upsert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
                         use __outbox::diesel::ExpressionMethods as _;
+                        if let [model] = models {
+                            __outbox::diesel::RunQueryDsl::execute(
+                                __outbox::diesel::insert_into(#table::table)
+                                    .values(__OutboxRow::of(model))
+                                    .on_conflict(#table::#key_column)
+                                    .do_update()
+                                    .set((#(#updates,)*)),
+                                conn,
+                            )?;
+                            return ::core::result::Result::Ok(());
+                        }
                         let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
                         __outbox::diesel::RunQueryDsl::execute(
                             __outbox::diesel::insert_into(#table::table)

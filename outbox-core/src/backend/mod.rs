@@ -145,6 +145,13 @@ macro_rules! common_outbox_sql {
             rows: &[$crate::row::NewCellOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
+            // One row: a fixed statement, which diesel caches as a prepared statement.
+            if let [row] = rows {
+                diesel::insert_into($crate::schema::cell_outboxes::table)
+                    .values(row)
+                    .execute(self)?;
+                return Ok(());
+            }
             let per_statement = Self::MAX_BIND_PARAMS / $crate::row::NewCellOutbox::BINDS;
             for chunk in rows.chunks(per_statement) {
                 diesel::insert_into($crate::schema::cell_outboxes::table)
@@ -159,6 +166,13 @@ macro_rules! common_outbox_sql {
             rows: &[$crate::row::NewControlOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
+            // One row: a fixed statement, which diesel caches as a prepared statement.
+            if let [row] = rows {
+                diesel::insert_into($crate::schema::control_outboxes::table)
+                    .values(row)
+                    .execute(self)?;
+                return Ok(());
+            }
             let per_statement = Self::MAX_BIND_PARAMS / $crate::row::NewControlOutbox::BINDS;
             for chunk in rows.chunks(per_statement) {
                 diesel::insert_into($crate::schema::control_outboxes::table)
