@@ -233,7 +233,10 @@ where
 
 /// Distinct shards with a row due at `?`, oldest first (by earliest schedule, then newest
 /// id), optionally only among rows with `? <= id < ?`, at most `?` of them.
-pub(crate) fn due_shards(silo: Silo, id_range: bool) -> String {
+pub(crate) fn due_shards(silo: Silo, id_range: bool, loose_scan: bool) -> String {
+    if loose_scan && !id_range {
+        return due_shards_by_loose_scan(silo);
+    }
     let columns = shard_columns(silo);
     let cell_name = match silo {
         Silo::Cell => ", CAST('' AS TEXT) AS cell_name",
@@ -248,6 +251,49 @@ pub(crate) fn due_shards(silo: Silo, id_range: bool) -> String {
         "SELECT {columns}{cell_name} FROM {table} WHERE scheduled_for <= ?{range} \
          GROUP BY {columns} ORDER BY MIN(scheduled_for), MAX(id) LIMIT ?",
         table = silo.table()
+    )
+}
+
+/// [`due_shards`] as a loose index scan (PostgreSQL, which has the `*_shard_scheduled`
+/// index): skip from shard to shard on the shard index, then read each shard's earliest
+/// schedule and newest id with one index probe each. The cost grows with the number of
+/// shards, not with the number of due rows, where the `GROUP BY` form reads every due row
+/// (and the planner prefers a sequential scan for it).
+fn due_shards_by_loose_scan(silo: Silo) -> String {
+    let table = silo.table();
+    let (columns, cell_name) = match silo {
+        Silo::Cell => (
+            "shard_scope, shard_identifier",
+            "CAST('' AS TEXT) AS cell_name",
+        ),
+        Silo::Control => ("cell_name, shard_scope, shard_identifier", "s.cell_name"),
+    };
+    let prefixed = |alias: &str| {
+        columns
+            .split(", ")
+            .map(|column| format!("{alias}.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same_shard = columns
+        .split(", ")
+        .map(|column| format!("o.{column} = s.{column}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (o, s) = (prefixed("o"), prefixed("s"));
+    format!(
+        "WITH RECURSIVE s ({columns}) AS ( \
+             (SELECT {columns} FROM {table} ORDER BY {columns} LIMIT 1) \
+             UNION ALL \
+             SELECT n.* FROM s CROSS JOIN LATERAL ( \
+                 SELECT {o} FROM {table} o WHERE ({o}) > ({s}) ORDER BY {o} LIMIT 1) n \
+         ) \
+         SELECT s.shard_scope, s.shard_identifier, {cell_name} FROM s \
+         CROSS JOIN LATERAL (SELECT o.scheduled_for AS first_due FROM {table} o \
+             WHERE {same_shard} ORDER BY o.scheduled_for LIMIT 1) d \
+         CROSS JOIN LATERAL (SELECT o.id AS last_id FROM {table} o \
+             WHERE {same_shard} ORDER BY o.id DESC LIMIT 1) m \
+         WHERE d.first_due <= ? ORDER BY d.first_due, m.last_id LIMIT ?"
     )
 }
 
@@ -339,7 +385,12 @@ macro_rules! drain_sql {
             use diesel::sql_types::{BigInt, Timestamp};
             use diesel::RunQueryDsl;
             use $crate::drain::sql;
-            let text = sql::placeholders(sql::due_shards(silo, id_range.is_some()), $numbered);
+            // PostgreSQL (numbered placeholders) keeps the `*_shard_scheduled` index that the
+            // loose scan probes; SQLite dropped it to save its write cost.
+            let text = sql::placeholders(
+                sql::due_shards(silo, id_range.is_some(), $numbered),
+                $numbered,
+            );
             let query = diesel::sql_query(text)
                 .into_boxed::<<Self as diesel::Connection>::Backend>()
                 .bind::<Timestamp, _>(now);

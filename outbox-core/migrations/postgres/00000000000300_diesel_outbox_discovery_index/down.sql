@@ -1,0 +1,2 @@
+DROP INDEX control_outboxes_shard_scheduled;
+DROP INDEX cell_outboxes_shard_scheduled;
