@@ -61,3 +61,23 @@ pub fn project(id: i64) -> Project {
         name: format!("project {id}"),
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_outbox::row::PayloadJson;
+
+    /// The library's cell outbox table, declared here for the hand-written floor (the
+    /// library keeps its own declaration private: its DSL would write the table without
+    /// the outbox's rules).
+    cell_outboxes (id) {
+        id -> BigInt,
+        shard_scope -> Integer,
+        shard_identifier -> BigInt,
+        category -> Integer,
+        object_identifier -> BigInt,
+        payload -> Nullable<PayloadJson>,
+        scheduled_from -> Timestamp,
+        scheduled_for -> Timestamp,
+        date_added -> Timestamp,
+    }
+}

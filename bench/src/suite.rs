@@ -51,11 +51,12 @@ macro_rules! suite {
             use diesel::connection::SimpleConnection;
             use diesel::prelude::*;
             use diesel::sql_types::{BigInt, Integer, Nullable, Text};
-            use diesel_outbox::schema::cell_outboxes as co;
-            use diesel_outbox::schema::sql_types::PayloadJson;
+            use crate::model::cell_outboxes as co;
+            use diesel_outbox::drain::Metrics;
+            use diesel_outbox::row::{PayloadJson, DUE_AT_ONCE};
             use diesel_outbox::{
-                outbox_context, DueShards, JsonPayload, Metrics, Outbox, OutboxMessage,
-                Receivers, Silo, DUE_AT_ONCE,
+                outbox_context, DueShards, JsonPayload, Outbox, OutboxMessage, OutboxTable,
+                Receivers,
             };
 
             use crate::model::{bench_projects as bp, project, Category, PlainProject, Project};
@@ -709,12 +710,12 @@ macro_rules! suite {
                 let shards = sizes.discovery_shards;
                 fill(&mut conn, rows, shards, 1)?;
                 let outbox = idle_outbox();
-                let options = DueShards::new().silo(Silo::Cell);
+                let options = DueShards::new().table(OutboxTable::Cell).limit(100);
                 let mut found = 0;
                 let mut disc = Vec::new();
                 for _ in 0..7 {
                     let start = Instant::now();
-                    found = outbox.find_due_shards(&mut conn, &options)?.len();
+                    found = outbox.due_shards(&mut conn, &options)?.len();
                     disc.push(micros(start.elapsed()));
                 }
                 let mut lookup = Vec::new();
@@ -786,7 +787,7 @@ macro_rules! suite {
             struct SavedAt(Arc<Mutex<Option<Instant>>>);
 
             impl Metrics for SavedAt {
-                fn rows_saved(&self, _silo: Silo, _category: i32, _rows: u64) {
+                fn rows_saved(&self, _table: OutboxTable, _category: i32, _rows: u64) {
                     if let Ok(mut at) = self.0.lock() {
                         *at = Some(Instant::now());
                     }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use chrono::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel_outbox::schema::cell_outboxes;
+use diesel_outbox::testing::{cell_records, ManualClock};
 use diesel_outbox::{
-    outbox_context, run_migrations, CellOutbox, CellOutboxRecord, Clock, Error, ManualClock,
-    Outbox, OutboxMessage, Receivers,
+    outbox_context, run_migrations, CellOutbox, Clock, Error, Outbox, OutboxMessage, Receivers,
+    ShardKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .name;
     println!("The commit returned; the replica already says '{replica}'.");
     println!("The audit receiver failed, so its rows stay, backed off:");
-    print_outbox(&mut conn, &clock)?;
+    print_outbox(&mut conn, &outbox, &clock)?;
 
     // A transaction that fails leaves nothing behind, neither data nor outbox rows.
     let failed = outbox_context(&mut conn, |ctx| {
@@ -152,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.rows_deleted,
         report.failures.len()
     );
-    print_outbox(&mut conn, &clock)?;
+    print_outbox(&mut conn, &outbox, &clock)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
@@ -163,11 +163,12 @@ struct Name {
     name: String,
 }
 
-fn print_outbox(conn: &mut SqliteConnection, clock: &dyn Clock) -> QueryResult<()> {
-    let rows: Vec<CellOutboxRecord> = cell_outboxes::table
-        .select(CellOutboxRecord::as_select())
-        .order(cell_outboxes::id)
-        .load(conn)?;
+fn print_outbox(
+    conn: &mut SqliteConnection,
+    outbox: &Outbox<SqliteConnection>,
+    clock: &dyn Clock,
+) -> Result<(), Error> {
+    let rows = cell_records(conn)?;
     if rows.is_empty() {
         println!("cell_outboxes is empty.");
         return Ok(());
@@ -180,7 +181,11 @@ fn print_outbox(conn: &mut SqliteConnection, clock: &dyn Clock) -> QueryResult<(
     for row in &rows {
         let category = Category::info(row.category).map_or("?", |c| c.name);
         let payload = row.payload.as_ref().map_or("-", |p| p.as_str());
-        let due_in = (row.scheduled_for - clock.now()).num_milliseconds() as f64 / 1000.0;
+        // Schedules are kept per shard: a shard without a stored state is due now.
+        let shard = ShardKey::cell(Scope::Organization, row.shard_identifier);
+        let due_in = outbox.shard_state(conn, &shard)?.map_or(0.0, |state| {
+            (state.scheduled_for - clock.now()).num_milliseconds() as f64 / 1000.0
+        });
         println!(
             "{:>3}  {:<18}  {:>5}  {:>6}  {:<38}  {due_in:.0} s",
             row.id, category, row.shard_identifier, row.object_identifier, payload,

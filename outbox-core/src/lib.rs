@@ -18,66 +18,102 @@
 //! * [`CellReplicationHooks`] / [`ControlReplicationHooks`] and
 //!   [`Receivers::replicated_cell`]: what processing does with a replicated model;
 //! * [`SiloDirectory`] and [`Receivers::for_silos`]: how a silo reaches the others, and
-//!   [`tombstones`] of objects deleted there;
-//! * [`drain_until_empty`]: "run the outboxes" in a test.
+//!   [`silo::tombstones`] of objects deleted there;
+//! * [`testing::drain_until_empty`]: "run the outboxes" in a test.
+//!
+//! Everyday names are at the root; every public item also lives in a module named for
+//! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
+//! [`testing`]. How the runtime is layered, and the life of one row from `save` to its
+//! deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
 //! `postgres`. The `mysql` feature is reserved for the MySQL / MariaDB backend.
 #![deny(missing_docs)]
 
-mod backend;
-mod buffer;
-mod category;
-mod clock;
-mod context;
-mod declare;
-mod drain;
-mod error;
-mod metrics;
-mod migrations;
-mod model;
-mod payload;
-mod receivers;
-mod record;
-mod replicated;
-mod row;
-pub mod schema;
-mod silo;
-mod tombstone;
+// The layers, bottom up: each uses only those above it in this list (checked by the
+// `layers` test below).
+mod backend; // 3: the connection trait and every SQL statement
+mod deliver; // 5: receivers, hooks, silos, tombstones
+pub mod drain; // 6: discovery, claims, batches, flush, reports
+mod key; // 1: keys and errors
+mod outbox;
+pub mod row; // 2: rows as written and as read
+mod write; // 4: buffer, context, model traits, write engine // 7: the Outbox handle, the worker, test helpers
 
 #[doc(hidden)]
 #[path = "private.rs"]
-pub mod __private;
-use __private as private;
+pub mod __private_0_1_0;
 
+pub use backend::migrations::run_migrations;
 pub use backend::OutboxConnection;
-pub use category::{
-    field_id, CategoryInfo, CellCategory, ControlCategory, Identifier, NamedField, OutboxCategory,
-    OutboxScope, ScopeInfo, ShardOf, Silos,
-};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::{outbox_context, ContextHost, OutboxContext};
+pub use deliver::hooks::{CellReplicationHooks, ControlReplicationHooks, ReplicationContext};
+pub use deliver::receiver::{BatchError, BatchReceiver, Receiver, Receivers};
+pub use deliver::silo::{DatabaseUrl, SiloConnector, SiloDirectory};
 pub use diesel_outbox_derive::{ReplicatedCell, ReplicatedControl};
-pub use drain::{
-    drain_until_empty, Claim, DeliveryFailure, DrainReport, DueShards, FailureCause, Outbox,
-    OutboxBuilder, ShardKey, Silo,
-};
+pub use drain::{DrainReport, DueShards};
+pub use key::clock::{Clock, ManualClock, SystemClock};
+pub use key::error::{BoxError, Error, Result};
+pub use key::shard::{OutboxTable, Shard, ShardKey};
+pub use key::silo_id::SiloId;
 #[cfg(feature = "pool")]
-pub use drain::{Worker, WorkerOptions};
-pub use error::{Error, Result};
-pub use metrics::{Metrics, NoMetrics};
-pub use migrations::run_migrations;
-pub use model::{
-    CellNames, CellReplicationHooks, ControlReplicationHooks, ReplicatedCell, ReplicatedControl,
-    ReplicationContext,
-};
-pub use payload::JsonPayload;
-pub use private::ModelWrites;
-pub use receivers::{BoxError, OutboxMessage, Receiver, Receivers};
-pub use record::{CellOutboxRecord, ControlOutboxRecord};
-pub use row::{CellOutbox, ControlOutbox, OutboxWrite, Shard, DUE_AT_ONCE, MAX_CELL_NAME_LEN};
-pub use silo::{DatabaseUrl, SiloConnector, SiloDirectory, SiloId};
-pub use tombstone::{record_tombstone, tombstones, Tombstone, TombstoneTable};
+pub use outbox::worker::{Worker, WorkerOptions};
+pub use outbox::{Outbox, OutboxBuilder};
+pub use row::{CellOutbox, ControlOutbox, JsonPayload, OutboxMessage};
+pub use write::context::{outbox_context, ContextHost, OutboxContext};
+pub use write::model::{ModelWrites, ReplicatedCell, ReplicatedControl};
 
-#[doc(hidden)]
-pub use row::{NewCellOutbox, NewControlOutbox};
+/// Scopes and categories: what an outbox row is about, and who shards it. Declared by
+/// the application with [`outbox_scopes_and_categories!`].
+pub mod category {
+    #[doc(hidden)]
+    pub use crate::key::category::{field_id, NamedField};
+    pub use crate::key::category::{
+        CategoryInfo, CellCategory, ControlCategory, Identifier, OutboxCategory, OutboxScope,
+        ScopeInfo, ShardOf, Silos,
+    };
+}
+
+/// Replicated models: the traits the derives implement, and the hooks processing calls.
+pub mod model {
+    pub use crate::deliver::hooks::{
+        CellReplicationHooks, ControlReplicationHooks, ReplicationContext,
+    };
+    pub use crate::write::model::{CellNames, ModelWrites, ReplicatedCell, ReplicatedControl};
+}
+
+/// Receivers: what runs for the rows of each category.
+pub mod receive {
+    pub use crate::deliver::receiver::{BatchError, BatchReceiver, Receiver, Receivers};
+    pub use crate::row::record::OutboxMessage;
+}
+
+/// Silos: which silo a process is, how it reaches the others' databases, and the
+/// tombstones of objects deleted there.
+pub mod silo {
+    pub use crate::deliver::silo::{DatabaseUrl, SiloConnector, SiloDirectory};
+    pub use crate::deliver::tombstone::{record_tombstone, tombstones};
+    pub use crate::key::silo_id::SiloId;
+    pub use crate::row::tombstone::{Tombstone, TombstoneTable};
+}
+
+/// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.
+pub mod testing {
+    pub use crate::key::clock::ManualClock;
+    pub use crate::outbox::testing::{cell_records, control_records, drain_until_empty};
+}
+
+/// The write side's settings.
+pub mod context {
+    pub use crate::write::context::{
+        outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES,
+    };
+}
+
+/// The worker: drain threads sharing a connection pool.
+#[cfg(feature = "pool")]
+pub mod worker {
+    pub use crate::outbox::worker::{Worker, WorkerOptions};
+}
+
+#[cfg(test)]
+mod layers;

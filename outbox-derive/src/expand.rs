@@ -1,5 +1,8 @@
-//! Code generation for a checked [`Model`]. Everything is wrapped in `const _: () = {...}`
-//! and reaches the runtime through `::diesel_outbox::__private` alone.
+//! Code generation for a checked [`Model`]. Everything is wrapped in `const _: () = {...}`,
+//! reaches the runtime through its hidden path for this release alone
+//! (`::diesel_outbox::__private_<version>`), and is handed to the runtime's
+//! `__outbox_derive!` with this crate's version, which expands it only if the runtime is
+//! of the same release (one clear error otherwise).
 //!
 //! What is generated, in order:
 //! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields: the
@@ -23,30 +26,59 @@ pub fn model(model: &Model<'_>) -> TokenStream {
     let no_bypass = no_bypass_check(model);
     let writes = model_writes(model);
     let methods = write_methods(model.ident, Some(model));
+    wrap(quote! {
+        #row
+        #replicated
+        #named_fields
+        #no_bypass
+        #writes
+        #methods
+    })
+}
+
+/// The runtime's hidden path for this release.
+fn private_path() -> TokenStream {
+    let name = format!(
+        "__private_{}",
+        env!("CARGO_PKG_VERSION").replace(['.', '-', '+'], "_")
+    );
+    let ident = syn::Ident::new(&name, proc_macro2::Span::call_site());
+    quote!(::diesel_outbox::#ident)
+}
+
+/// `items` in an anonymous const (nothing leaks into the user's namespace), with the lints
+/// user crates commonly deny allowed (as serde_derive does), behind the version check.
+fn wrap(items: TokenStream) -> TokenStream {
+    let private = private_path();
+    let version = env!("CARGO_PKG_VERSION");
     quote! {
-        #[doc(hidden)]
-        const _: () = {
-            use ::diesel_outbox::__private as __outbox;
-            #row
-            #replicated
-            #named_fields
-            #no_bypass
-            #writes
-            #methods
-        };
+        ::diesel_outbox::__outbox_derive! { #version,
+            #[doc(hidden)]
+            #[allow(
+                non_upper_case_globals,
+                non_camel_case_types,
+                unused_attributes,
+                unused_qualifications,
+                unused_extern_crates,
+                missing_docs,
+                unreachable_pub,
+                clippy::absolute_paths,
+                clippy::used_underscore_binding,
+                clippy::needless_lifetimes,
+                clippy::missing_docs_in_private_items
+            )]
+            const _: () = {
+                use #private as __outbox;
+                #items
+            };
+        }
     }
 }
 
 /// The write methods alone, with unreachable bodies: emitted beside the errors of an
 /// invalid model so that its call sites do not add a cascade of "no method" errors.
 pub fn stubs(ident: &syn::Ident) -> TokenStream {
-    let methods = write_methods(ident, None);
-    quote! {
-        const _: () = {
-            use ::diesel_outbox::__private as __outbox;
-            #methods
-        };
-    }
+    wrap(write_methods(ident, None))
 }
 
 fn row_type(model: &Model<'_>) -> TokenStream {
@@ -83,6 +115,7 @@ fn row_type(model: &Model<'_>) -> TokenStream {
         #[doc(hidden)]
         pub struct __OutboxRow<'__outbox> { #(#fields),* }
 
+        #[automatically_derived]
         impl<'__outbox> __OutboxRow<'__outbox> {
             fn of(model: &'__outbox #ident) -> Self {
                 __OutboxRow { #(#inits),* }
@@ -159,6 +192,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
         _ => (quote!(ReplicatedCell), quote!(cell_rows_into), quote!()),
     };
     quote! {
+        #[automatically_derived]
         impl __outbox::#trait_name for #ident {
             #category_type
             const TABLE_NAME: &'static str = #table_name;
@@ -172,6 +206,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             #cells
         }
 
+        #[automatically_derived]
         impl __outbox::OutboxRows for #ident {
             fn outbox_rows_into(
                 &self,
@@ -181,6 +216,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             }
         }
 
+        #[automatically_derived]
         impl __outbox::ModelIdentity for #ident {
             const TABLE: &'static str = #table_name;
             fn identity(&self) -> i64 { #object }
@@ -199,16 +235,20 @@ fn no_bypass_check(model: &Model<'_>) -> TokenStream {
             trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
                 fn check() {}
             }
+            #[automatically_derived]
             impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
             struct DerivesInsertable;
+            #[automatically_derived]
             impl<T: __outbox::diesel::Insertable<#table::table>> ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
             let _ = <#ident as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
 
             trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
                 fn check() {}
             }
+            #[automatically_derived]
             impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
             struct DerivesAsChangeset;
+            #[automatically_derived]
             impl<T: __outbox::diesel::AsChangeset> ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
             let _ = <#ident as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
         };
@@ -221,6 +261,7 @@ fn named_field_impls(model: &Model<'_>) -> TokenStream {
         let (name, ty) = (field.ident, field.ty);
         let key = name.to_string();
         quote! {
+            #[automatically_derived]
             impl __outbox::NamedField<{ __outbox::field_id(#key) }> for #ident {
                 type Value = #ty;
                 fn field(&self) -> &#ty { &self.#name }
@@ -255,10 +296,11 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
     });
     let updates: Vec<TokenStream> = updates.collect();
     quote! {
+        #[automatically_derived]
         impl __outbox::ModelWrites<#conn> for #ident {
                     const COLUMNS: usize = #columns;
 
-                    fn insert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
+                    fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
                         // One row: a fixed statement, which diesel caches as a prepared statement
                         // (a multi-row VALUES list never is).
                         if let [model] = models {
@@ -276,7 +318,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                         ::core::result::Result::Ok(())
                     }
 
-                    fn update_row(conn: &mut #conn, model: &Self) -> __outbox::Result<usize> {
+                    fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_>) -> __outbox::Result<usize> {
                         let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key_ident);
                         ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
                             __outbox::diesel::update(target).set(__OutboxRow::of(model)),
@@ -284,7 +326,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                         )?)
                     }
 
-                    fn upsert_rows(conn: &mut #conn, models: &[Self]) -> __outbox::Result<()> {
+                    fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
                         use __outbox::diesel::ExpressionMethods as _;
                         if let [model] = models {
                             __outbox::diesel::RunQueryDsl::execute(
@@ -309,7 +351,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                         ::core::result::Result::Ok(())
                     }
 
-                    fn delete_rows(conn: &mut #conn, ids: &[i64]) -> __outbox::Result<::std::vec::Vec<Self>> {
+                    fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_>) -> __outbox::Result<::std::vec::Vec<Self>> {
                         use __outbox::diesel::ExpressionMethods as _;
                         let keys = ids
                             .iter()

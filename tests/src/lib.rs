@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
-use diesel_outbox::schema::{cell_outboxes, control_outboxes};
-use diesel_outbox::{CellOutboxRecord, ControlOutboxRecord, OutboxConnection};
+use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
+use diesel_outbox::OutboxConnection;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -224,19 +224,11 @@ macro_rules! impl_test_connection {
     ($conn:ty) => {
         impl TestConnection for $conn {
             fn cell_rows(&mut self) -> Vec<CellOutboxRecord> {
-                cell_outboxes::table
-                    .select(CellOutboxRecord::as_select())
-                    .order(cell_outboxes::id)
-                    .load(self)
-                    .expect("read cell_outboxes")
+                diesel_outbox::testing::cell_records(self).expect("read cell_outboxes")
             }
 
             fn control_rows(&mut self) -> Vec<ControlOutboxRecord> {
-                control_outboxes::table
-                    .select(ControlOutboxRecord::as_select())
-                    .order(control_outboxes::id)
-                    .load(self)
-                    .expect("read control_outboxes")
+                diesel_outbox::testing::control_records(self).expect("read control_outboxes")
             }
 
             fn count(&mut self, table: &str) -> i64 {

@@ -2,9 +2,9 @@
 //! the one-INSERT guarantee.
 
 use chrono::Utc;
-use diesel_outbox::{
-    outbox_context, CellOutbox, ControlOutbox, Error, OutboxCategory, OutboxScope, DUE_AT_ONCE,
-};
+use diesel_outbox::category::{OutboxCategory, OutboxScope};
+use diesel_outbox::row::DUE_AT_ONCE;
+use diesel_outbox::{outbox_context, CellOutbox, ControlOutbox, Error};
 use diesel_outbox_tests::{backend_tests, StatementLog, TestConnection};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,7 @@ fn failed_closure_leaves_no_user_rows_and_no_outbox_rows<C: TestConnection>(conn
         ctx.write(CellOutbox::new(Category::OrganizationUpdate, 1, 1))?;
         Err::<(), _>(Error::InvalidCellName {
             name: "boom".into(),
+            reason: "the closure's own error",
         })
     });
     assert!(matches!(result, Err(Error::InvalidCellName { .. })));
@@ -160,6 +161,7 @@ fn nested_contexts_keep_or_drop_their_rows<C: TestConnection>(conn: &mut C) {
             inner.write(CellOutbox::new(Category::OrganizationUpdate, 3, 3))?;
             Err::<(), _>(Error::InvalidCellName {
                 name: String::new(),
+                reason: "the closure's own error",
             })
         });
         assert!(inner.is_err());
@@ -184,6 +186,7 @@ fn nested_contexts_keep_or_drop_their_rows<C: TestConnection>(conn: &mut C) {
         })?;
         Err::<(), _>(Error::InvalidCellName {
             name: String::new(),
+            reason: "the closure's own error",
         })
     });
     assert!(result.is_err());
@@ -281,7 +284,7 @@ fn unique_object_identifiers_never_repeat<C: TestConnection>(conn: &mut C) {
 }
 
 fn invalid_cell_names_are_rejected<C: TestConnection>(conn: &mut C) {
-    let long = "x".repeat(diesel_outbox::MAX_CELL_NAME_LEN + 1);
+    let long = "x".repeat(diesel_outbox::row::MAX_CELL_NAME_LEN + 1);
     let result = outbox_context(conn, |ctx| {
         let error = ctx.write(ControlOutbox::new(Category::UserUpdate, 1, 1, ""));
         assert!(matches!(error, Err(Error::InvalidCellName { .. })));
@@ -294,7 +297,7 @@ fn invalid_cell_names_are_rejected<C: TestConnection>(conn: &mut C) {
         ))
     });
     let message = result.expect_err("too long").to_string();
-    assert!(message.contains("1 to 64 characters"), "{message}");
+    assert!(message.contains("at most 64 characters"), "{message}");
     assert_eq!(conn.count("control_outboxes"), 0);
 }
 

@@ -2,10 +2,9 @@
 //! and outbox rows.
 
 use diesel::prelude::*;
-use diesel_outbox::{
-    outbox_context, CellOutboxRecord, ControlOutboxRecord, Error, OutboxCategory, OutboxScope,
-    ReplicatedCell, ReplicatedControl,
-};
+use diesel_outbox::category::{OutboxCategory, OutboxScope};
+use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
+use diesel_outbox::{outbox_context, Error, ReplicatedCell, ReplicatedControl};
 use diesel_outbox_tests::{backend_tests, StatementLog, TestConnection};
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +129,7 @@ where
     let acme = project(1, 42, "acme");
     outbox_context(conn, |ctx| acme.insert(ctx)).expect("insert commits");
 
-    let loaded: Vec<Project> = diesel_outbox::__private::load::<C, Project>(conn, 1)
+    let loaded: Vec<Project> = <Project as diesel_outbox::ModelWrites<C>>::load_row(conn, 1)
         .expect("loads")
         .into_iter()
         .collect();
@@ -165,7 +164,7 @@ where
 
     for expected in [&acme, &beta] {
         let stored =
-            diesel_outbox::__private::load::<C, Project>(conn, expected.id).expect("loads");
+            <Project as diesel_outbox::ModelWrites<C>>::load_row(conn, expected.id).expect("loads");
         assert_eq!(stored.as_ref(), Some(expected));
     }
     let rows = conn.cell_rows();
@@ -268,7 +267,7 @@ where
     outbox_context(conn, |ctx| Project::save_all(ctx, &second)).expect("save_all");
     assert_eq!(log.matching(&["INSERT", "projects"]).len(), 1);
     assert_eq!(conn.count("projects"), 75);
-    let renamed = diesel_outbox::__private::load::<C, Project>(conn, 30).expect("loads");
+    let renamed = <Project as diesel_outbox::ModelWrites<C>>::load_row(conn, 30).expect("loads");
     assert_eq!(renamed.map(|p| p.name), Some("second".to_owned()));
 
     let mut changed = second.clone();

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
+use diesel_outbox::drain::{FailureCause, Metrics};
+use diesel_outbox::row::OutboxWrite;
+use diesel_outbox::testing::{drain_until_empty, ManualClock};
 use diesel_outbox::{
-    drain_until_empty, outbox_context, BoxError, CellOutbox, Claim, Clock, ControlOutbox,
-    DueShards, Error, FailureCause, ManualClock, Metrics, Outbox, OutboxMessage, OutboxWrite,
-    Receiver, Receivers, ShardKey, Silo,
+    outbox_context, BoxError, CellOutbox, Clock, ControlOutbox, DueShards, Error, Outbox,
+    OutboxMessage, OutboxTable, Receiver, Receivers, ShardKey,
 };
 use diesel_outbox_tests::{backend_tests, TestConnection};
 use serde::Deserialize;
@@ -131,11 +133,7 @@ fn coalesced_groups_deliver_the_newest_row_once<C: TestConnection>(conn: &mut C)
     }
     commit(conn, ControlOutbox::new(Category::UserUpdate, 5, 5, "us"));
 
-    assert!(matches!(
-        outbox.claim_shard(conn, &org_shard(1)),
-        Ok(Claim::Claimed { .. })
-    ));
-    let report = outbox.drain_shard(conn, &org_shard(1)).expect("drains");
+    let report = outbox.flush_shards(conn, &[org_shard(1)]).expect("drains");
     assert_eq!(
         recorder.take(),
         vec![
@@ -147,16 +145,12 @@ fn coalesced_groups_deliver_the_newest_row_once<C: TestConnection>(conn: &mut C)
     assert_eq!((report.delivered, report.rows_deleted), (2, 4));
     assert!(conn.cell_rows().iter().all(|row| row.shard_identifier == 2));
 
-    // The other shards are still due and untouched.
-    let due = outbox
-        .find_due_shards(conn, &DueShards::new())
-        .expect("finds");
+    // The other shards are untouched.
+    assert_eq!(conn.control_rows().len(), 3);
     let eu = ShardKey::control(Scope::User, 5, "eu");
-    let us = ShardKey::control(Scope::User, 5, "us");
-    assert_eq!(due, vec![org_shard(2), eu.clone(), us]);
 
     // A control shard is one cell's rows: the "eu" rows coalesce, "us" is apart.
-    outbox.drain_shard(conn, &eu).expect("drains");
+    outbox.flush_shards(conn, &[eu]).expect("drains");
     let mut eu_call = delivered(3, 5, 5, Some("eu2"));
     eu_call.cell = Some("eu".into());
     assert_eq!(recorder.take(), vec![eu_call]);
@@ -186,7 +180,7 @@ fn a_row_written_during_delivery_survives_for_a_later_round<C: TestConnection>(c
     commit(conn, org(1, 1, "v1"));
     commit(conn, org(1, 1, "v2"));
 
-    let report = outbox.drain_shard(conn, &org_shard(1)).expect("drains");
+    let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!(
         *calls.lock().expect("calls"),
         vec![Some("v2".to_owned()), Some("v3".to_owned())],
@@ -218,10 +212,19 @@ fn a_failing_receiver_backs_off_and_converges<C: TestConnection>(conn: &mut C) {
     let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(report.failures.len(), 1);
-    let rows = conn.cell_rows();
-    assert_eq!(rows.len(), 1, "nothing deleted");
-    assert_eq!(rows[0].scheduled_for, start + Duration::seconds(2));
-    assert_eq!(rows[0].scheduled_from, start);
+    assert_eq!(conn.cell_rows().len(), 1, "nothing deleted");
+    // Schedules are kept per shard (they were on every row before the drain rewrite).
+    let state = outbox
+        .shard_state(conn, &org_shard(1))
+        .expect("reads")
+        .expect("the failing shard has a state");
+    assert_eq!(state.scheduled_for, start + Duration::seconds(2));
+    assert_eq!(state.scheduled_from, start);
+    assert_eq!(state.attempts, 1);
+    assert!(state
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("downstream is down")));
 
     // Not retried before its schedule.
     outbox.drain_due_shards(conn).expect("drains");
@@ -233,9 +236,10 @@ fn a_failing_receiver_backs_off_and_converges<C: TestConnection>(conn: &mut C) {
     clock.advance(Duration::milliseconds(1));
     outbox.drain_due_shards(conn).expect("drains");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let state = outbox.shard_state(conn, &org_shard(1)).expect("reads");
     assert_eq!(
-        conn.cell_rows()[0].scheduled_for,
-        start + Duration::seconds(2 + 4)
+        state.map(|state| (state.scheduled_for, state.attempts)),
+        Some((start + Duration::seconds(2 + 4), 2))
     );
 
     // A new row makes the shard due at once (the failing head still blocks it).
@@ -251,6 +255,11 @@ fn a_failing_receiver_backs_off_and_converges<C: TestConnection>(conn: &mut C) {
     assert!(report.failures.is_empty());
     assert_eq!(report.delivered, 2);
     assert_eq!(conn.count("cell_outboxes"), 0);
+    assert_eq!(
+        outbox.shard_state(conn, &org_shard(1)).expect("reads"),
+        None,
+        "success forgets the failures"
+    );
 }
 
 fn future_rows_wait_unless_their_shard_is_due<C: TestConnection>(conn: &mut C) {
@@ -266,13 +275,8 @@ fn future_rows_wait_unless_their_shard_is_due<C: TestConnection>(conn: &mut C) {
     ))
     .expect("reschedules");
 
-    assert_eq!(
-        outbox
-            .find_due_shards(conn, &DueShards::new())
-            .expect("finds"),
-        vec![]
-    );
-    outbox.drain_due_shards(conn).expect("drains");
+    let report = outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!((report.shards, report.delivered), (0, 0));
     assert_eq!(recorder.take(), vec![]);
 
     // One due row in shard 1 drains its future rows too; shard 2 keeps waiting.
@@ -291,33 +295,47 @@ fn future_rows_wait_unless_their_shard_is_due<C: TestConnection>(conn: &mut C) {
     assert_eq!(recorder.take(), vec![delivered(1, 2, 2, Some("later"))]);
 }
 
-fn due_shards_are_oldest_first_and_partition_by_id<C: TestConnection>(conn: &mut C) {
-    let (outbox, _clock) = manual_outbox(Receivers::new());
+fn due_shards_are_drained_oldest_first_and_partition_by_id<C: TestConnection>(conn: &mut C) {
+    let recorder = Recorder::default();
+    let (outbox, _clock) = manual_outbox(recording(&recorder));
     for shard in [3, 1, 2] {
         commit(conn, org(shard, shard, "x"));
     }
-    let all = outbox
-        .find_due_shards(conn, &DueShards::new().silo(Silo::Cell))
-        .expect("finds");
-    assert_eq!(all, vec![org_shard(3), org_shard(1), org_shard(2)]);
+    let shards = |calls: Vec<Delivered>| calls.iter().map(|call| call.shard).collect::<Vec<_>>();
     let limited = outbox
-        .find_due_shards(conn, &DueShards::new().limit(1))
-        .expect("finds");
-    assert_eq!(limited, vec![org_shard(3)]);
+        .drain_due_shards_with(conn, &DueShards::new().limit(1))
+        .expect("drains");
+    assert_eq!(limited.shards, 1);
+    assert_eq!(shards(recorder.take()), vec![3], "the oldest shard first");
+    for shard in [3, 4] {
+        commit(conn, org(shard, shard, "y"));
+    }
+    outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!(
+        shards(recorder.take()),
+        vec![1, 2, 3, 4],
+        "in order of their oldest rows"
+    );
 
+    for shard in [5, 6, 7, 8] {
+        commit(conn, org(shard, shard, "z"));
+    }
     let parts = outbox
-        .partition_ids(conn, Silo::Cell, 2)
+        .partition_ids(conn, OutboxTable::Cell, 2)
         .expect("partitions");
     assert_eq!(parts.len(), 2);
     let mut found = Vec::new();
     for part in parts {
-        let shards = outbox
-            .find_due_shards(conn, &DueShards::new().silo(Silo::Cell).id_range(part))
-            .expect("finds");
-        assert!(!shards.is_empty());
-        found.extend(shards);
+        let due = DueShards::new().table(OutboxTable::Cell).id_range(part);
+        let report = outbox.drain_due_shards_with(conn, &due).expect("drains");
+        assert_eq!(report.shards, 2, "each partition has two of the shards");
+        found.extend(shards(recorder.take()));
     }
-    assert_eq!(found, all, "the partitions split the shards between them");
+    assert_eq!(
+        found,
+        vec![5, 6, 7, 8],
+        "the partitions split the shards between them"
+    );
 }
 
 fn flush_on_commit_delivers_only_the_touched_shards<C: TestConnection>(conn: &mut C) {
@@ -380,11 +398,11 @@ fn a_failed_flush_leaves_the_rows_for_the_periodic_drain<C: TestConnection>(conn
         })
         .expect("the writer's call succeeds although the flush failed");
     assert_eq!(value, 42);
-    let rows = conn.cell_rows();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(conn.cell_rows().len(), 1);
+    let state = outbox.shard_state(conn, &org_shard(1)).expect("reads");
     assert_eq!(
-        rows[0].scheduled_for,
-        clock.now() + Duration::seconds(2),
+        state.map(|state| state.scheduled_for),
+        Some(clock.now() + Duration::seconds(2)),
         "backed off"
     );
 
@@ -394,12 +412,15 @@ fn a_failed_flush_leaves_the_rows_for_the_periodic_drain<C: TestConnection>(conn
     assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
-fn the_kill_switch_deletes_without_delivery<C: TestConnection>(conn: &mut C) {
+/// Changed by the drain rewrite, as the issue asked: the kill switch used to delete every
+/// row of a skipped shard; now it keeps each key's newest row (Sentry's behaviour), so
+/// that lifting the switch delivers the latest state.
+fn the_kill_switch_keeps_each_keys_newest_row<C: TestConnection>(conn: &mut C) {
     let recorder = Recorder::default();
     let (outbox, _clock) = manual_outbox(recording(&recorder));
     let eu = ShardKey::control(Scope::User, 9, "eu");
-    outbox.skip_shard(org_shard(1));
-    outbox.skip_shard(eu.clone());
+    outbox.skip_shard(conn, &org_shard(1)).expect("skips");
+    outbox.skip_shard(conn, &eu).expect("skips");
     commit(conn, org(1, 1, "a"));
     commit(conn, org(1, 1, "b"));
     commit(conn, org(1, 2, "c"));
@@ -415,14 +436,34 @@ fn the_kill_switch_deletes_without_delivery<C: TestConnection>(conn: &mut C) {
         vec![delivered(1, 2, 2, Some("kept")), us_call]
     );
     assert_eq!((report.skipped, report.delivered), (3, 2));
+    let payloads: Vec<Option<String>> = conn
+        .cell_rows()
+        .iter()
+        .map(|row| row.payload_as().expect("decodes"))
+        .collect();
     assert_eq!(
-        conn.count("cell_outboxes") + conn.count("control_outboxes"),
-        0
+        payloads,
+        vec![Some("b".to_owned()), Some("c".to_owned())],
+        "each key's older rows are gone, its newest kept"
+    );
+    assert_eq!(conn.count("control_outboxes"), 1);
+    let again = outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!(
+        (again.shards, again.skipped),
+        (0, 0),
+        "a compacted shard is not due"
     );
 
-    outbox.unskip_shard(&org_shard(1));
-    assert!(!outbox.is_skipped(&org_shard(1)));
-    assert!(outbox.is_skipped(&eu));
+    outbox.unskip_shard(conn, &org_shard(1)).expect("unskips");
+    assert!(!outbox.is_skipped(conn, &org_shard(1)).expect("reads"));
+    assert!(outbox.is_skipped(conn, &eu).expect("reads"));
+    outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!(
+        recorder.take(),
+        vec![delivered(1, 1, 1, Some("b")), delivered(1, 1, 2, Some("c"))],
+        "lifting the switch delivers the latest state"
+    );
+    assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
 #[derive(Debug, Deserialize)]
@@ -552,15 +593,15 @@ struct Counters {
 }
 
 impl Metrics for Counters {
-    fn rows_saved(&self, _silo: Silo, _category: i32, rows: u64) {
+    fn rows_saved(&self, _table: OutboxTable, _category: i32, rows: u64) {
         self.saved.fetch_add(rows as usize, Ordering::SeqCst);
     }
 
-    fn rows_processed(&self, _silo: Silo, _category: i32, rows: u64) {
+    fn rows_processed(&self, _table: OutboxTable, _category: i32, rows: u64) {
         self.processed.fetch_add(rows as usize, Ordering::SeqCst);
     }
 
-    fn processing_lag(&self, _silo: Silo, _category: i32, lag: std::time::Duration) {
+    fn processing_lag(&self, _table: OutboxTable, _category: i32, lag: std::time::Duration) {
         assert_eq!(lag, std::time::Duration::from_secs(3));
         self.lag_reports.fetch_add(1, Ordering::SeqCst);
     }
@@ -632,10 +673,10 @@ backend_tests!(
     a_row_written_during_delivery_survives_for_a_later_round,
     a_failing_receiver_backs_off_and_converges,
     future_rows_wait_unless_their_shard_is_due,
-    due_shards_are_oldest_first_and_partition_by_id,
+    due_shards_are_drained_oldest_first_and_partition_by_id,
     flush_on_commit_delivers_only_the_touched_shards,
     a_failed_flush_leaves_the_rows_for_the_periodic_drain,
-    the_kill_switch_deletes_without_delivery,
+    the_kill_switch_keeps_each_keys_newest_row,
     undeliverable_rows_stay_and_name_their_row,
     drain_until_empty_follows_receivers_that_write,
     metrics_count_saved_and_processed_rows,

@@ -6,9 +6,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+use diesel_outbox::testing::drain_until_empty;
 use diesel_outbox::{
-    drain_until_empty, outbox_context, CellOutbox, Claim, Error, Outbox, OutboxMessage, Receivers,
-    ShardKey, Worker, WorkerOptions,
+    outbox_context, CellOutbox, Error, Outbox, OutboxMessage, Receivers, ShardKey, Worker,
+    WorkerOptions,
 };
 use diesel_outbox_tests::{backend_db_tests, postgres_db_tests, TestConnection, TestDb};
 
@@ -62,10 +63,10 @@ fn write_coalescable_rows<C: TestConnection>(conn: &mut C) {
     }
 }
 
-/// Drains the shard until it is empty, leaving it whenever another worker holds it.
+/// Drains until the table is empty, leaving the shard whenever another worker holds it.
 fn drain_until_gone<C: TestConnection>(outbox: &Outbox<C>, conn: &mut C) {
     while conn.count("cell_outboxes") > 0 {
-        let report = outbox.drain_shard(conn, &shard()).expect("drains");
+        let report = outbox.drain_due_shards(conn).expect("drains");
         assert!(report.failures.is_empty());
         std::thread::yield_now();
     }
@@ -97,7 +98,9 @@ fn two_drains_of_one_shard_deliver_each_key_once<D: TestDb>(db: &D) {
     assert_eq!(db.conn().count("cell_outboxes"), 0);
 }
 
-fn a_bounded_flush_and_a_drain_cooperate<D: TestDb>(db: &D) {
+/// Changed by the drain rewrite, as the issue asked: a flush used to wait for a shard
+/// another worker held; now it leaves the shard to its holder, and never waits.
+fn a_flush_and_a_drain_cooperate<D: TestDb>(db: &D) {
     let (outbox, counts) = counting_outbox::<D::Conn>();
     write_coalescable_rows(&mut db.conn());
     let start = Barrier::new(2);
@@ -107,8 +110,6 @@ fn a_bounded_flush_and_a_drain_cooperate<D: TestDb>(db: &D) {
             start.wait();
             let report = outbox.flush_shards(&mut conn, &[shard()]).expect("flushes");
             assert!(report.failures.is_empty());
-            // The flush waits instead of skipping: nothing up to its bound is left.
-            assert_eq!(conn.count("cell_outboxes"), 0);
         });
         scope.spawn(|| {
             let mut conn = db.conn();
@@ -116,22 +117,41 @@ fn a_bounded_flush_and_a_drain_cooperate<D: TestDb>(db: &D) {
             drain_until_gone(&outbox, &mut conn);
         });
     });
+    drain_until_gone(&outbox, &mut db.conn());
     assert_each_key_once(&counts);
 }
 
-fn a_held_shard_is_not_claimed<D: TestDb>(db: &D) {
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+/// A receiver that tells when it is entered and waits to be released.
+struct Gate {
+    entered: Mutex<mpsc::Sender<i64>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+fn gated_outbox<C: TestConnection>() -> (Outbox<C>, mpsc::Receiver<i64>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel::<i64>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
+    let gate = Arc::new(Gate {
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
     let receivers = Receivers::new().cell(
         Category::OrganizationUpdate,
-        move |_conn: &mut D::Conn, _message: &OutboxMessage| {
-            let _ = entered_tx.send(());
-            let _ = release_rx.lock().expect("release").recv();
+        move |_conn: &mut C, message: &OutboxMessage| {
+            let _ = gate
+                .entered
+                .lock()
+                .expect("entered")
+                .send(message.object_identifier);
+            let _ = gate.release.lock().expect("release").recv();
             Ok::<_, Error>(())
         },
     );
     let outbox = Outbox::builder(receivers).flush_on_commit(false).build();
+    (outbox, entered_rx, release_tx)
+}
+
+fn a_held_shard_is_not_claimed<D: TestDb>(db: &D) {
+    let (outbox, entered, release) = gated_outbox::<D::Conn>();
     let mut conn = db.conn();
     outbox_context(&mut conn, |ctx| {
         ctx.write(CellOutbox::new(Category::OrganizationUpdate, SHARD, 1))
@@ -141,20 +161,93 @@ fn a_held_shard_is_not_claimed<D: TestDb>(db: &D) {
     std::thread::scope(|scope| {
         let holder = scope.spawn(|| {
             let mut conn = db.conn();
-            outbox.drain_shard(&mut conn, &shard()).expect("drains")
+            outbox.drain_due_shards(&mut conn).expect("drains")
         });
-        entered_rx.recv().expect("the holder is delivering");
+        entered.recv().expect("the holder is delivering");
         // Returns at once instead of waiting for the holder.
-        assert_eq!(
-            outbox.claim_shard(&mut conn, &shard()).expect("claims"),
-            Claim::Busy
-        );
-        let report = outbox.drain_shard(&mut conn, &shard()).expect("drains");
+        let report = outbox.drain_due_shards(&mut conn).expect("drains");
         assert_eq!(report.delivered, 0, "left to the holder");
-        release_tx.send(()).expect("release");
+        assert_eq!(report.shards_not_claimed, 1);
+        release.send(()).expect("release");
         let held = holder.join().expect("holder");
         assert_eq!(held.delivered, 1);
     });
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
+/// A writer whose flush finds its shard held leaves the new row to the holder, without
+/// waiting; the holder's drain goes on and delivers it before it returns.
+fn a_held_shards_new_rows_are_delivered_by_its_holder<D: TestDb>(db: &D) {
+    let (outbox, entered, release) = gated_outbox::<D::Conn>();
+    let flushing = Outbox::new(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        |_conn: &mut D::Conn, _message: &OutboxMessage| -> Result<(), Error> {
+            panic!("the writer's flush must leave a held shard to its holder")
+        },
+    ));
+    let mut conn = db.conn();
+    outbox_context(&mut conn, |ctx| {
+        ctx.write(CellOutbox::new(Category::OrganizationUpdate, SHARD, 1))
+    })
+    .expect("commits");
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            let mut conn = db.conn();
+            outbox.drain_due_shards(&mut conn).expect("drains")
+        });
+        assert_eq!(
+            entered.recv().ok(),
+            Some(1),
+            "the holder is delivering object 1"
+        );
+        let started = Instant::now();
+        flushing
+            .context(&mut conn, |ctx| {
+                ctx.write(CellOutbox::new(Category::OrganizationUpdate, SHARD, 2))
+            })
+            .expect("commits; the flush leaves the held shard");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no wait for the holder"
+        );
+        release.send(()).expect("release 1");
+        assert_eq!(
+            entered.recv().ok(),
+            Some(2),
+            "the holder delivers the new row"
+        );
+        release.send(()).expect("release 2");
+        let held = holder.join().expect("holder");
+        assert_eq!(held.delivered, 2);
+    });
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
+/// The kill switch lives in the database: a second outbox on another connection (another
+/// process, as far as it can tell) honours a switch the first one turned on.
+fn the_kill_switch_is_seen_by_every_outbox<D: TestDb>(db: &D) {
+    let (first, _) = counting_outbox::<D::Conn>();
+    let (second, counts) = counting_outbox::<D::Conn>();
+    first.skip_shard(&mut db.conn(), &shard()).expect("skips");
+    write_coalescable_rows(&mut db.conn());
+    let mut conn = db.conn();
+    let report = second.drain_due_shards(&mut conn).expect("drains");
+    assert_eq!((report.delivered, report.skipped), (0, KEYS as usize));
+    assert!(
+        counts.lock().expect("counts").is_empty(),
+        "no receiver called"
+    );
+    assert_eq!(
+        conn.count("cell_outboxes"),
+        KEYS,
+        "each key's newest row is kept"
+    );
+    assert!(second.is_skipped(&mut conn, &shard()).expect("reads"));
+    first
+        .unskip_shard(&mut db.conn(), &shard())
+        .expect("unskips");
+    second.drain_due_shards(&mut conn).expect("drains");
+    assert_each_key_once(&counts);
     assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
@@ -253,8 +346,12 @@ fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
 
 backend_db_tests!(
     two_drains_of_one_shard_deliver_each_key_once,
-    a_bounded_flush_and_a_drain_cooperate,
+    a_flush_and_a_drain_cooperate,
+    the_kill_switch_is_seen_by_every_outbox,
     stress_writers_and_drains_converge,
 );
 
-postgres_db_tests!(a_held_shard_is_not_claimed);
+postgres_db_tests!(
+    a_held_shard_is_not_claimed,
+    a_held_shards_new_rows_are_delivered_by_its_holder
+);

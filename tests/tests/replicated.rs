@@ -4,10 +4,10 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel_outbox::testing::drain_until_empty;
 use diesel_outbox::{
-    drain_until_empty, BoxError, CellReplicationHooks, ControlReplicationHooks, JsonPayload,
-    ModelWrites, Outbox, OutboxConnection, Receivers, ReplicatedCell, ReplicatedControl,
-    ReplicationContext,
+    BoxError, CellReplicationHooks, ControlReplicationHooks, JsonPayload, ModelWrites, Outbox,
+    OutboxConnection, Receivers, ReplicatedCell, ReplicatedControl, ReplicationContext,
 };
 use diesel_outbox_tests::{backend_tests, TestConnection};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Tombstones on every backend: recorded once per (table, object), listed per table.
 
-use diesel_outbox::{record_tombstone, tombstones, TombstoneTable};
+use diesel_outbox::silo::{record_tombstone, tombstones, TombstoneTable};
 use diesel_outbox_tests::{backend_tests, TestConnection};
 
 fn tombstones_are_idempotent_and_listed_per_table<C: TestConnection>(conn: &mut C) {

@@ -2,9 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use diesel_outbox::{
-    tombstones, CellReplicationHooks, ControlReplicationHooks, Error, ModelWrites, TombstoneTable,
-};
+use diesel_outbox::silo::{tombstones, TombstoneTable};
+use diesel_outbox::{CellReplicationHooks, ControlReplicationHooks, Error, ModelWrites};
 
 use super::models::{DemoSql, Organization, User, UserReplica};
 use super::Deployment;

@@ -1,24 +1,42 @@
-//! What the library needs from a diesel connection, implemented once per backend.
+//! Layer 3, backends: what the library needs from a diesel connection, and **every** SQL
+//! statement of every backend. Uses only [`key`](crate::key) and [`row`](crate::row).
 //!
-//! Everything backend-specific (bind limits, sequences, migrations, and later locking)
-//! lives behind [`OutboxConnection`], so the rest of the library is written once.
-
-use std::ops::Range;
+//! * this file: [`OutboxConnection`], the trait implemented once per backend;
+//! * [`claim`]: what a drain asks for when it claims shards, and what it gets;
+//! * [`state`]: a shard's schedule, failures and kill switch as stored;
+//! * [`sql`]: the pieces of SQL text and the row types the backends share;
+//! * `shared`: the statements that are the same on every backend, written once;
+//! * [`transaction`]: reading and unwinding diesel's transaction depth;
+//! * [`migrations`]: the embedded migrations and [`run_migrations`](migrations::run_migrations);
+//! * `sqlite`, `postgres`: the backends.
+//!
+//! Every hidden method takes a [`Token`]: the trait is public so that it can be named in
+//! bounds, but only the runtime can call what writes an outbox table.
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, Connection};
 use diesel::QueryResult;
 
-use crate::drain::sql::{HeadRow, RowLock};
-use crate::drain::{ShardKey, Silo};
-use crate::error::Result;
-use crate::receivers::OutboxMessage;
-use crate::row::{NewCellOutbox, NewControlOutbox};
+use crate::key::error::Result;
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::row::insert::{NewCellOutbox, NewControlOutbox};
+use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
+pub(crate) mod claim;
+pub(crate) mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod shared;
+pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub(crate) mod state;
+pub(crate) mod transaction;
+
+use crate::row::tombstone::{Tombstone, TombstoneTable};
+use claim::{Claim, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
+use state::{ShardFailure, ShardState};
 
 mod sealed {
     pub trait Sealed {}
@@ -28,7 +46,9 @@ pub(crate) use sealed::Sealed;
 /// A diesel connection the outbox can work on: `SqliteConnection` (feature `sqlite`) and
 /// `PgConnection` (feature `postgres`). A pooled connection works through `&mut *pooled`.
 ///
-/// The trait is sealed; its hidden methods are the library's per-backend SQL.
+/// The trait is sealed (this crate implements it), and its hidden methods, the library's
+/// per-backend SQL, each take a token that only the runtime can make: application code can
+/// name the trait in bounds, never call what writes an outbox table.
 pub trait OutboxConnection:
     Connection<TransactionManager = AnsiTransactionManager> + Sealed + Send + 'static
 {
@@ -36,158 +56,250 @@ pub trait OutboxConnection:
     /// split only where they would exceed it.
     const MAX_BIND_PARAMS: usize;
 
+    /// The backend's name, for messages.
+    const BACKEND_NAME: &'static str;
+
     /// Runs the library's migrations (see [`run_migrations`](crate::run_migrations)).
     fn run_outbox_migrations(&mut self) -> Result<()>;
 
+    // ---- The write side.
+
+    /// Opens the transaction of an `outbox_context` (a savepoint when one is open). On
+    /// SQLite the outermost one is `BEGIN IMMEDIATE`: it waits for the write lock up front
+    /// (busy timeout) instead of failing with "database is locked" at its first write.
     #[doc(hidden)]
-    fn insert_cell_rows(&mut self, rows: &[NewCellOutbox]) -> QueryResult<()>;
+    fn begin_context_transaction(&mut self, token: Token<'_>) -> QueryResult<()>;
 
     #[doc(hidden)]
-    fn insert_control_rows(&mut self, rows: &[NewControlOutbox]) -> QueryResult<()>;
+    fn insert_cell_rows(&mut self, token: Token<'_>, rows: &[NewCellOutbox]) -> QueryResult<()>;
 
     #[doc(hidden)]
-    fn next_object_identifier(&mut self) -> QueryResult<i64>;
+    fn insert_control_rows(
+        &mut self,
+        token: Token<'_>,
+        rows: &[NewControlOutbox],
+    ) -> QueryResult<()>;
+
+    #[doc(hidden)]
+    fn next_object_identifier(&mut self, token: Token<'_>) -> QueryResult<i64>;
+
+    // ---- Tombstones.
 
     #[doc(hidden)]
     fn insert_tombstone(
         &mut self,
-        table: crate::tombstone::TombstoneTable,
+        token: Token<'_>,
+        table: TombstoneTable,
         table_name: &str,
         object_identifier: i64,
-        now: chrono::NaiveDateTime,
+        now: NaiveDateTime,
     ) -> QueryResult<usize>;
 
     #[doc(hidden)]
     fn load_tombstones(
         &mut self,
-        table: crate::tombstone::TombstoneTable,
+        token: Token<'_>,
+        table: TombstoneTable,
         table_name: Option<&str>,
-    ) -> QueryResult<Vec<crate::tombstone::Tombstone>>;
+    ) -> QueryResult<Vec<Tombstone>>;
 
-    // The drain's SQL: the shared statements are in `drain::sql::drain_sql!`; the lock and
-    // the transaction below are the backend's own.
+    // ---- The drain: claiming.
 
+    /// The transaction a drain writes in: on SQLite `BEGIN IMMEDIATE` (the write lock up
+    /// front), elsewhere an ordinary one; a savepoint inside an open transaction.
     #[doc(hidden)]
-    fn outbox_due_shards(
+    fn drain_transaction<T, E, F>(&mut self, token: Token<'_>, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> std::result::Result<T, E>,
+        E: From<diesel::result::Error>;
+
+    /// Leases of `table` whose worker is gone. On PostgreSQL the caller now holds each
+    /// one's lock and must [`release_leases`](Self::release_leases) them.
+    #[doc(hidden)]
+    fn abandoned_leases(
         &mut self,
-        silo: Silo,
+        token: Token<'_>,
+        table: OutboxTable,
         now: NaiveDateTime,
-        id_range: Option<Range<i64>>,
-        limit: i64,
+    ) -> QueryResult<Vec<Lease>>;
+
+    /// Deletes a lease; whether it still existed (inside a drain transaction, so that an
+    /// abandoned lease is turned into backoffs exactly once).
+    #[doc(hidden)]
+    fn forget_lease(&mut self, token: Token<'_>, lease: i64) -> QueryResult<bool>;
+
+    /// Lets go of leases taken by [`abandoned_leases`](Self::abandoned_leases).
+    #[doc(hidden)]
+    fn release_leases(&mut self, token: Token<'_>, leases: &[i64]) -> QueryResult<()>;
+
+    /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
+    /// held by this connection alone (PostgreSQL: a session advisory lock; SQLite: the
+    /// lease, under the one writer) and listed in one committed lease, until
+    /// [`release_claim`](Self::release_claim).
+    #[doc(hidden)]
+    fn claim_due_shards(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
+    ) -> QueryResult<Claim>;
+
+    /// The shards [`claim_due_shards`](Self::claim_due_shards) would claim now, oldest
+    /// first, without claiming them (and whether another worker holds them or not).
+    #[doc(hidden)]
+    fn due_shards(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
     ) -> QueryResult<Vec<ShardKey>>;
 
+    /// Claims one due shard that must be delivered alone (a worker died while delivering
+    /// its batch), if there is one.
     #[doc(hidden)]
-    fn outbox_shard_head(
+    fn claim_isolated_shard(
         &mut self,
-        key: &ShardKey,
-        bound: Option<i64>,
-    ) -> QueryResult<Option<HeadRow>>;
+        token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim>;
 
+    /// Claims those of `shards` that have rows, no stored state (not failing, not
+    /// skipped) and no other holder, each bounded by its newest id now: a flush.
     #[doc(hidden)]
-    fn outbox_shard_is_due(&mut self, key: &ShardKey, now: NaiveDateTime) -> QueryResult<bool>;
-
-    #[doc(hidden)]
-    fn outbox_reschedule(
+    fn claim_flush_shards(
         &mut self,
-        key: &ShardKey,
-        from: NaiveDateTime,
-        until: NaiveDateTime,
+        token: Token<'_>,
+        table: OutboxTable,
+        shards: &[ShardKey],
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim>;
+
+    /// Lets go of a claim's shards, and deletes its lease if the delivery did not.
+    #[doc(hidden)]
+    fn release_claim(&mut self, token: Token<'_>, claim: &Claim) -> QueryResult<()>;
+
+    // ---- The drain: reading.
+
+    /// Up to `window` rows of each shard, lowest ids first, up to each shard's bound.
+    #[doc(hidden)]
+    fn load_windows(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        shards: &[WindowRequest],
+        window: i64,
+    ) -> QueryResult<Vec<OutboxMessage>>;
+
+    /// The identities (integers only, which always read) of a shard's window, to find the
+    /// row that cannot be read.
+    #[doc(hidden)]
+    fn window_identities(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        shard: &WindowRequest,
+        window: i64,
+    ) -> QueryResult<Vec<RowIdentity>>;
+
+    /// Whole rows by id.
+    #[doc(hidden)]
+    fn load_messages(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+    ) -> QueryResult<Vec<OutboxMessage>>;
+
+    /// The rows of each key after its window (`after_id < id <= bound`).
+    #[doc(hidden)]
+    fn rows_after_windows(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        keys: &[KeyAfterWindow],
+    ) -> QueryResult<Vec<RowIdentity>>;
+
+    /// The shard's newest id.
+    #[doc(hidden)]
+    fn shard_max_id(&mut self, token: Token<'_>, shard: &ShardKey) -> QueryResult<Option<i64>>;
+
+    // ---- The drain: finishing.
+
+    /// Deletes delivered rows by id, and the batch's lease in the same round trip.
+    #[doc(hidden)]
+    fn delete_delivered(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+        lease: Option<i64>,
     ) -> QueryResult<usize>;
 
+    /// Records failures: each shard's schedule, attempts and last error (never touching
+    /// its kill switch).
     #[doc(hidden)]
-    fn outbox_group_newest(
+    fn record_failures(
         &mut self,
-        key: &ShardKey,
-        category: i32,
-        object_identifier: i64,
-        bound: Option<i64>,
-    ) -> QueryResult<Option<OutboxMessage>>;
+        token: Token<'_>,
+        table: OutboxTable,
+        failures: &[ShardFailure],
+    ) -> QueryResult<()>;
 
+    /// Forgets the failures of shards that were delivered: their state row goes, unless
+    /// the kill switch keeps it, in which case `covered_id` moves to the given id.
     #[doc(hidden)]
-    fn outbox_delete_group(
+    fn record_successes(
         &mut self,
-        key: &ShardKey,
-        category: i32,
-        object_identifier: i64,
-        up_to: i64,
-    ) -> QueryResult<usize>;
+        token: Token<'_>,
+        table: OutboxTable,
+        shards: &[(ShardKey, i64)],
+    ) -> QueryResult<()>;
 
+    // ---- Operators and inspection.
+
+    /// Turns the kill switch of `shard` on or off. Off makes the shard due at once.
     #[doc(hidden)]
-    fn outbox_id_bounds(&mut self, silo: Silo) -> QueryResult<Option<(i64, i64)>>;
+    fn set_skipped(
+        &mut self,
+        token: Token<'_>,
+        shard: &ShardKey,
+        skipped: bool,
+        now: NaiveDateTime,
+    ) -> QueryResult<()>;
 
+    /// The stored states of `table`: of `shards` if given, otherwise every one, failing
+    /// first.
     #[doc(hidden)]
-    fn outbox_row_count(&mut self, silo: Silo) -> QueryResult<u64>;
+    fn load_shard_states(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        shards: Option<&[ShardKey]>,
+    ) -> QueryResult<Vec<ShardState>>;
 
+    /// Rows a drain still has to deliver: every row but the newest rows a kill switch
+    /// keeps.
     #[doc(hidden)]
-    fn outbox_row_exists(&mut self, silo: Silo, id: i64) -> QueryResult<bool>;
+    fn deliverable_rows(&mut self, token: Token<'_>, table: OutboxTable) -> QueryResult<u64>;
 
-    /// Locks row `id` for the rest of the transaction: waiting for another holder when
-    /// `wait`, otherwise reporting it busy at once.
+    /// Every `cell_outboxes` row, in id order.
     #[doc(hidden)]
-    fn outbox_lock_row(&mut self, silo: Silo, id: i64, wait: bool) -> QueryResult<RowLock>;
+    fn load_cell_records(&mut self, token: Token<'_>) -> QueryResult<Vec<CellOutboxRecord>>;
 
-    /// The transaction a drain step runs in: one that excludes other drains of the shard
-    /// it locks (see each backend).
+    /// Every `control_outboxes` row, in id order.
     #[doc(hidden)]
-    fn outbox_write_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>;
-}
+    fn load_control_records(&mut self, token: Token<'_>) -> QueryResult<Vec<ControlOutboxRecord>>;
 
-/// The bodies that are the same SQL on every backend, written once and expanded inside
-/// each backend's `impl OutboxConnection`. (A generic function would need higher-ranked
-/// bounds on diesel's statement types, which the type system cannot express.)
-macro_rules! common_outbox_sql {
-    () => {
-        fn insert_cell_rows(
-            &mut self,
-            rows: &[$crate::row::NewCellOutbox],
-        ) -> diesel::QueryResult<()> {
-            use diesel::RunQueryDsl;
-            // One row: a fixed statement, which diesel caches as a prepared statement.
-            if let [row] = rows {
-                diesel::insert_into($crate::schema::cell_outboxes::table)
-                    .values(row)
-                    .execute(self)?;
-                return Ok(());
-            }
-            let per_statement = Self::MAX_BIND_PARAMS / $crate::row::NewCellOutbox::BINDS;
-            for chunk in rows.chunks(per_statement) {
-                diesel::insert_into($crate::schema::cell_outboxes::table)
-                    .values(chunk)
-                    .execute(self)?;
-            }
-            Ok(())
-        }
-
-        fn insert_control_rows(
-            &mut self,
-            rows: &[$crate::row::NewControlOutbox],
-        ) -> diesel::QueryResult<()> {
-            use diesel::RunQueryDsl;
-            // One row: a fixed statement, which diesel caches as a prepared statement.
-            if let [row] = rows {
-                diesel::insert_into($crate::schema::control_outboxes::table)
-                    .values(row)
-                    .execute(self)?;
-                return Ok(());
-            }
-            let per_statement = Self::MAX_BIND_PARAMS / $crate::row::NewControlOutbox::BINDS;
-            for chunk in rows.chunks(per_statement) {
-                diesel::insert_into($crate::schema::control_outboxes::table)
-                    .values(chunk)
-                    .execute(self)?;
-            }
-            Ok(())
-        }
-    };
-}
-pub(crate) use common_outbox_sql;
-
-/// One `BIGINT` column named `value`, for `sql_query` results.
-#[derive(diesel::QueryableByName)]
-pub(crate) struct BigIntValue {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub(crate) value: i64,
+    /// The lowest and highest id of `table`.
+    #[doc(hidden)]
+    fn outbox_id_bounds(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<Option<(i64, i64)>>;
 }

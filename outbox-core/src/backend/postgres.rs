@@ -1,13 +1,29 @@
 //! PostgreSQL: the production backend.
+//!
+//! A claimed shard is held with a session advisory lock on a hash of its key: taken
+//! without waiting (a busy shard is left to its holder), kept across the lease's commit
+//! and the delivery's, released when the batch is done, and dropped by the server if the
+//! worker's connection dies. Sets of shards, rows and keys travel as arrays, so a batch of
+//! hundreds of shards costs a handful of round trips.
 
+use chrono::NaiveDateTime;
 use diesel::pg::PgConnection;
-use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{common_outbox_sql, BigIntValue, OutboxConnection, Sealed};
-use crate::drain::sql::{drain_sql, Prepared, RowLock, Schedule};
-use crate::drain::Silo;
-use crate::error::{Error, Result};
+use super::claim::{
+    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
+};
+use super::shared::{shared_statements, NULL_TEXT};
+use super::sql::{
+    numbered, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow, Names, Prepared,
+};
+use super::{OutboxConnection, Sealed};
+use crate::key::error::{Error, Result};
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::row::record::OutboxMessage;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -16,6 +32,7 @@ impl Sealed for PgConnection {}
 impl OutboxConnection for PgConnection {
     /// The wire protocol counts bind parameters in 16 bits.
     const MAX_BIND_PARAMS: usize = 65_535;
+    const BACKEND_NAME: &'static str = "PostgreSQL";
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -23,46 +40,580 @@ impl OutboxConnection for PgConnection {
             .map_err(Error::Migration)
     }
 
-    common_outbox_sql!();
-    crate::tombstone::tombstone_sql!();
+    shared_statements!(text = numbered_text);
 
-    fn next_object_identifier(&mut self) -> QueryResult<i64> {
-        diesel::sql_query("SELECT nextval('diesel_outbox_object_ids') AS value")
-            .get_result::<BigIntValue>(self)
-            .map(|row| row.value)
+    fn begin_context_transaction(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::begin_transaction(self)
     }
 
-    drain_sql!(numbered = true);
-
-    fn outbox_lock_row(&mut self, silo: Silo, id: i64, wait: bool) -> QueryResult<RowLock> {
-        // SKIP LOCKED instead of NOWAIT: a busy row comes back as "no row" rather than as
-        // an error that would abort the transaction (and whose text we would have to parse).
-        let skip = if wait { "" } else { " SKIP LOCKED" };
-        let schedule = Prepared(
-            diesel::sql_query(format!(
-                "SELECT scheduled_for, scheduled_from FROM {} WHERE id = $1 FOR UPDATE{skip}",
-                silo.table()
-            ))
-            .bind::<diesel::sql_types::BigInt, _>(id),
-        )
-        .get_result::<Schedule>(self)
-        .optional()?;
-        Ok(match schedule {
-            Some(schedule) => RowLock::Locked(schedule),
-            // Waiting returns nothing only when the holder deleted the row.
-            None if wait => RowLock::Gone,
-            None if self.outbox_row_exists(silo, id)? => RowLock::Busy,
-            None => RowLock::Gone,
-        })
+    fn next_object_identifier(&mut self, _token: Token<'_>) -> QueryResult<i64> {
+        Prepared(diesel::sql_query(
+            "SELECT nextval('diesel_outbox_object_ids') AS value",
+        ))
+        .get_result::<BigIntValue>(self)
+        .map(|row| row.value)
     }
 
-    fn outbox_write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
+    fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
     where
         F: FnOnce(&mut Self) -> std::result::Result<T, E>,
         E: From<diesel::result::Error>,
     {
-        // Row locks do the excluding; READ COMMITTED lets each statement see the latest
-        // committed rows, which the head-locking loop relies on.
+        // The advisory locks do the excluding; READ COMMITTED lets each statement see
+        // the latest committed rows.
         self.transaction(f)
     }
+
+    fn abandoned_leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        _now: NaiveDateTime,
+    ) -> QueryResult<Vec<Lease>> {
+        // A live worker holds its lease's lock from the statement that wrote the lease
+        // until after the commit that deleted it: a lease whose lock we get is abandoned,
+        // if it still exists once we hold the lock (the caller deletes it to find out).
+        let text = format!(
+            "SELECT id, shards FROM outbox_drain_leases \
+             WHERE outbox_table = $1 AND pg_try_advisory_lock({key})",
+            key = lease_key("id")
+        );
+        let found = Prepared(diesel::sql_query(text).bind::<Text, _>(table.name()))
+            .load::<LeaseRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|lease| Lease {
+                id: lease.id,
+                table,
+                shards: decode_shards(table, &lease.shards),
+            })
+            .collect())
+    }
+
+    fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
+        let deleted = Prepared(
+            diesel::sql_query("DELETE FROM outbox_drain_leases WHERE id = $1")
+                .bind::<BigInt, _>(lease),
+        )
+        .execute(self)?;
+        Ok(deleted > 0)
+    }
+
+    fn release_leases(&mut self, _token: Token<'_>, leases: &[i64]) -> QueryResult<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "SELECT COUNT(*) AS value FROM unnest($1::int8[]) AS l(id) \
+             WHERE pg_advisory_unlock({key})",
+            key = lease_key("l.id")
+        );
+        Prepared(diesel::sql_query(text).bind::<Array<BigInt>, _>(leases.to_vec()))
+            .get_result::<BigIntValue>(self)?;
+        Ok(())
+    }
+
+    fn claim_due_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        let text = claim_statement(
+            &names,
+            &due_scan(&names),
+            &due_candidates(&names),
+            &Tail {
+                bound: UNBOUNDED,
+                now: "$4",
+                lease_seconds: "$7",
+            },
+        );
+        let query = diesel::sql_query(text)
+            .bind::<BigInt, _>(scan.from_id)
+            .bind::<BigInt, _>(scan.to_id)
+            .bind::<BigInt, _>(scan.scan_rows)
+            .bind::<Timestamp, _>(now)
+            .bind::<Bool, _>(scan.ignore_schedule)
+            .bind::<BigInt, _>(scan.max_shards)
+            .bind::<BigInt, _>(scan.lease_seconds);
+        let rows = Prepared(query).load::<ClaimRow>(self)?;
+        Ok(claim_from_rows(table, rows))
+    }
+
+    fn due_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ShardKey>> {
+        let names = Names::of(table);
+        let cell = match table {
+            OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
+            OutboxTable::Control => "c.cell_name".to_owned(),
+        };
+        let text = format!(
+            "WITH scanned AS MATERIALIZED ({scanned}), {candidates} \
+             SELECT c.shard_scope, c.shard_identifier, {cell}, NULL::bool AS locked, \
+                 NULL::int8 AS bound, NULL::int8 AS lease_id, 0::int8 AS scanned_rows, \
+                 NULL::int8 AS last_scanned_id, {state} \
+             FROM candidates c LEFT JOIN {states} st ON {same} ORDER BY c.first_id",
+            scanned = due_scan(&names),
+            candidates = due_candidates(&names),
+            state = names.state_columns("st"),
+            states = names.states,
+            same = names.same_shard("st", "c"),
+        );
+        let query = diesel::sql_query(text)
+            .bind::<BigInt, _>(scan.from_id)
+            .bind::<BigInt, _>(scan.to_id)
+            .bind::<BigInt, _>(scan.scan_rows)
+            .bind::<Timestamp, _>(now)
+            .bind::<Bool, _>(scan.ignore_schedule)
+            .bind::<BigInt, _>(scan.max_shards);
+        let rows = Prepared(query).load::<ClaimRow>(self)?;
+        Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
+    }
+
+    fn claim_isolated_shard(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        // Binds: $1 now, $2 the lease's seconds. A new row (past `covered_id`) makes the
+        // shard due at once, as for every shard.
+        let candidates = format!(
+            "candidates AS MATERIALIZED (\
+                 SELECT {shard}, 0::int8 AS first_id FROM {states} st \
+                 WHERE st.isolated AND NOT st.skipped \
+                   AND (st.scheduled_for <= $1 OR EXISTS (SELECT 1 FROM {rows} o \
+                        WHERE {same} AND o.id > st.covered_id)) \
+                 ORDER BY st.scheduled_for LIMIT 1)",
+            shard = names.shard_of("st"),
+            states = names.states,
+            rows = names.rows,
+            same = names.same_shard("o", "st"),
+        );
+        let text = claim_statement(
+            &names,
+            NOTHING_SCANNED,
+            &candidates,
+            &Tail {
+                bound: UNBOUNDED,
+                now: "$1",
+                lease_seconds: "$2",
+            },
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(lease_seconds);
+        let rows = Prepared(query).load::<ClaimRow>(self)?;
+        Ok(claim_from_rows(table, rows))
+    }
+
+    fn claim_flush_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        shards: &[ShardKey],
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        let shards: Vec<&ShardKey> = shards.iter().filter(|s| s.table() == table).collect();
+        if shards.is_empty() {
+            return Ok(Claim::empty(table));
+        }
+        let (scopes, identifiers, cells) = shard_arrays(&shards);
+        let wanted = match table {
+            OutboxTable::Cell => "SELECT w.shard_scope, w.shard_identifier, w.ord AS first_id \
+                 FROM unnest($1::int4[], $2::int8[]) WITH ORDINALITY \
+                 AS w(shard_scope, shard_identifier, ord)"
+                .to_owned(),
+            OutboxTable::Control => "SELECT w.cell_name, w.shard_scope, w.shard_identifier, \
+                 w.ord AS first_id \
+                 FROM unnest($3::text[], $1::int4[], $2::int8[]) WITH ORDINALITY \
+                 AS w(cell_name, shard_scope, shard_identifier, ord)"
+                .to_owned(),
+        };
+        // Binds: $1 scopes, $2 identifiers, $3 cell names, $4 now, $5 the lease's
+        // seconds. A shard with stored state is failing or skipped: the flush leaves it to
+        // the periodic drain rather than make the writer pay for its trouble.
+        let candidates = format!(
+            "candidates AS MATERIALIZED (SELECT * FROM ({wanted}) w \
+             WHERE NOT EXISTS (SELECT 1 FROM {states} st WHERE {same}))",
+            states = names.states,
+            same = names.same_shard("st", "w"),
+        );
+        let bound = format!(
+            "(SELECT MAX(o.id) FROM {rows} o WHERE {same})",
+            rows = names.rows,
+            same = names.same_shard("o", "p")
+        );
+        let text = claim_statement(
+            &names,
+            NOTHING_SCANNED,
+            &candidates,
+            &Tail {
+                bound: &bound,
+                now: "$4",
+                lease_seconds: "$5",
+            },
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Array<Integer>, _>(scopes)
+            .bind::<Array<BigInt>, _>(identifiers)
+            .bind::<Array<Text>, _>(cells)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(lease_seconds);
+        // A shard emptied since the writer committed comes back with no rows to load
+        // (bound `i64::MIN`); it is released with the rest.
+        let rows = Prepared(query).load::<ClaimRow>(self)?;
+        Ok(claim_from_rows(table, rows))
+    }
+
+    fn release_claim(&mut self, _token: Token<'_>, claim: &Claim) -> QueryResult<()> {
+        let names = Names::of(claim.table);
+        let held: Vec<&ShardKey> = claim.shards.iter().map(|shard| &shard.key).collect();
+        let (scopes, identifiers, cells) = shard_arrays(&held);
+        let keys = match claim.table {
+            OutboxTable::Cell => format!(
+                "SELECT {key} AS k FROM unnest($1::int4[], $2::int8[]) AS p(shard_scope, shard_identifier)",
+                key = shard_key_expr(&names, "p")
+            ),
+            OutboxTable::Control => format!(
+                "SELECT {key} AS k FROM unnest($3::text[], $1::int4[], $2::int8[]) \
+                 AS p(cell_name, shard_scope, shard_identifier)",
+                key = shard_key_expr(&names, "p")
+            ),
+        };
+        let text = format!(
+            "WITH gone AS (DELETE FROM outbox_drain_leases WHERE id = $4) \
+             SELECT COUNT(*) AS value FROM ({keys} \
+                 UNION ALL SELECT {lease} FROM (SELECT $4::int8 AS id) l WHERE l.id IS NOT NULL) keys \
+             WHERE pg_advisory_unlock(keys.k)",
+            lease = lease_key("l.id")
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Array<Integer>, _>(scopes)
+            .bind::<Array<BigInt>, _>(identifiers)
+            .bind::<Array<Text>, _>(cells)
+            .bind::<Nullable<BigInt>, _>(claim.lease);
+        Prepared(query).get_result::<BigIntValue>(self)?;
+        Ok(())
+    }
+
+    fn load_windows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        shards: &[WindowRequest],
+        window: i64,
+    ) -> QueryResult<Vec<OutboxMessage>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = Names::of(table);
+        let keys: Vec<&ShardKey> = shards.iter().map(|request| &request.shard).collect();
+        let (scopes, identifiers, cells) = shard_arrays(&keys);
+        let bounds: Vec<i64> = shards.iter().map(|request| request.bound).collect();
+        let wanted = match table {
+            OutboxTable::Cell => {
+                "unnest($1::int4[], $2::int8[], $4::int8[]) \
+                 AS w(shard_scope, shard_identifier, bound)"
+            }
+            OutboxTable::Control => {
+                "unnest($3::text[], $1::int4[], $2::int8[], $4::int8[]) \
+                 AS w(cell_name, shard_scope, shard_identifier, bound)"
+            }
+        };
+        // LATERAL with LIMIT: each shard's window is its own index range scan.
+        let text = format!(
+            "SELECT {columns} FROM {wanted} CROSS JOIN LATERAL (\
+                 SELECT * FROM {rows} o WHERE {same} AND o.id <= w.bound \
+                 ORDER BY o.id LIMIT $5) o",
+            columns = names.message_columns("o", NULL_TEXT),
+            rows = names.rows,
+            same = names.same_shard("o", "w"),
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Array<Integer>, _>(scopes)
+            .bind::<Array<BigInt>, _>(identifiers)
+            .bind::<Array<Text>, _>(cells)
+            .bind::<Array<BigInt>, _>(bounds)
+            .bind::<BigInt, _>(window);
+        let found = Prepared(query).load::<MessageRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_message(table))
+            .collect())
+    }
+
+    fn load_messages(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+    ) -> QueryResult<Vec<OutboxMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = Names::of(table);
+        let text = format!(
+            "SELECT {columns} FROM {rows} o WHERE o.id = ANY($1) ORDER BY o.id",
+            columns = names.message_columns("o", NULL_TEXT),
+            rows = names.rows,
+        );
+        let found = Prepared(diesel::sql_query(text).bind::<Array<BigInt>, _>(ids.to_vec()))
+            .load::<MessageRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_message(table))
+            .collect())
+    }
+
+    fn rows_after_windows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        keys: &[KeyAfterWindow],
+    ) -> QueryResult<Vec<RowIdentity>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = Names::of(table);
+        let shards: Vec<&ShardKey> = keys.iter().map(|key| &key.shard).collect();
+        let (scopes, identifiers, cells) = shard_arrays(&shards);
+        let categories: Vec<i32> = keys.iter().map(|key| key.category).collect();
+        let objects: Vec<i64> = keys.iter().map(|key| key.object_identifier).collect();
+        let after: Vec<i64> = keys.iter().map(|key| key.after_id).collect();
+        let bound: Vec<i64> = keys.iter().map(|key| key.bound).collect();
+        let wanted = match table {
+            OutboxTable::Cell => {
+                "unnest($1::int4[], $2::int8[], $4::int4[], $5::int8[], \
+                 $6::int8[], $7::int8[]) AS k(shard_scope, shard_identifier, category, \
+                 object_identifier, after_id, bound)"
+            }
+            OutboxTable::Control => {
+                "unnest($3::text[], $1::int4[], $2::int8[], $4::int4[], \
+                 $5::int8[], $6::int8[], $7::int8[]) AS k(cell_name, shard_scope, \
+                 shard_identifier, category, object_identifier, after_id, bound)"
+            }
+        };
+        let text = format!(
+            "SELECT {columns} FROM {wanted} JOIN {rows} o ON {same} \
+             AND o.category = k.category AND o.object_identifier = k.object_identifier \
+             AND o.id > k.after_id AND o.id <= k.bound ORDER BY o.id",
+            columns = names.identity_columns("o", NULL_TEXT),
+            rows = names.rows,
+            same = names.same_shard("o", "k"),
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Array<Integer>, _>(scopes)
+            .bind::<Array<BigInt>, _>(identifiers)
+            .bind::<Array<Text>, _>(cells)
+            .bind::<Array<Integer>, _>(categories)
+            .bind::<Array<BigInt>, _>(objects)
+            .bind::<Array<BigInt>, _>(after)
+            .bind::<Array<BigInt>, _>(bound);
+        let found = Prepared(query).load::<IdentityRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
+    }
+
+    fn delete_delivered(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+        lease: Option<i64>,
+    ) -> QueryResult<usize> {
+        let text = format!(
+            "WITH gone AS (DELETE FROM outbox_drain_leases WHERE id = $2) \
+             DELETE FROM {rows} WHERE id = ANY($1)",
+            rows = Names::of(table).rows
+        );
+        Prepared(
+            diesel::sql_query(text)
+                .bind::<Array<BigInt>, _>(ids.to_vec())
+                .bind::<Nullable<BigInt>, _>(lease),
+        )
+        .execute(self)
+    }
+}
+
+/// The shared statements are written with `?`.
+fn numbered_text(sql: &str) -> String {
+    numbered(sql)
+}
+
+/// The advisory lock key of the shard whose columns are on alias `a`. Advisory locks are
+/// per database, so the key starts with the table's oid: outboxes in two schemas of one
+/// database (a silo per schema, say) never hold each other's shards.
+fn shard_key_expr(names: &Names, alias: &str) -> String {
+    let parts = names
+        .shard
+        .iter()
+        .map(|column| format!("{alias}.{column}::text"))
+        .collect::<Vec<_>>()
+        .join(" || '/' || ");
+    format!(
+        "hashtextextended('{}'::regclass::oid::text || '/' || {parts}, 0)",
+        names.rows
+    )
+}
+
+/// The advisory lock key of the lease whose id is `id` (after the lease table's oid).
+fn lease_key(id: &str) -> String {
+    format!(
+        "hashtextextended('outbox_drain_leases'::regclass::oid::text || '/lease/' || {id}::text, 0)"
+    )
+}
+
+/// The rows a periodic claim reads: binds $1 from id, $2 to id, $3 rows.
+fn due_scan(names: &Names) -> String {
+    format!(
+        "SELECT o.id, {columns}, o.scheduled_for FROM {rows} o \
+         WHERE o.id >= $1 AND o.id < $2 ORDER BY o.id LIMIT $3",
+        columns = names.shard_of("o"),
+        rows = names.rows
+    )
+}
+
+/// The candidates of a periodic claim. Binds: $1 from id, $2 to id, $3 rows to scan, $4
+/// now, $5 ignore schedules, $6 shards at most.
+fn due_candidates(names: &Names) -> String {
+    format!(
+        "found AS (\
+             SELECT {s_shard}, MIN(s.id) AS first_id FROM scanned s \
+             LEFT JOIN {states} st ON {same_s} \
+             WHERE CASE WHEN $5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
+                   ELSE (s.scheduled_for <= $4 AND (st.shard_scope IS NULL \
+                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+             GROUP BY {s_shard}), \
+         timed AS (\
+             SELECT {st_shard}, 0::int8 AS first_id FROM {states} st \
+             WHERE NOT $5 AND st.scheduled_for <= $4 AND NOT st.skipped AND NOT st.isolated \
+             ORDER BY st.scheduled_for LIMIT $6), \
+         candidates AS MATERIALIZED (\
+             SELECT {u_shard}, MIN(u.first_id) AS first_id \
+             FROM (SELECT * FROM found UNION ALL SELECT * FROM timed) u \
+             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT $6)",
+        s_shard = names.shard_of("s"),
+        st_shard = names.shard_of("st"),
+        u_shard = names.shard_of("u"),
+        states = names.states,
+        same_s = names.same_shard("st", "s"),
+    )
+}
+
+/// A claim that scans no rows.
+const NOTHING_SCANNED: &str = "SELECT NULL::int8 AS id WHERE FALSE";
+
+/// The bound of a shard that is drained whole.
+const UNBOUNDED: &str = "9223372036854775807::int8";
+
+/// The parts of a claim statement that differ by claim: each claimed shard's bound (an
+/// expression over the candidate `p`), and the parameters holding now and the lease's
+/// lifetime in seconds.
+struct Tail<'a> {
+    bound: &'a str,
+    now: &'a str,
+    lease_seconds: &'a str,
+}
+
+/// One statement that claims `candidates` (a CTE named `candidates` with the shard's
+/// columns and `first_id`, which may read `scanned`, the rows `scanned` selects):
+/// try-locks each candidate, writes the lease of those it got and locks the lease, and
+/// returns one row per candidate (or one empty row) with the scan's figures. In
+/// autocommit the lease commits with the statement, before any receiver runs.
+///
+/// The locks are taken only on the candidates' rows, after their LIMIT, so none is taken
+/// and lost on a row the statement does not return.
+fn claim_statement(names: &Names, scanned: &str, candidates: &str, tail: &Tail<'_>) -> String {
+    let cell = match names.table {
+        OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
+        OutboxTable::Control => "p.cell_name".to_owned(),
+    };
+    format!(
+        "WITH scanned AS MATERIALIZED ({scanned}), \
+         {candidates}, \
+         picked AS MATERIALIZED (SELECT c.*, pg_try_advisory_lock({key}) AS locked \
+             FROM candidates c), \
+         lease AS (INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
+             SELECT '{rows}', json_agg(json_build_array({json}) ORDER BY p.first_id)::text, \
+                 {now}, {now} + make_interval(secs => {lease_seconds}) \
+             FROM picked p WHERE p.locked HAVING COUNT(*) > 0 RETURNING id), \
+         lease_lock AS MATERIALIZED (SELECT l.id, pg_try_advisory_lock({lease}) AS locked \
+             FROM lease l), \
+         figures AS (SELECT COUNT(*) AS scanned_rows, MAX(id) AS last_scanned_id FROM scanned) \
+         SELECT p.shard_scope, p.shard_identifier, {cell}, p.locked, \
+             COALESCE({bound}, '-9223372036854775808'::int8) AS bound, \
+             (SELECT id FROM lease_lock) AS lease_id, \
+             f.scanned_rows, f.last_scanned_id, {state} \
+         FROM figures f LEFT JOIN picked p ON TRUE \
+         LEFT JOIN {states} st ON {same} \
+         ORDER BY p.first_id",
+        rows = names.rows,
+        states = names.states,
+        json = names.shard_of("p"),
+        key = shard_key_expr(names, "c"),
+        lease = lease_key("l.id"),
+        state = names.state_columns("st"),
+        same = names.same_shard("st", "p"),
+        bound = tail.bound,
+        now = tail.now,
+        lease_seconds = tail.lease_seconds,
+    )
+}
+
+/// The claim a claim statement's rows describe.
+fn claim_from_rows(table: OutboxTable, rows: Vec<ClaimRow>) -> Claim {
+    let mut claim = Claim::empty(table);
+    for row in rows {
+        claim.scanned_rows = row.scanned_rows;
+        claim.last_scanned_id = row.last_scanned_id;
+        if row.lease_id.is_some() {
+            claim.lease = row.lease_id;
+        }
+        let Some(key) = row.shard(table) else {
+            continue;
+        };
+        if row.locked != Some(true) {
+            claim.busy += 1;
+            continue;
+        }
+        claim.shards.push(ClaimedShard {
+            state: row.state(&key),
+            key,
+            bound: row.bound.unwrap_or(i64::MIN),
+        });
+    }
+    claim
+}
+
+/// Shards as the three arrays `unnest` takes: scopes, identifiers, cell names (empty for
+/// cell shards).
+fn shard_arrays(shards: &[&ShardKey]) -> (Vec<i32>, Vec<i64>, Vec<String>) {
+    let mut scopes = Vec::with_capacity(shards.len());
+    let mut identifiers = Vec::with_capacity(shards.len());
+    let mut cells = Vec::new();
+    for key in shards {
+        let shard = key.shard();
+        scopes.push(shard.scope);
+        identifiers.push(shard.identifier);
+        if let Some(cell) = key.cell_name() {
+            cells.push(cell.to_owned());
+        }
+    }
+    (scopes, identifiers, cells)
 }

@@ -1,14 +1,35 @@
 //! SQLite: the embedded default.
+//!
+//! One writer at a time: a drain's transactions are `BEGIN IMMEDIATE`, so they take the
+//! write lock up front (waiting up to the busy timeout) rather than fail at their first
+//! write. A claimed shard is held by its lease, which every claim reads under that lock;
+//! a lease whose worker died is known by its expiry. Statements run in the process, so
+//! sets are simply looped over, one cached statement per shard or key.
 
-use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
 use diesel::sqlite::SqliteConnection;
 use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{common_outbox_sql, BigIntValue, OutboxConnection, Sealed};
-use crate::drain::sql::{drain_sql, Prepared, RowLock, Schedule};
-use crate::drain::Silo;
-use crate::error::{Error, Result};
+use super::claim::{
+    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
+    WindowRequest,
+};
+use super::shared::{bind_shard, shared_statements, NULL_TEXT};
+use super::sql::{
+    BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
+    StateRow,
+};
+use super::transaction;
+use super::{OutboxConnection, Sealed};
+use crate::key::error::{Error, Result};
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::row::record::OutboxMessage;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -17,6 +38,7 @@ impl Sealed for SqliteConnection {}
 impl OutboxConnection for SqliteConnection {
     /// SQLITE_MAX_VARIABLE_NUMBER of the bundled build (3.32 and later).
     const MAX_BIND_PARAMS: usize = 32_766;
+    const BACKEND_NAME: &'static str = "SQLite";
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -24,50 +46,462 @@ impl OutboxConnection for SqliteConnection {
             .map_err(Error::Migration)
     }
 
-    common_outbox_sql!();
-    crate::tombstone::tombstone_sql!();
+    shared_statements!(text = str::to_owned);
 
-    fn next_object_identifier(&mut self) -> QueryResult<i64> {
+    fn begin_context_transaction(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        // A deferred transaction that reads first and writes later fails at once with
+        // SQLITE_BUSY when another connection wrote meanwhile, whatever the busy timeout;
+        // BEGIN IMMEDIATE waits for the write lock instead.
+        if transaction::depth(self)? == 0 {
+            AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
+        } else {
+            AnsiTransactionManager::begin_transaction(self)
+        }
+    }
+
+    fn next_object_identifier(&mut self, _token: Token<'_>) -> QueryResult<i64> {
         // SQLite has no sequences: a one-row counter, bumped in the caller's transaction.
-        diesel::sql_query(
+        Prepared(diesel::sql_query(
             "UPDATE diesel_outbox_object_ids SET value = value + 1 WHERE id = 1 RETURNING value",
-        )
+        ))
         .get_result::<BigIntValue>(self)
         .map(|row| row.value)
     }
 
-    drain_sql!(numbered = false);
-
-    fn outbox_lock_row(&mut self, silo: Silo, id: i64, _wait: bool) -> QueryResult<RowLock> {
-        // The write transaction (BEGIN IMMEDIATE) already excludes every other writer, so
-        // "locking" is reading the row back.
-        let schedule = Prepared(
-            diesel::sql_query(format!(
-                "SELECT scheduled_for, scheduled_from FROM {} WHERE id = ?",
-                silo.table()
-            ))
-            .bind::<diesel::sql_types::BigInt, _>(id),
-        )
-        .get_result::<Schedule>(self)
-        .optional()?;
-        Ok(schedule.map_or(RowLock::Gone, RowLock::Locked))
-    }
-
-    fn outbox_write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
+    fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
     where
         F: FnOnce(&mut Self) -> std::result::Result<T, E>,
         E: From<diesel::result::Error>,
     {
-        // BEGIN IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a
-        // deferred transaction that read the head and then tried to write could fail at
-        // once with SQLITE_BUSY instead of waiting. Inside an enclosing transaction, the
-        // lock is already decided: a savepoint.
-        let depth = AnsiTransactionManager::transaction_manager_status_mut(self)
-            .transaction_depth()
-            .map_err(E::from)?;
-        match depth {
-            None => self.immediate_transaction(f),
-            Some(_) => self.transaction(f),
+        immediate(self, f)
+    }
+
+    fn abandoned_leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<Lease>> {
+        let found = Prepared(
+            diesel::sql_query(
+                "SELECT id, shards FROM outbox_drain_leases \
+                 WHERE outbox_table = ? AND expires_at < ?",
+            )
+            .bind::<Text, _>(table.name())
+            .bind::<Timestamp, _>(now),
+        )
+        .load::<LeaseRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|lease| Lease {
+                id: lease.id,
+                table,
+                shards: decode_shards(table, &lease.shards),
+            })
+            .collect())
+    }
+
+    fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
+        Ok(delete_lease(self, Some(lease))? > 0)
+    }
+
+    fn release_leases(&mut self, _token: Token<'_>, _leases: &[i64]) -> QueryResult<()> {
+        // Nothing holds a lease on SQLite but the row itself.
+        Ok(())
+    }
+
+    fn claim_due_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        let text = due_candidates(&names);
+        immediate(self, |conn| {
+            let rows = Prepared(
+                diesel::sql_query(text)
+                    .bind::<BigInt, _>(scan.from_id)
+                    .bind::<BigInt, _>(scan.to_id)
+                    .bind::<BigInt, _>(scan.scan_rows)
+                    .bind::<Timestamp, _>(now)
+                    .bind::<Bool, _>(scan.ignore_schedule)
+                    .bind::<BigInt, _>(scan.max_shards),
+            )
+            .load::<ClaimRow>(conn)?;
+            let mut claim = Claim::empty(table);
+            let mut candidates = Vec::new();
+            for row in rows {
+                claim.scanned_rows = row.scanned_rows;
+                claim.last_scanned_id = row.last_scanned_id;
+                if let Some(key) = row.shard(table) {
+                    candidates.push(ClaimedShard {
+                        state: row.state(&key),
+                        key,
+                        bound: row.bound.unwrap_or(i64::MAX),
+                    });
+                }
+            }
+            take_unleased(conn, &mut claim, candidates, now, scan.lease_seconds)?;
+            Ok(claim)
+        })
+    }
+
+    fn due_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan: &DueScan,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ShardKey>> {
+        let rows = Prepared(
+            diesel::sql_query(due_candidates(&Names::of(table)))
+                .bind::<BigInt, _>(scan.from_id)
+                .bind::<BigInt, _>(scan.to_id)
+                .bind::<BigInt, _>(scan.scan_rows)
+                .bind::<Timestamp, _>(now)
+                .bind::<Bool, _>(scan.ignore_schedule)
+                .bind::<BigInt, _>(scan.max_shards),
+        )
+        .load::<ClaimRow>(self)?;
+        Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
+    }
+
+    fn claim_isolated_shard(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        let text = format!(
+            "SELECT {columns} FROM {states} st WHERE st.isolated AND NOT st.skipped \
+             AND (st.scheduled_for <= ? OR EXISTS (SELECT 1 FROM {rows} o \
+                  WHERE {same} AND o.id > st.covered_id)) \
+             ORDER BY st.scheduled_for LIMIT 1",
+            columns = state_select(&names),
+            states = names.states,
+            rows = names.rows,
+            same = names.same_shard("o", "st"),
+        );
+        immediate(self, |conn| {
+            let found = Prepared(diesel::sql_query(text).bind::<Timestamp, _>(now))
+                .get_result::<StateRow>(conn)
+                .optional()?;
+            let mut claim = Claim::empty(table);
+            let candidates = found
+                .map(|row| {
+                    let state = row.into_state(table);
+                    ClaimedShard {
+                        key: state.shard.clone(),
+                        bound: i64::MAX,
+                        state: Some(state),
+                    }
+                })
+                .into_iter()
+                .collect();
+            take_unleased(conn, &mut claim, candidates, now, lease_seconds)?;
+            Ok(claim)
+        })
+    }
+
+    fn claim_flush_shards(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        shards: &[ShardKey],
+        now: NaiveDateTime,
+        lease_seconds: i64,
+    ) -> QueryResult<Claim> {
+        let names = Names::of(table);
+        let has_state = format!(
+            "SELECT COUNT(*) AS value FROM {states} WHERE {shard}",
+            states = names.states,
+            shard = names.shard_is("")
+        );
+        let newest = super::sql::rows::shard_max_id(&names);
+        immediate(self, |conn| {
+            let mut claim = Claim::empty(table);
+            let mut candidates = Vec::new();
+            for key in shards.iter().filter(|key| key.table() == table) {
+                // A shard with stored state is failing or skipped: left to the periodic
+                // drain, so that the writer does not pay for its trouble.
+                let query = bind_shard(diesel::sql_query(has_state.as_str()).into_boxed(), key);
+                if Prepared(query).get_result::<BigIntValue>(conn)?.value > 0 {
+                    continue;
+                }
+                let query = bind_shard(diesel::sql_query(newest.as_str()).into_boxed(), key);
+                if let Some(bound) = Prepared(query).get_result::<MaybeBigInt>(conn)?.value {
+                    candidates.push(ClaimedShard {
+                        key: key.clone(),
+                        bound,
+                        state: None,
+                    });
+                }
+            }
+            take_unleased(conn, &mut claim, candidates, now, lease_seconds)?;
+            Ok(claim)
+        })
+    }
+
+    fn release_claim(&mut self, _token: Token<'_>, claim: &Claim) -> QueryResult<()> {
+        delete_lease(self, claim.lease).map(|_| ())
+    }
+
+    fn load_windows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        shards: &[WindowRequest],
+        window: i64,
+    ) -> QueryResult<Vec<OutboxMessage>> {
+        let names = Names::of(table);
+        let text = format!(
+            "SELECT {columns} FROM {rows} o WHERE {shard} AND o.id <= ? ORDER BY o.id LIMIT ?",
+            columns = names.message_columns("o", NULL_TEXT),
+            rows = names.rows,
+            shard = names.shard_is("o.")
+        );
+        let mut messages = Vec::new();
+        for request in shards {
+            let query = bind_shard(
+                diesel::sql_query(text.as_str()).into_boxed(),
+                &request.shard,
+            )
+            .bind::<BigInt, _>(request.bound)
+            .bind::<BigInt, _>(window);
+            let found = Prepared(query).load::<MessageRow>(self)?;
+            messages.extend(found.into_iter().map(|row| row.into_message(table)));
+        }
+        Ok(messages)
+    }
+
+    fn load_messages(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+    ) -> QueryResult<Vec<OutboxMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = Names::of(table);
+        let text = format!(
+            "SELECT {columns} FROM {rows} o \
+             WHERE o.id IN (SELECT value FROM json_each(?)) ORDER BY o.id",
+            columns = names.message_columns("o", NULL_TEXT),
+            rows = names.rows,
+        );
+        let found = Prepared(diesel::sql_query(text).bind::<Text, _>(json_ids(ids)))
+            .load::<MessageRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_message(table))
+            .collect())
+    }
+
+    fn rows_after_windows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        keys: &[KeyAfterWindow],
+    ) -> QueryResult<Vec<RowIdentity>> {
+        use diesel::sql_types::Integer;
+        let names = Names::of(table);
+        let text = format!(
+            "SELECT {columns} FROM {rows} o WHERE {shard} AND o.category = ? \
+             AND o.object_identifier = ? AND o.id > ? AND o.id <= ? ORDER BY o.id",
+            columns = names.identity_columns("o", NULL_TEXT),
+            rows = names.rows,
+            shard = names.shard_is("o.")
+        );
+        let mut found = Vec::new();
+        for key in keys {
+            let query = bind_shard(diesel::sql_query(text.as_str()).into_boxed(), &key.shard)
+                .bind::<Integer, _>(key.category)
+                .bind::<BigInt, _>(key.object_identifier)
+                .bind::<BigInt, _>(key.after_id)
+                .bind::<BigInt, _>(key.bound);
+            let rows = Prepared(query).load::<IdentityRow>(self)?;
+            found.extend(rows.into_iter().map(|row| row.into_identity(table)));
+        }
+        Ok(found)
+    }
+
+    fn delete_delivered(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        ids: &[i64],
+        lease: Option<i64>,
+    ) -> QueryResult<usize> {
+        delete_lease(self, lease)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let text = format!(
+            "DELETE FROM {rows} WHERE id IN (SELECT value FROM json_each(?))",
+            rows = Names::of(table).rows
+        );
+        Prepared(diesel::sql_query(text).bind::<Text, _>(json_ids(ids))).execute(self)
+    }
+}
+
+/// `f` in a `BEGIN IMMEDIATE` transaction, or a savepoint inside an open one (whose lock
+/// is already decided).
+fn immediate<T, E, F>(conn: &mut SqliteConnection, f: F) -> std::result::Result<T, E>
+where
+    F: FnOnce(&mut SqliteConnection) -> std::result::Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match transaction::depth(conn).map_err(E::from)? {
+        0 => conn.immediate_transaction(f),
+        _ => diesel::Connection::transaction(conn, f),
+    }
+}
+
+/// Claims those of `candidates` that no live lease lists, and writes their lease.
+fn take_unleased(
+    conn: &mut SqliteConnection,
+    claim: &mut Claim,
+    candidates: Vec<ClaimedShard>,
+    now: NaiveDateTime,
+    lease_seconds: i64,
+) -> QueryResult<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let leased = live_leased_shards(conn, claim.table, now)?;
+    for candidate in candidates {
+        if leased.contains(&candidate.key) {
+            claim.busy += 1;
+        } else {
+            claim.shards.push(candidate);
         }
     }
+    if claim.shards.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<ShardKey> = claim.shards.iter().map(|shard| shard.key.clone()).collect();
+    let expires = now + chrono::Duration::seconds(lease_seconds);
+    let lease = Prepared(
+        diesel::sql_query(
+            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
+             VALUES (?, ?, ?, ?) RETURNING id AS value",
+        )
+        .bind::<Text, _>(claim.table.name())
+        .bind::<Text, _>(encode_shards(&keys))
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(expires),
+    )
+    .get_result::<BigIntValue>(conn)?;
+    claim.lease = Some(lease.value);
+    Ok(())
+}
+
+/// The shards of `table` that a live lease lists.
+fn live_leased_shards(
+    conn: &mut SqliteConnection,
+    table: OutboxTable,
+    now: NaiveDateTime,
+) -> QueryResult<HashSet<ShardKey>> {
+    let leases = Prepared(
+        diesel::sql_query(
+            "SELECT id, shards FROM outbox_drain_leases \
+             WHERE outbox_table = ? AND expires_at >= ?",
+        )
+        .bind::<Text, _>(table.name())
+        .bind::<Timestamp, _>(now),
+    )
+    .load::<LeaseRow>(conn)?;
+    Ok(leases
+        .iter()
+        .filter_map(|lease| decode_shards(table, &lease.shards))
+        .flatten()
+        .collect())
+}
+
+fn delete_lease(conn: &mut SqliteConnection, lease: Option<i64>) -> QueryResult<usize> {
+    match lease {
+        Some(lease) => Prepared(
+            diesel::sql_query("DELETE FROM outbox_drain_leases WHERE id = ?")
+                .bind::<BigInt, _>(lease),
+        )
+        .execute(conn),
+        None => Ok(0),
+    }
+}
+
+/// Ids as the JSON array `json_each` reads: one bind, whatever the count.
+fn json_ids(ids: &[i64]) -> String {
+    let mut text = String::with_capacity(ids.len() * 8 + 2);
+    text.push('[');
+    for (index, id) in ids.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&id.to_string());
+    }
+    text.push(']');
+    text
+}
+
+/// A state's columns as [`StateRow`] reads them.
+fn state_select(names: &Names) -> String {
+    let cell = match names.table {
+        OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
+        OutboxTable::Control => "st.cell_name".to_owned(),
+    };
+    let columns = super::sql::STATE_COLUMNS
+        .iter()
+        .map(|column| format!("st.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("st.shard_scope, st.shard_identifier, {cell}, {columns}")
+}
+
+/// The candidates of a periodic claim, with their state and the scan's figures. Binds:
+/// ?1 from id, ?2 to id, ?3 rows to scan, ?4 now, ?5 ignore schedules, ?6 shards at most.
+fn due_candidates(names: &Names) -> String {
+    let cell = match names.table {
+        OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
+        OutboxTable::Control => "c.cell_name".to_owned(),
+    };
+    format!(
+        "WITH scanned AS (SELECT o.id, {o_shard}, o.scheduled_for FROM {rows} o \
+             WHERE o.id >= ?1 AND o.id < ?2 ORDER BY o.id LIMIT ?3), \
+         found AS (\
+             SELECT {s_shard}, MIN(s.id) AS first_id FROM scanned s \
+             LEFT JOIN {states} st ON {same_s} \
+             WHERE CASE WHEN ?5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
+                   ELSE (s.scheduled_for <= ?4 AND (st.shard_scope IS NULL \
+                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+             GROUP BY {s_shard}), \
+         timed AS (\
+             SELECT {st_shard}, 0 AS first_id FROM {states} st \
+             WHERE NOT ?5 AND st.scheduled_for <= ?4 AND NOT st.skipped AND NOT st.isolated \
+             ORDER BY st.scheduled_for LIMIT ?6), \
+         candidates AS (\
+             SELECT {u_shard}, MIN(u.first_id) AS first_id \
+             FROM (SELECT * FROM found UNION ALL SELECT * FROM timed) u \
+             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT ?6), \
+         figures AS (SELECT COUNT(*) AS scanned_rows, MAX(id) AS last_scanned_id FROM scanned) \
+         SELECT c.shard_scope, c.shard_identifier, {cell}, 1 AS locked, \
+             9223372036854775807 AS bound, NULL AS lease_id, \
+             f.scanned_rows, f.last_scanned_id, {state} \
+         FROM figures f LEFT JOIN candidates c ON 1 \
+         LEFT JOIN {states} st ON {same_c} \
+         ORDER BY c.first_id",
+        o_shard = names.shard_of("o"),
+        s_shard = names.shard_of("s"),
+        st_shard = names.shard_of("st"),
+        u_shard = names.shard_of("u"),
+        rows = names.rows,
+        states = names.states,
+        same_s = names.same_shard("st", "s"),
+        same_c = names.same_shard("st", "c"),
+        state = names.state_columns("st"),
+    )
 }

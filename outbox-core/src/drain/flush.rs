@@ -1,54 +1,61 @@
-//! Flush after commit (DESIGN 5.5): a bounded drain of the shards a transaction touched.
+//! Flush after commit: a bounded drain of the shards a transaction touched.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use super::claim::reschedule_after_failure;
-use super::handle::Shared;
-use super::process::{drain_shard, Mode};
+use super::batch;
 use super::report::DrainReport;
-use super::shard::{ShardKey, Silo};
+use super::Drainer;
 use crate::backend::OutboxConnection;
-use crate::error::Error;
+use crate::key::error::Error;
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
 
 /// Flushes `shards` for a committed context. Never fails: whatever is not delivered stays
 /// for the periodic drain, and the writer's call has already succeeded.
 pub(crate) fn flush_after_commit<C: OutboxConnection>(
-    outbox: &Shared<C>,
+    drainer: &Drainer<C>,
     conn: &mut C,
     shards: &[ShardKey],
 ) {
     let _span = tracing::debug_span!("outbox.flush", shards = shards.len()).entered();
-    if let Err(error) = flush(outbox, conn, shards) {
-        tracing::warn!(%error, "outbox flush failed; the periodic drain will deliver the rows");
+    match flush(drainer, conn, shards) {
+        Ok(report) if !report.failures.is_empty() => {
+            tracing::debug!(
+                failures = report.failures.len(),
+                "outbox flush: shards backed off"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "outbox flush failed; the periodic drain will deliver the rows");
+        }
     }
 }
 
-/// Drains each of `shards` up to the newest id of its table at the start, waiting for
-/// shards other workers hold. A shard whose group fails is backed off and left.
+/// Drains `shards`, each up to its newest row when the flush starts. A shard another
+/// worker holds is left to it (its holder goes on until the shard is empty), and a
+/// failing or skipped shard is left to the periodic drain: the flush never waits, and
+/// never runs a failing receiver again on a writer's thread.
 pub(crate) fn flush<C: OutboxConnection>(
-    outbox: &Shared<C>,
+    drainer: &Drainer<C>,
     conn: &mut C,
     shards: &[ShardKey],
 ) -> Result<DrainReport, Error> {
-    // Bounded: rows written after the flush started belong to later transactions.
-    let mut bounds: HashMap<Silo, Option<i64>> = HashMap::new();
-    let mut report = DrainReport::default();
+    let mut by_table: BTreeMap<OutboxTable, Vec<ShardKey>> = BTreeMap::new();
     for shard in shards {
-        let silo = shard.silo();
-        let bound = match bounds.get(&silo) {
-            Some(bound) => *bound,
-            None => {
-                let bound = conn.outbox_id_bounds(silo)?.map(|(_, hi)| hi);
-                bounds.insert(silo, bound);
-                bound
-            }
-        };
-        let Some(bound) = bound else { continue };
-        let shard_report = drain_shard(outbox, conn, shard, Mode::flush(bound))?;
-        if !shard_report.failures.is_empty() {
-            reschedule_after_failure(conn, shard, outbox.clock.now())?;
+        by_table
+            .entry(shard.table())
+            .or_default()
+            .push(shard.clone());
+    }
+    let mut report = DrainReport::default();
+    for (table, shards) in by_table {
+        for chunk in shards.chunks(drainer.options.batch_shards.max(1)) {
+            let now = drainer.clock.now();
+            let lease = drainer.options.lease_seconds();
+            let claim = conn.claim_flush_shards(Token::new(), table, chunk, now, lease)?;
+            batch::run(drainer, conn, claim, &mut report)?;
         }
-        report.merge(shard_report);
     }
     Ok(report)
 }

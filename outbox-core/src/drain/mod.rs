@@ -1,36 +1,79 @@
-//! The drain (DESIGN 5): finding due shards, claiming them, delivering coalesced groups to
-//! receivers, backoff, flush after commit, the kill switch and the background worker.
+//! The drain: finding due shards, claiming them, delivering their windows to the
+//! receivers, backoff, flush after commit, the kill switch.
+//!
+//! In the runtime this is layer 6: it uses the layers below it, never the `Outbox` handle
+//! and worker above. The public items are re-exported here; the `Outbox` methods are the
+//! way in.
+//!
+//! * `options`: window and batch sizes, and which shards a periodic drain looks for;
+//! * `round`: the periodic drain: leases left by dead workers, then batches of due
+//!   shards;
+//! * `flush`: the bounded drain of the shards a transaction touched;
+//! * `recover`: batches that dead workers left behind;
+//! * `batch`: one claimed batch, from its windows to its commit and release;
+//! * `plan`: windows grouped into keys, and the order of receiver calls;
+//! * `deliver`: one receiver call, its panics and failures;
+//! * `backoff`: the backoff rule and what a failure stores;
+//! * `report`, `metrics`: what a drain tells its caller and the application.
 
-mod claim;
-mod discovery;
-mod flush;
-mod handle;
-mod process;
-mod report;
-mod shard;
-pub(crate) mod sql;
-mod until_empty;
-#[cfg(feature = "pool")]
-mod worker;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
-pub use claim::Claim;
-pub use discovery::DueShards;
-pub use handle::{Outbox, OutboxBuilder};
-pub use report::{DeliveryFailure, DrainReport, FailureCause};
-pub use shard::{ShardKey, Silo};
-pub use until_empty::drain_until_empty;
-#[cfg(feature = "pool")]
-pub use worker::{Worker, WorkerOptions};
+use crate::deliver::receiver::Receivers;
+use crate::key::clock::Clock;
+use crate::key::shard::OutboxTable;
 
-/// The message of [`Error::Undelivered`](crate::Error::Undelivered).
-pub(crate) fn describe_failures(failures: &[DeliveryFailure]) -> String {
-    match failures {
-        [] => "no outbox group failed".to_owned(),
-        [only] => format!("an outbox group was not delivered: {only}"),
-        [first, rest @ ..] => format!(
-            "{} outbox groups were not delivered; the first: {first} (and {} more)",
-            failures.len(),
-            rest.len()
-        ),
+pub(crate) mod backoff;
+pub(crate) mod batch;
+pub(crate) mod deliver;
+pub(crate) mod flush;
+pub(crate) mod metrics;
+pub(crate) mod options;
+pub(crate) mod plan;
+pub(crate) mod recover;
+pub(crate) mod report;
+pub(crate) mod round;
+
+pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
+pub use crate::key::error::{DeliveryFailure, FailureCause};
+pub use metrics::{Metrics, NoMetrics};
+pub use options::{DrainOptions, DueShards};
+pub use report::DrainReport;
+
+/// What every drain of one outbox shares: receivers, clock, metrics, sizes, and where the
+/// periodic drain's next scan of each table starts.
+pub(crate) struct Drainer<C> {
+    pub(crate) receivers: Receivers<C>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Arc<dyn Metrics>,
+    pub(crate) options: DrainOptions,
+    cursors: [AtomicI64; 2],
+}
+
+impl<C> Drainer<C> {
+    pub(crate) fn new(
+        receivers: Receivers<C>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<dyn Metrics>,
+        options: DrainOptions,
+    ) -> Self {
+        Drainer {
+            receivers,
+            clock,
+            metrics,
+            options,
+            cursors: [AtomicI64::new(0), AtomicI64::new(0)],
+        }
+    }
+
+    /// Where the next scan of `table` starts: past rows that were found covered (backing
+    /// off, or kept by the kill switch). A hint shared by threads; reset whenever a scan
+    /// reaches the table's end, so a row committed late with a lower id is found again.
+    pub(crate) fn cursor(&self, table: OutboxTable) -> i64 {
+        self.cursors[table as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_cursor(&self, table: OutboxTable, id: i64) {
+        self.cursors[table as usize].store(id, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,353 @@
+//! The statements that are the same on every backend, written once and expanded inside
+//! each backend's `impl OutboxConnection` (a generic function would need higher-ranked
+//! bounds on diesel's statement types, which the type system cannot express).
+
+use diesel::backend::Backend;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Integer, Text};
+
+use crate::key::shard::ShardKey;
+
+/// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
+pub(crate) fn bind_shard<'f, DB>(
+    query: BoxedSqlQuery<'f, DB, SqlQuery>,
+    key: &ShardKey,
+) -> BoxedSqlQuery<'f, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<Integer> + HasSqlType<BigInt> + HasSqlType<Text>,
+    i32: ToSql<Integer, DB>,
+    i64: ToSql<BigInt, DB>,
+    String: ToSql<Text, DB>,
+{
+    let query = match key.cell_name() {
+        Some(cell_name) => query.bind::<Text, _>(cell_name.to_owned()),
+        None => query,
+    };
+    let shard = key.shard();
+    query
+        .bind::<Integer, _>(shard.scope)
+        .bind::<BigInt, _>(shard.identifier)
+}
+
+/// A typed NULL text column, on every backend.
+pub(crate) const NULL_TEXT: &str = "CAST(NULL AS TEXT)";
+
+/// The shared bodies; `$text` turns `?`-placeholder text into the backend's.
+macro_rules! shared_statements {
+    (text = $text:path) => {
+        fn insert_cell_rows(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            rows: &[$crate::row::insert::NewCellOutbox],
+        ) -> diesel::QueryResult<()> {
+            use diesel::RunQueryDsl;
+            use $crate::row::insert::NewCellOutbox;
+            use $crate::row::schema::cell_outboxes;
+            // One row: a fixed statement, which diesel caches as a prepared statement.
+            if let [row] = rows {
+                diesel::insert_into(cell_outboxes::table)
+                    .values(row)
+                    .execute(self)?;
+                return Ok(());
+            }
+            for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewCellOutbox::BINDS) {
+                diesel::insert_into(cell_outboxes::table)
+                    .values(chunk)
+                    .execute(self)?;
+            }
+            Ok(())
+        }
+
+        fn insert_control_rows(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            rows: &[$crate::row::insert::NewControlOutbox],
+        ) -> diesel::QueryResult<()> {
+            use diesel::RunQueryDsl;
+            use $crate::row::insert::NewControlOutbox;
+            use $crate::row::schema::control_outboxes;
+            if let [row] = rows {
+                diesel::insert_into(control_outboxes::table)
+                    .values(row)
+                    .execute(self)?;
+                return Ok(());
+            }
+            for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewControlOutbox::BINDS) {
+                diesel::insert_into(control_outboxes::table)
+                    .values(chunk)
+                    .execute(self)?;
+            }
+            Ok(())
+        }
+
+        fn insert_tombstone(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::row::tombstone::TombstoneTable,
+            table_name: &str,
+            object_identifier: i64,
+            now: chrono::NaiveDateTime,
+        ) -> diesel::QueryResult<usize> {
+            use diesel::{ExpressionMethods, RunQueryDsl};
+            macro_rules! insert_into {
+                ($t:ident) => {{
+                    use $crate::row::schema::$t::dsl;
+                    diesel::insert_into(dsl::$t)
+                        .values((
+                            dsl::table_name.eq(table_name),
+                            dsl::object_identifier.eq(object_identifier),
+                            dsl::created_at.eq(now),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(self)
+                }};
+            }
+            match table {
+                $crate::row::tombstone::TombstoneTable::Cell => insert_into!(cell_tombstones),
+                $crate::row::tombstone::TombstoneTable::Control => {
+                    insert_into!(control_tombstones)
+                }
+            }
+        }
+
+        fn load_tombstones(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::row::tombstone::TombstoneTable,
+            table_name: Option<&str>,
+        ) -> diesel::QueryResult<Vec<$crate::row::tombstone::Tombstone>> {
+            use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+            type Row = (i64, String, i64, chrono::NaiveDateTime);
+            macro_rules! load_from {
+                ($t:ident) => {{
+                    use $crate::row::schema::$t::dsl;
+                    let mut query = dsl::$t
+                        .select((
+                            dsl::id,
+                            dsl::table_name,
+                            dsl::object_identifier,
+                            dsl::created_at,
+                        ))
+                        .order(dsl::id)
+                        .into_boxed();
+                    if let Some(name) = table_name {
+                        query = query.filter(dsl::table_name.eq(name.to_owned()));
+                    }
+                    query.load::<Row>(self)
+                }};
+            }
+            let rows = match table {
+                $crate::row::tombstone::TombstoneTable::Cell => load_from!(cell_tombstones),
+                $crate::row::tombstone::TombstoneTable::Control => {
+                    load_from!(control_tombstones)
+                }
+            }?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, table_name, object_identifier, created_at)| {
+                    $crate::row::tombstone::Tombstone {
+                        id,
+                        table_name,
+                        object_identifier,
+                        created_at,
+                    }
+                })
+                .collect())
+        }
+
+        fn window_identities(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            shard: &$crate::backend::claim::WindowRequest,
+            window: i64,
+        ) -> diesel::QueryResult<Vec<$crate::backend::claim::RowIdentity>> {
+            use diesel::sql_types::BigInt;
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::{bind_shard, NULL_TEXT};
+            use $crate::backend::sql::{rows, IdentityRow, Names, Prepared};
+            let text = $text(&rows::window_identities(&Names::of(table), NULL_TEXT));
+            let query = bind_shard(diesel::sql_query(text).into_boxed(), &shard.shard)
+                .bind::<BigInt, _>(shard.bound)
+                .bind::<BigInt, _>(window);
+            let found = Prepared(query).load::<IdentityRow>(self)?;
+            Ok(found
+                .into_iter()
+                .map(|row| row.into_identity(table))
+                .collect())
+        }
+
+        fn shard_max_id(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            shard: &$crate::key::shard::ShardKey,
+        ) -> diesel::QueryResult<Option<i64>> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_shard;
+            use $crate::backend::sql::{rows, MaybeBigInt, Names, Prepared};
+            let text = $text(&rows::shard_max_id(&Names::of(shard.table())));
+            let query = bind_shard(diesel::sql_query(text).into_boxed(), shard);
+            Ok(Prepared(query).get_result::<MaybeBigInt>(self)?.value)
+        }
+
+        fn record_failures(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            failures: &[$crate::backend::state::ShardFailure],
+        ) -> diesel::QueryResult<()> {
+            use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_shard;
+            use $crate::backend::sql::{states, Names, Prepared};
+            let text = $text(&states::record_failure(&Names::of(table)));
+            for failure in failures {
+                // In the order of STATE_COLUMNS, without `skipped`.
+                let query = bind_shard(
+                    diesel::sql_query(text.as_str()).into_boxed(),
+                    &failure.shard,
+                )
+                .bind::<Timestamp, _>(failure.scheduled_from)
+                .bind::<Timestamp, _>(failure.scheduled_for)
+                .bind::<BigInt, _>(failure.covered_id)
+                .bind::<Bool, _>(failure.isolated)
+                .bind::<Integer, _>(failure.attempts)
+                .bind::<Nullable<Timestamp>, _>(Some(failure.first_failure_at))
+                .bind::<Nullable<Timestamp>, _>(Some(failure.scheduled_from))
+                .bind::<Nullable<Text>, _>(Some(failure.error.clone()))
+                .bind::<Nullable<BigInt>, _>(failure.row_id)
+                .bind::<Nullable<Integer>, _>(failure.category)
+                .bind::<Nullable<BigInt>, _>(failure.object_identifier);
+                Prepared(query).execute(self)?;
+            }
+            Ok(())
+        }
+
+        fn record_successes(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            shards: &[($crate::key::shard::ShardKey, i64)],
+        ) -> diesel::QueryResult<()> {
+            use diesel::sql_types::BigInt;
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_shard;
+            use $crate::backend::sql::{states, Names, Prepared};
+            let names = Names::of(table);
+            let (delete, compacted) = (
+                $text(&states::delete_unless_skipped(&names)),
+                $text(&states::compacted(&names)),
+            );
+            for (shard, covered_id) in shards {
+                Prepared(bind_shard(
+                    diesel::sql_query(delete.as_str()).into_boxed(),
+                    shard,
+                ))
+                .execute(self)?;
+                let query = diesel::sql_query(compacted.as_str())
+                    .into_boxed()
+                    .bind::<BigInt, _>(*covered_id);
+                Prepared(bind_shard(query, shard)).execute(self)?;
+            }
+            Ok(())
+        }
+
+        fn set_skipped(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            shard: &$crate::key::shard::ShardKey,
+            skipped: bool,
+            now: chrono::NaiveDateTime,
+        ) -> diesel::QueryResult<()> {
+            use diesel::sql_types::{Bool, Timestamp};
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_shard;
+            use $crate::backend::sql::{states, Names, Prepared};
+            let text = $text(&states::set_skipped(&Names::of(shard.table())));
+            let query = bind_shard(diesel::sql_query(text).into_boxed(), shard)
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>($crate::row::write::DUE_AT_ONCE)
+                .bind::<Bool, _>(skipped);
+            Prepared(query).execute(self)?;
+            Ok(())
+        }
+
+        fn load_shard_states(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            shards: Option<&[$crate::key::shard::ShardKey]>,
+        ) -> diesel::QueryResult<Vec<$crate::backend::state::ShardState>> {
+            use diesel::{OptionalExtension, RunQueryDsl};
+            use $crate::backend::shared::{bind_shard, NULL_TEXT};
+            use $crate::backend::sql::{states, Names, Prepared, StateRow};
+            let names = Names::of(table);
+            let Some(shards) = shards else {
+                let text = $text(&states::load_all(&names, NULL_TEXT));
+                let found = Prepared(diesel::sql_query(text)).load::<StateRow>(self)?;
+                return Ok(found.into_iter().map(|row| row.into_state(table)).collect());
+            };
+            let text = $text(&states::load_one(&names, NULL_TEXT));
+            let mut found = Vec::new();
+            for shard in shards.iter().filter(|shard| shard.table() == table) {
+                let query = bind_shard(diesel::sql_query(text.as_str()).into_boxed(), shard);
+                if let Some(row) = Prepared(query).get_result::<StateRow>(self).optional()? {
+                    found.push(row.into_state(table));
+                }
+            }
+            Ok(found)
+        }
+
+        fn deliverable_rows(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+        ) -> diesel::QueryResult<u64> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::sql::{rows, BigIntValue, Names, Prepared};
+            let text = $text(&rows::deliverable(&Names::of(table)));
+            let count = Prepared(diesel::sql_query(text)).get_result::<BigIntValue>(self)?;
+            Ok(u64::try_from(count.value).unwrap_or(0))
+        }
+
+        fn load_cell_records(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+        ) -> diesel::QueryResult<Vec<$crate::row::record::CellOutboxRecord>> {
+            use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
+            use $crate::row::record::CellOutboxRecord;
+            use $crate::row::schema::cell_outboxes;
+            cell_outboxes::table
+                .select(CellOutboxRecord::as_select())
+                .order(cell_outboxes::id)
+                .load(self)
+        }
+
+        fn load_control_records(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+        ) -> diesel::QueryResult<Vec<$crate::row::record::ControlOutboxRecord>> {
+            use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
+            use $crate::row::record::ControlOutboxRecord;
+            use $crate::row::schema::control_outboxes;
+            control_outboxes::table
+                .select(ControlOutboxRecord::as_select())
+                .order(control_outboxes::id)
+                .load(self)
+        }
+
+        fn outbox_id_bounds(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+        ) -> diesel::QueryResult<Option<(i64, i64)>> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::sql::{rows, IdBounds, Names, Prepared};
+            let text = rows::id_bounds(&Names::of(table));
+            let bounds = Prepared(diesel::sql_query(text)).get_result::<IdBounds>(self)?;
+            Ok(bounds.lo.zip(bounds.hi))
+        }
+    };
+}
+pub(crate) use shared_statements;

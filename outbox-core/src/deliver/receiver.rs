@@ -1,0 +1,434 @@
+//! Receivers: what runs for the rows of each category.
+//!
+//! A [`Receivers`] registry maps each category (per table) to a [`Receiver`], called once
+//! per coalesced key, or a [`BatchReceiver`], called once with many keys. Plain categories
+//! register a closure or any implementation; the receiver that replicated models get from
+//! the derives is one more implementation, registered the same way.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::hooks::{CellReplicationHooks, ControlReplicationHooks};
+use super::replicated::{CellModelReceiver, ControlModelReceiver};
+use super::silo::SiloDirectory;
+use crate::backend::OutboxConnection;
+use crate::key::category::{CategoryInfo, CellCategory, ControlCategory, OutboxCategory};
+use crate::key::error::BoxError;
+use crate::key::shard::OutboxTable;
+use crate::row::record::OutboxMessage;
+use crate::write::model::ModelWrites;
+
+/// Handles the rows of one category, one coalesced key at a time.
+///
+/// # When and how it runs
+///
+/// The drain calls it inside its delivery transaction on `conn`, with the newest row of
+/// each key: the receiver's writes on `conn` commit together with the deletion of the
+/// delivered rows. Delivery is **at least once**, so a receiver must be idempotent.
+///
+/// A drain delivers many keys (of many shards) per transaction. When a receiver fails
+/// (an error, or a panic) at some key, the transaction rolls back and is replayed
+/// without that key and the rest of its shard: the keys before it, in every shard of the
+/// batch, are delivered again in the replay, and their writes commit. A receiver is
+/// therefore called again for keys whose first call succeeded, whenever another key of
+/// its batch fails. (One savepoint per key would avoid the second calls but costs two
+/// round trips per key, which halves the drain's throughput on PostgreSQL: measured in
+/// BENCHMARKS.md.)
+///
+/// The failing key, and every later key of its shard, stay in the table; the shard backs
+/// off and the failure is reported with category, shard, object and row. Other shards
+/// are not held up.
+pub trait Receiver<C>: Send + Sync + 'static {
+    /// Handles `message`, the newest row of its coalesced key.
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError>;
+}
+
+/// Handles many coalesced keys in one call: e.g. a relay that publishes a whole batch and
+/// waits for its acknowledgements once.
+///
+/// `messages` are the newest rows of keys from one or more shards, each shard's in its
+/// order; everything said of [`Receiver`] holds (transaction, replay, at least once).
+/// Return `Ok(())` when every message was handled, or a [`BatchError`] naming those that
+/// were not: in each shard, the first message not handled and every later one stay in
+/// the table (order within a shard is kept), the others are deleted.
+pub trait BatchReceiver<C>: Send + Sync + 'static {
+    /// Handles `messages`.
+    fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError>;
+}
+
+/// The messages of a batch that a [`BatchReceiver`] did not handle, by their index in the
+/// batch, each with its error.
+#[derive(Debug, Default)]
+pub struct BatchError {
+    whole: Option<BoxError>,
+    failed: Vec<(usize, BoxError)>,
+}
+
+impl BatchError {
+    /// No message failed yet: add them with [`BatchError::fail`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every message of the batch failed with `error` (e.g. the broker is unreachable).
+    pub fn whole(error: impl Into<BoxError>) -> Self {
+        BatchError {
+            whole: Some(error.into()),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Message `index` failed with `error`.
+    pub fn fail(&mut self, index: usize, error: impl Into<BoxError>) {
+        self.failed.push((index, error.into()));
+    }
+
+    /// Whether no message is marked failed.
+    pub fn is_empty(&self) -> bool {
+        self.whole.is_none() && self.failed.is_empty()
+    }
+
+    /// The failures by index, and the error of the whole batch if it failed as one.
+    pub(crate) fn into_parts(self) -> (Option<BoxError>, Vec<(usize, BoxError)>) {
+        (self.whole, self.failed)
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.whole, self.failed.first()) {
+            (Some(error), _) => write!(f, "the whole batch failed: {error}"),
+            (None, Some((index, error))) => write!(
+                f,
+                "{} messages failed; message {index}: {error}",
+                self.failed.len()
+            ),
+            (None, None) => f.write_str("no message failed"),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// A shared receiver, e.g. `Arc<dyn Receiver<C>>` registered for several categories.
+impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Arc<R> {
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
+        (**self).receive(conn, message)
+    }
+}
+
+/// A boxed receiver, e.g. `Box<dyn Receiver<C>>` chosen at run time.
+impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Box<R> {
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
+        (**self).receive(conn, message)
+    }
+}
+
+/// A shared batch receiver.
+impl<C, R: BatchReceiver<C> + ?Sized> BatchReceiver<C> for Arc<R> {
+    fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
+        (**self).receive_batch(conn, messages)
+    }
+}
+
+/// A boxed batch receiver.
+impl<C, R: BatchReceiver<C> + ?Sized> BatchReceiver<C> for Box<R> {
+    fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
+        (**self).receive_batch(conn, messages)
+    }
+}
+
+/// A closure as a [`Receiver`].
+struct FnReceiver<F, E> {
+    f: F,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<C, F, E> Receiver<C> for FnReceiver<F, E>
+where
+    F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
+        (self.f)(conn, message).map_err(Into::into)
+    }
+}
+
+/// What handles a category: one key at a time, or many.
+pub(crate) enum Handler<C> {
+    One(Arc<dyn Receiver<C>>),
+    Batch(Arc<dyn BatchReceiver<C>>),
+}
+
+impl<C> Handler<C> {
+    /// The same batch receiver registered for several categories is called once for all
+    /// of them: this tells which registrations are the same receiver.
+    pub(crate) fn batch_identity(&self) -> Option<*const ()> {
+        match self {
+            Handler::One(_) => None,
+            Handler::Batch(receiver) => Some(Arc::as_ptr(receiver).cast::<()>()),
+        }
+    }
+}
+
+/// A registered receiver and the name of its category, for reports.
+pub(crate) struct Registered<C> {
+    pub(crate) category_name: &'static str,
+    pub(crate) handler: Handler<C>,
+}
+
+/// The receivers of an [`Outbox`](crate::Outbox), by table and category.
+///
+/// Registering a category twice replaces the first receiver. A row whose category has no
+/// receiver is not deleted: it is reported as a failure and retried with backoff, so a
+/// deployment that adds the receiver later still gets it.
+///
+/// ```
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { AuditLogEvent = 3 { scope: Organization, silo: both } }
+/// # }
+/// # fn main() {
+/// use diesel::SqliteConnection;
+/// use diesel_outbox::{OutboxMessage, Receivers};
+///
+/// let receivers = Receivers::<SqliteConnection>::new()
+///     .cell(Category::AuditLogEvent, |_conn, message: &OutboxMessage| {
+///         let action: Option<String> = message.payload_as()?;
+///         println!("audit {:?} for object {}", action, message.object_identifier);
+///         Ok::<_, diesel_outbox::Error>(())
+///     });
+/// assert_eq!(receivers.len(), 1);
+/// # }
+/// ```
+pub struct Receivers<C> {
+    by_category: HashMap<(OutboxTable, i32), Registered<C>>,
+    silos: Option<Arc<SiloDirectory<C>>>,
+}
+
+impl<C: 'static> Receivers<C> {
+    /// No receivers, and no other silos: replicated models' hooks get no directory and
+    /// deletions record no tombstone.
+    pub fn new() -> Self {
+        Receivers {
+            by_category: HashMap::new(),
+            silos: None,
+        }
+    }
+
+    /// No receivers yet, in a process that reaches the other silos through `silos`: the
+    /// replicated models' hooks get it ([`ReplicationContext::silos`]), and a deleted
+    /// object's tombstone is recorded in the silo its rows were aimed at.
+    ///
+    /// [`ReplicationContext::silos`]: crate::ReplicationContext::silos
+    pub fn for_silos(silos: SiloDirectory<C>) -> Self {
+        Receivers {
+            by_category: HashMap::new(),
+            silos: Some(Arc::new(silos)),
+        }
+    }
+
+    /// The directory given to [`Receivers::for_silos`].
+    pub fn silos(&self) -> Option<&SiloDirectory<C>> {
+        self.silos.as_deref()
+    }
+
+    /// Calls `f` for the cell-outbox rows of `category`.
+    pub fn cell<K, F, E>(self, category: K, f: F) -> Self
+    where
+        K: CellCategory,
+        F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.cell_receiver(category, closure(f))
+    }
+
+    /// Calls `f` for the control-outbox rows of `category`.
+    pub fn control<K, F, E>(self, category: K, f: F) -> Self
+    where
+        K: ControlCategory,
+        F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.control_receiver(category, closure(f))
+    }
+
+    /// Uses `receiver` for the cell-outbox rows of `category`: a type implementing
+    /// [`Receiver`], or a trait object (`Arc<dyn Receiver<C>>`, `Box<dyn Receiver<C>>`).
+    pub fn cell_receiver<K: CellCategory>(self, _category: K, receiver: impl Receiver<C>) -> Self {
+        self.register(OutboxTable::Cell, K::NUMBER, K::NAME, one(receiver))
+    }
+
+    /// Uses `receiver` for the control-outbox rows of `category` (see
+    /// [`Receivers::cell_receiver`]).
+    pub fn control_receiver<K: ControlCategory>(
+        self,
+        _category: K,
+        receiver: impl Receiver<C>,
+    ) -> Self {
+        self.register(OutboxTable::Control, K::NUMBER, K::NAME, one(receiver))
+    }
+
+    /// Uses the batch receiver `receiver` for the cell-outbox rows of `category`.
+    pub fn cell_batch<K: CellCategory>(
+        self,
+        _category: K,
+        receiver: impl BatchReceiver<C>,
+    ) -> Self {
+        self.register(
+            OutboxTable::Cell,
+            K::NUMBER,
+            K::NAME,
+            Handler::Batch(Arc::new(receiver)),
+        )
+    }
+
+    /// Uses the batch receiver `receiver` for the control-outbox rows of `category`.
+    pub fn control_batch<K: ControlCategory>(
+        self,
+        _category: K,
+        receiver: impl BatchReceiver<C>,
+    ) -> Self {
+        self.register(
+            OutboxTable::Control,
+            K::NUMBER,
+            K::NAME,
+            Handler::Batch(Arc::new(receiver)),
+        )
+    }
+
+    /// Uses one batch receiver for every category of `categories` that `table` carries
+    /// (e.g. a relay for all of them: `Category::ALL` from your declaration). Its batches
+    /// then mix those categories, each shard's keys in order.
+    pub fn batch_for(
+        mut self,
+        table: OutboxTable,
+        categories: &[CategoryInfo],
+        receiver: impl BatchReceiver<C>,
+    ) -> Self {
+        let receiver: Arc<dyn BatchReceiver<C>> = Arc::new(receiver);
+        for category in categories {
+            let carried = match table {
+                OutboxTable::Cell => category.silos.includes_cell(),
+                OutboxTable::Control => category.silos.includes_control(),
+            };
+            if carried {
+                self = self.register(
+                    table,
+                    category.number,
+                    category.name,
+                    Handler::Batch(Arc::clone(&receiver)),
+                );
+            }
+        }
+        self
+    }
+
+    /// Registers the library's receiver for the cell model `M` under its category: it
+    /// loads the object by id; if it exists it calls
+    /// [`handle_async_replication`](crate::CellReplicationHooks::handle_async_replication),
+    /// otherwise it records a tombstone in control (with a silo directory) and calls
+    /// [`handle_async_deletion`](crate::CellReplicationHooks::handle_async_deletion).
+    pub fn replicated_cell<M>(self) -> Self
+    where
+        C: OutboxConnection,
+        M: CellReplicationHooks<C> + ModelWrites<C>,
+    {
+        let receiver = CellModelReceiver::<M, C>::new(self.silos.clone());
+        let category = <M::Category as OutboxCategory>::info();
+        self.register(
+            OutboxTable::Cell,
+            category.number,
+            category.name,
+            one(receiver),
+        )
+    }
+
+    /// Registers the library's receiver for the control model `M`: the same as
+    /// [`replicated_cell`](Self::replicated_cell), once per target cell, with the
+    /// tombstone recorded in that cell.
+    pub fn replicated_control<M>(self) -> Self
+    where
+        C: OutboxConnection,
+        M: ControlReplicationHooks<C> + ModelWrites<C>,
+    {
+        let receiver = ControlModelReceiver::<M, C>::new(self.silos.clone());
+        let category = <M::Category as OutboxCategory>::info();
+        self.register(
+            OutboxTable::Control,
+            category.number,
+            category.name,
+            one(receiver),
+        )
+    }
+
+    /// How many (table, category) pairs have a receiver.
+    pub fn len(&self) -> usize {
+        self.by_category.len()
+    }
+
+    /// Whether no receiver is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_category.is_empty()
+    }
+
+    fn register(
+        mut self,
+        table: OutboxTable,
+        number: i32,
+        name: &'static str,
+        handler: Handler<C>,
+    ) -> Self {
+        self.by_category.insert(
+            (table, number),
+            Registered {
+                category_name: name,
+                handler,
+            },
+        );
+        self
+    }
+}
+
+impl<C> Receivers<C> {
+    pub(crate) fn get(&self, table: OutboxTable, category: i32) -> Option<&Registered<C>> {
+        self.by_category.get(&(table, category))
+    }
+}
+
+impl<C: 'static> Default for Receivers<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> fmt::Debug for Receivers<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self
+            .by_category
+            .iter()
+            .map(|((table, number), registered)| (*table, *number, registered.category_name))
+            .collect();
+        names.sort_unstable();
+        f.debug_struct("Receivers")
+            .field("categories", &names)
+            .finish()
+    }
+}
+
+fn one<C>(receiver: impl Receiver<C>) -> Handler<C> {
+    Handler::One(Arc::new(receiver))
+}
+
+fn closure<C, F, E>(f: F) -> FnReceiver<F, E>
+where
+    F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+    E: Into<BoxError> + 'static,
+{
+    FnReceiver {
+        f,
+        error: PhantomData,
+    }
+}

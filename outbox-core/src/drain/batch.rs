@@ -1,0 +1,471 @@
+//! One claimed batch: load the shards' windows, plan, deliver in as few transactions as
+//! failures allow, record what happened, release.
+//!
+//! The happy path is one transaction: every receiver call, one DELETE of every delivered
+//! row, commit. When a receiver fails at some key, that transaction rolls back and the
+//! calls before the failure are replayed and committed without the failing key and the
+//! rest of its shard; delivery then goes on in a new transaction. A statement that fails
+//! for the whole batch is retried shard by shard, so one shard's trouble stays in that
+//! shard.
+
+use std::collections::HashMap;
+
+use super::backoff::shard_failure;
+use super::deliver::{failure, run_step, KeyFailure};
+use super::plan::{keys_without_receiver, steps, Limits, ShardPlan, Step};
+use super::report::DrainReport;
+use super::Drainer;
+use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
+use crate::backend::state::ShardFailure;
+use crate::backend::OutboxConnection;
+use crate::key::error::{DeliveryFailure, Error, FailureCause};
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::row::record::OutboxMessage;
+
+/// Delivers `claim` and releases it. Only an error that ends the round (the connection
+/// is gone) is returned; everything confined to a shard is in the report.
+pub(crate) fn run<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    mut claim: Claim,
+    report: &mut DrainReport,
+) -> Result<(), Error> {
+    report.shards += claim.shards.len();
+    report.shards_not_claimed += claim.busy;
+    let delivered = deliver_claim(drainer, conn, &mut claim, report);
+    let released = conn.release_claim(Token::new(), &claim);
+    delivered?;
+    match released {
+        Err(error) if crate::key::error::is_connection_lost(&error) => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "releasing a drained batch failed; its lease will expire");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+fn deliver_claim<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    claim: &mut Claim,
+    report: &mut DrainReport,
+) -> Result<(), Error> {
+    // A flush's shard emptied since its writer committed has nothing to deliver.
+    let shards: Vec<ClaimedShard> = claim
+        .shards
+        .iter()
+        .filter(|shard| shard.bound != i64::MIN)
+        .cloned()
+        .collect();
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let table = claim.table;
+    let attempt = plan(drainer, conn, table, shards.clone())
+        .and_then(|plans| deliver(drainer, conn, table, plans, claim.lease, report));
+    match attempt {
+        Ok(()) => {
+            // The last delivery transaction deleted the lease.
+            claim.lease = None;
+            Ok(())
+        }
+        Err(error) if error.is_connection_lost() => Err(error),
+        Err(error) if shards.len() > 1 => {
+            tracing::debug!(%error, shards = shards.len(), "a batch failed as a whole; retrying it shard by shard");
+            for shard in shards {
+                deliver_alone(drainer, conn, table, shard, report)?;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            let shard = shards.into_iter().next();
+            if let Some(shard) = shard {
+                shard_failed(drainer, conn, table, shard, &error, report)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One shard of a batch that failed as a whole.
+fn deliver_alone<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    shard: ClaimedShard,
+    report: &mut DrainReport,
+) -> Result<(), Error> {
+    let attempt = plan(drainer, conn, table, vec![shard.clone()])
+        .and_then(|plans| deliver(drainer, conn, table, plans, None, report));
+    match attempt {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_connection_lost() => Err(error),
+        Err(error) => shard_failed(drainer, conn, table, shard, &error, report),
+    }
+}
+
+/// Loads the shards' windows and the newest rows of keys their windows cut.
+fn plan<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    shards: Vec<ClaimedShard>,
+) -> Result<Vec<ShardPlan>, Error> {
+    let window = drainer.options.window.max(1);
+    let requests: Vec<WindowRequest> = shards
+        .iter()
+        .map(|shard| WindowRequest {
+            shard: shard.key.clone(),
+            bound: shard.bound,
+        })
+        .collect();
+    let window_i64 = i64::try_from(window).unwrap_or(i64::MAX);
+    let messages = conn.load_windows(Token::new(), table, &requests, window_i64)?;
+    let mut by_shard: HashMap<ShardKey, Vec<OutboxMessage>> = HashMap::new();
+    for message in messages {
+        by_shard
+            .entry(message.shard_key())
+            .or_default()
+            .push(message);
+    }
+    let mut plans: Vec<ShardPlan> = shards
+        .into_iter()
+        .map(|shard| {
+            let mut rows = by_shard.remove(&shard.key).unwrap_or_default();
+            rows.sort_by_key(|message| message.id);
+            ShardPlan::new(shard, rows, window)
+        })
+        .collect();
+    let after: Vec<_> = plans
+        .iter()
+        .flat_map(ShardPlan::keys_after_window)
+        .collect();
+    if !after.is_empty() {
+        let rows = conn.rows_after_windows(Token::new(), table, &after)?;
+        let newest: Vec<i64> = plans
+            .iter_mut()
+            .flat_map(|plan| plan.add_rows_after_window(&rows))
+            .collect();
+        let messages = conn.load_messages(Token::new(), table, &newest)?;
+        for plan in &mut plans {
+            plan.set_newest(&messages);
+        }
+    }
+    Ok(plans)
+}
+
+/// Why a delivery transaction did not commit.
+enum Attempt {
+    /// A receiver failed at step `at`.
+    Stopped { at: usize, failed: Vec<KeyFailure> },
+    /// A statement failed.
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Attempt {
+    fn from(error: diesel::result::Error) -> Self {
+        Attempt::Database(error)
+    }
+}
+
+/// Delivers the plans (see the module docs) and records each shard's outcome.
+fn deliver<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    plans: Vec<ShardPlan>,
+    lease: Option<i64>,
+    report: &mut DrainReport,
+) -> Result<(), Error> {
+    let receivers = &drainer.receivers;
+    let mut limits = Limits::default();
+    let mut failures: Vec<KeyFailure> = Vec::new();
+    for (shard, key) in keys_without_receiver(&plans, receivers) {
+        limits.stop(shard, key);
+        failures.push(failure(
+            receivers,
+            &plans,
+            shard,
+            key,
+            FailureCause::NoReceiver,
+        ));
+    }
+    let steps = steps(&plans, receivers, &limits);
+    let mut delivered: Vec<(usize, usize)> = Vec::new();
+    let (mut start, mut end) = (0, steps.len());
+    loop {
+        let last = end == steps.len();
+        let attempt = conn.drain_transaction(Token::new(), |conn| {
+            let done = call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
+            let mut ids: Vec<i64> = done
+                .iter()
+                .flat_map(|&(shard, key)| plans[shard].keys[key].ids.iter().copied())
+                .collect();
+            if last {
+                ids.extend(compacted_ids(&plans));
+                record_outcomes(drainer, conn, table, &plans, &failures)?;
+            }
+            conn.delete_delivered(Token::new(), table, &ids, lease.filter(|_| last))?;
+            Ok::<_, Attempt>(done)
+        });
+        match attempt {
+            Ok(done) => {
+                delivered.extend(done);
+                if last {
+                    break;
+                }
+                (start, end) = (end, steps.len());
+            }
+            Err(Attempt::Stopped { at, failed }) => {
+                for failed in failed {
+                    limits.stop(failed.shard, failed.key);
+                    failures.push(failed);
+                }
+                // Replay the calls up to the failure without the failed keys.
+                end = at + 1;
+            }
+            Err(Attempt::Database(error)) => return Err(error.into()),
+        }
+    }
+    count(drainer, &plans, &delivered, failures, report);
+    Ok(())
+}
+
+/// Runs `steps` (which start at index `offset` of the plan's steps) for the keys `limits`
+/// allows; the keys delivered, or where it stopped.
+fn call_receivers<C: OutboxConnection>(
+    conn: &mut C,
+    drainer: &Drainer<C>,
+    plans: &[ShardPlan],
+    steps: &[Step],
+    offset: usize,
+    limits: &Limits,
+) -> Result<Vec<(usize, usize)>, Attempt> {
+    let mut done = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let members: Vec<(usize, usize)> = step
+            .members()
+            .into_iter()
+            .filter(|&(shard, key)| limits.allows(shard, key))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let failed = run_step(conn, &drainer.receivers, plans, step, &members);
+        if !failed.is_empty() {
+            return Err(Attempt::Stopped {
+                at: offset + index,
+                failed,
+            });
+        }
+        done.extend(members);
+    }
+    Ok(done)
+}
+
+/// The rows the kill switch removes: every seen row of a skipped shard's keys but each
+/// key's newest.
+fn compacted_ids(plans: &[ShardPlan]) -> Vec<i64> {
+    plans
+        .iter()
+        .filter(|plan| plan.skipped)
+        .flat_map(|plan| &plan.keys)
+        .flat_map(|key| {
+            let newest = key.message.id;
+            key.ids.iter().copied().filter(move |&id| id != newest)
+        })
+        .collect()
+}
+
+/// Stores each shard's outcome: failures back off, shards that had a stored state and
+/// did not fail forget their failures (a skipped shard keeps its switch, with its rows
+/// up to what was seen covered).
+fn record_outcomes<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    plans: &[ShardPlan],
+    failures: &[KeyFailure],
+) -> Result<(), Attempt> {
+    let now = drainer.clock.now();
+    let mut failed: Vec<ShardFailure> = Vec::new();
+    for key_failure in failures {
+        let plan = &plans[key_failure.shard];
+        let covered_id = conn
+            .shard_max_id(Token::new(), plan.key())?
+            .unwrap_or(plan.max_seen);
+        let message = key_failure.failure.to_string();
+        failed.push(shard_failure(
+            plan.key(),
+            plan.claimed.state.as_ref(),
+            now,
+            covered_id,
+            plan.claimed
+                .state
+                .as_ref()
+                .is_some_and(|state| state.isolated),
+            Some(&key_failure.failure),
+            &message,
+        ));
+    }
+    let succeeded: Vec<(ShardKey, i64)> = plans
+        .iter()
+        .enumerate()
+        .filter(|(shard, plan)| {
+            plan.claimed.state.is_some() && failures.iter().all(|f| f.shard != *shard)
+        })
+        .map(|(_, plan)| (plan.key().clone(), plan.max_seen))
+        .collect();
+    if !failed.is_empty() {
+        conn.record_failures(Token::new(), table, &failed)?;
+    }
+    if !succeeded.is_empty() {
+        conn.record_successes(Token::new(), table, &succeeded)?;
+    }
+    Ok(())
+}
+
+/// Counts the batch in the report and the metrics.
+fn count<C>(
+    drainer: &Drainer<C>,
+    plans: &[ShardPlan],
+    delivered: &[(usize, usize)],
+    failures: Vec<KeyFailure>,
+    report: &mut DrainReport,
+) {
+    let now = drainer.clock.now();
+    let elapsed = |since: chrono::NaiveDateTime| (now - since).to_std().unwrap_or_default();
+    for &(shard, key) in delivered {
+        let (plan, key) = (&plans[shard], &plans[shard].keys[key]);
+        let table = plan.key().table();
+        let rows = key.ids.len() as u64;
+        drainer.metrics.rows_processed(table, key.category, rows);
+        drainer
+            .metrics
+            .processing_lag(table, key.category, elapsed(key.message.date_added));
+        drainer
+            .metrics
+            .coalesced_queue_time(table, key.category, elapsed(key.oldest_added));
+        report.delivered += 1;
+        report.rows_deleted += key.ids.len();
+    }
+    for plan in plans.iter().filter(|plan| plan.skipped) {
+        for key in &plan.keys {
+            let rows = key.ids.len().saturating_sub(1);
+            tracing::info!(shard = %plan.key(), category = key.category, rows, "kill switch: older rows deleted without delivery");
+            drainer
+                .metrics
+                .rows_skipped(plan.key().table(), key.category, rows as u64);
+            report.skipped += 1;
+            report.rows_deleted += rows;
+        }
+    }
+    for failed in failures {
+        let failure = failed.failure;
+        tracing::warn!(
+            shard = %failure.shard,
+            category = failure.category,
+            object = failure.object_identifier,
+            row = failure.row_id,
+            error = %failure,
+            "outbox delivery failed; the key stays for a retry"
+        );
+        drainer
+            .metrics
+            .delivery_failed(failure.shard.table(), failure.category);
+        report.failures.push(failure);
+    }
+}
+
+/// A shard whose window could not be loaded, or whose delivery failed as a statement:
+/// find the row (if one cannot be read), back the shard off in a transaction of its own,
+/// and report it.
+fn shard_failed<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    shard: ClaimedShard,
+    error: &Error,
+    report: &mut DrainReport,
+) -> Result<(), Error> {
+    let failure = diagnose(drainer, conn, table, &shard, error)?;
+    let message = failure.to_string();
+    let now = drainer.clock.now();
+    let recorded = conn.drain_transaction(Token::new(), |conn| {
+        let covered_id = conn.shard_max_id(Token::new(), &shard.key)?.unwrap_or(0);
+        let isolated = shard.state.as_ref().is_some_and(|state| state.isolated);
+        let record = shard_failure(
+            &shard.key,
+            shard.state.as_ref(),
+            now,
+            covered_id,
+            isolated,
+            Some(&failure),
+            &message,
+        );
+        conn.record_failures(Token::new(), table, &[record])
+    });
+    if let Err(error) = recorded {
+        if crate::key::error::is_connection_lost(&error) {
+            return Err(error.into());
+        }
+        tracing::error!(%error, shard = %shard.key, "recording a shard's failure failed");
+    }
+    tracing::warn!(shard = %shard.key, row = failure.row_id, error = %failure, "an outbox shard failed");
+    drainer.metrics.delivery_failed(table, failure.category);
+    report.failures.push(failure);
+    Ok(())
+}
+
+/// What failed in `shard`: the first row of its window that cannot be read (its
+/// identity always can), or the statement's error at the shard's head.
+fn diagnose<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    table: OutboxTable,
+    shard: &ClaimedShard,
+    error: &Error,
+) -> Result<DeliveryFailure, Error> {
+    let request = WindowRequest {
+        shard: shard.key.clone(),
+        bound: shard.bound,
+    };
+    let window = i64::try_from(drainer.options.window.max(1)).unwrap_or(i64::MAX);
+    let identities = match conn.window_identities(Token::new(), table, &request, window) {
+        Ok(identities) => identities,
+        Err(lost) if crate::key::error::is_connection_lost(&lost) => return Err(lost.into()),
+        Err(_) => Vec::new(),
+    };
+    let failure = |row: Option<&crate::backend::claim::RowIdentity>, cause| DeliveryFailure {
+        shard: shard.key.clone(),
+        category: row.map_or(0, |row| row.category),
+        category_name: row.and_then(|row| {
+            drainer
+                .receivers
+                .get(table, row.category)
+                .map(|registered| registered.category_name)
+        }),
+        object_identifier: row.map_or(0, |row| row.object_identifier),
+        row_id: row.map_or(0, |row| row.id),
+        cause,
+    };
+    for identity in &identities {
+        match conn.load_messages(Token::new(), table, &[identity.id]) {
+            Ok(_) => {}
+            Err(lost) if crate::key::error::is_connection_lost(&lost) => return Err(lost.into()),
+            Err(unreadable) => {
+                return Ok(failure(
+                    Some(identity),
+                    FailureCause::UnreadableRow(unreadable.to_string()),
+                ))
+            }
+        }
+    }
+    let cause = match error {
+        Error::Database(error) => FailureCause::Database(error.to_string()),
+        other => FailureCause::Database(other.to_string()),
+    };
+    Ok(failure(identities.first(), cause))
+}

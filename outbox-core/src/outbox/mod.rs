@@ -1,0 +1,371 @@
+//! Layer 7, the top: the [`Outbox`] handle that writers and workers share, the worker, and
+//! the test helpers. Uses every layer below.
+//!
+//! * this file: [`Outbox`] and its builder;
+//! * `worker`: threads draining through a connection pool (feature `pool`);
+//! * [`testing`]: "run the outboxes" in a test, and reads of the tables.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::claim::DueScan;
+use crate::backend::state::ShardState;
+use crate::backend::OutboxConnection;
+use crate::deliver::receiver::Receivers;
+use crate::drain::metrics::{Metrics, NoMetrics};
+use crate::drain::options::{DrainOptions, DueShards};
+use crate::drain::report::DrainReport;
+use crate::drain::round::{drain_due, Schedules};
+use crate::drain::{flush, Drainer};
+use crate::key::clock::{Clock, SystemClock};
+use crate::key::error::{Error, Result};
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::write::context::{self, OutboxContext, Settings, DEFAULT_MAX_PAYLOAD_BYTES};
+
+pub(crate) mod testing;
+#[cfg(feature = "pool")]
+pub(crate) mod worker;
+
+/// What an [`Outbox`]'s clones share.
+struct Shared<C> {
+    drainer: Drainer<C>,
+    flush: bool,
+    max_payload_bytes: usize,
+}
+
+/// The outbox of one database: its receivers, clock, metrics and drain sizes. Cheap to
+/// clone (an `Arc` inside); share one between writers and drain workers.
+///
+/// * [`Outbox::context`] is [`outbox_context`](crate::outbox_context) plus a **flush**:
+///   right after the outermost commit it drains the shards the transaction touched.
+/// * [`Outbox::drain_due_shards`] is the periodic drain; `Worker` (feature `pool`) runs it
+///   on threads sharing a connection pool.
+/// * [`Outbox::skip_shard`] is the kill switch, stored in the database so that every
+///   process honours it; [`Outbox::shard_state`] tells what is stored about a shard.
+///
+/// ```
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { OrganizationUpdate = 1 { scope: Organization, silo: cell } }
+/// # }
+/// # fn main() -> Result<(), diesel_outbox::Error> {
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use diesel::{Connection, SqliteConnection};
+/// use diesel_outbox::{run_migrations, CellOutbox, Outbox, Receivers};
+///
+/// let calls = Arc::new(AtomicUsize::new(0));
+/// let seen = calls.clone();
+/// let outbox = Outbox::new(Receivers::new().cell(
+///     Category::OrganizationUpdate,
+///     move |_conn: &mut SqliteConnection, _message: &diesel_outbox::OutboxMessage| {
+///         seen.fetch_add(1, Ordering::SeqCst);
+///         Ok::<_, diesel_outbox::Error>(())
+///     },
+/// ));
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// run_migrations(&mut conn)?;
+/// outbox.context(&mut conn, |ctx| {
+///     ctx.write(CellOutbox::new(Category::OrganizationUpdate, 42, 42))?;
+///     ctx.write(CellOutbox::new(Category::OrganizationUpdate, 42, 42))
+/// })?;
+/// assert_eq!(calls.load(Ordering::SeqCst), 1, "flushed after commit, coalesced");
+/// # Ok(()) }
+/// ```
+pub struct Outbox<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for Outbox<C> {
+    fn clone(&self) -> Self {
+        Outbox {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Outbox<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("receivers", &self.shared.drainer.receivers)
+            .field("options", &self.shared.drainer.options)
+            .field("flush", &self.shared.flush)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: OutboxConnection> Outbox<C> {
+    /// An outbox with `receivers`, the system clock, no metrics, the default drain sizes
+    /// and flush on commit.
+    pub fn new(receivers: Receivers<C>) -> Self {
+        Self::builder(receivers).build()
+    }
+
+    /// Starts configuring an outbox.
+    pub fn builder(receivers: Receivers<C>) -> OutboxBuilder<C> {
+        OutboxBuilder {
+            receivers,
+            clock: Arc::new(SystemClock),
+            metrics: Arc::new(NoMetrics),
+            options: DrainOptions::default(),
+            flush: true,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    /// Runs `f` like [`outbox_context`](crate::outbox_context), then, once the outermost
+    /// transaction has committed, flushes: delivers the shards it wrote rows to, each up
+    /// to its newest row when the flush starts. The receivers have run when this returns.
+    ///
+    /// * Flush is on by default; turn it off for the whole outbox
+    ///   ([`OutboxBuilder::flush_on_commit`]), for one context
+    ///   ([`OutboxContext::set_flush`]) or for one row (`CellOutbox::flush(false)`).
+    /// * The flush never makes the writer pay for another's trouble: a shard another
+    ///   worker holds is left to that worker, a failing or skipped shard to the periodic
+    ///   drain. It never waits.
+    /// * A flush failure is logged and left to the periodic drain, with the shard backed
+    ///   off; it never turns the committed call into an error.
+    /// * Inside an enclosing transaction (e.g. under `begin_test_transaction`) nothing has
+    ///   committed yet, so nothing is flushed: the rows wait for a drain.
+    /// * The rows' `date_added` comes from the outbox's clock.
+    pub fn context<R, E, F>(&self, conn: &mut C, f: F) -> Result<R, E>
+    where
+        F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
+        E: From<Error>,
+    {
+        let drainer = &self.shared.drainer;
+        let now = || drainer.clock.now();
+        let settings = Settings {
+            now: &now,
+            flush: self.shared.flush,
+            max_payload_bytes: self.shared.max_payload_bytes,
+        };
+        let (value, committed) = context::run_recorded(conn, &settings, f)?;
+        if let Some(committed) = committed {
+            for &(table, category, rows) in &committed.saved {
+                drainer.metrics.rows_saved(table, category, rows);
+            }
+            if !committed.outermost {
+                tracing::debug!("outbox context inside an enclosing transaction: no flush");
+            } else if !committed.touched.is_empty() {
+                flush::flush_after_commit(drainer, conn, &committed.touched);
+            }
+        }
+        Ok(value)
+    }
+
+    /// One call of the periodic drain, on both tables: claims due shards a batch at a time
+    /// (up to [`DrainOptions::batch_shards`] per transaction) and delivers them, until
+    /// nothing due is left to claim (or 10,000 claims per table). A shard another worker
+    /// holds is left to it. Receiver failures are in the report; an `Err` means the round
+    /// could not go on (the connection is gone, say).
+    pub fn drain_due_shards(&self, conn: &mut C) -> Result<DrainReport> {
+        self.drain_due_shards_with(conn, &DueShards::new())
+    }
+
+    /// [`Outbox::drain_due_shards`] with explicit tables, limit and id range.
+    pub fn drain_due_shards_with(&self, conn: &mut C, due: &DueShards) -> Result<DrainReport> {
+        drain_due(&self.shared.drainer, conn, due, Schedules::Honour)
+    }
+
+    /// The shards a periodic drain would claim now, per table in `due`'s order, oldest
+    /// first, without claiming them: those with a row whose schedule has passed (a future
+    /// row alone does not make its shard due), past their backoff or with a row newer
+    /// than it, not skipped. Reads the oldest [`DrainOptions::scan_rows`] rows of each
+    /// table (of `due`'s id range) and the due schedules; shards held by other workers are
+    /// included.
+    pub fn due_shards(&self, conn: &mut C, due: &DueShards) -> Result<Vec<ShardKey>> {
+        let options = &self.shared.drainer.options;
+        let range = due.id_range.clone().unwrap_or(0..i64::MAX);
+        let mut shards = Vec::new();
+        for &table in &due.tables {
+            let scan = DueScan {
+                from_id: range.start,
+                to_id: range.end,
+                scan_rows: i64::try_from(options.scan_rows.max(1)).unwrap_or(i64::MAX),
+                max_shards: i64::try_from(due.limit).unwrap_or(i64::MAX),
+                ignore_schedule: false,
+                lease_seconds: options.lease_seconds(),
+            };
+            let now = self.shared.drainer.clock.now();
+            shards.extend(conn.due_shards(Token::new(), table, &scan, now)?);
+        }
+        Ok(shards)
+    }
+
+    /// Delivers `shards` up to each one's newest row now, as a flush after commit does:
+    /// shards another worker holds and failing or skipped shards are left alone.
+    pub fn flush_shards(&self, conn: &mut C, shards: &[ShardKey]) -> Result<DrainReport> {
+        flush::flush(&self.shared.drainer, conn, shards)
+    }
+
+    /// Splits the ids of `table` into `parts` ranges, for parallel schedulers
+    /// ([`DueShards::id_range`]).
+    pub fn partition_ids(
+        &self,
+        conn: &mut C,
+        table: OutboxTable,
+        parts: usize,
+    ) -> Result<Vec<Range<i64>>> {
+        let Some((lo, hi)) = conn.outbox_id_bounds(Token::new(), table)? else {
+            return Ok(Vec::new());
+        };
+        Ok(split(lo..hi.saturating_add(1), parts))
+    }
+
+    /// Turns the kill switch on for `shard`, for every process that drains this database:
+    /// from now on each key's older rows are deleted without delivery and its newest row
+    /// is kept, so that [`unskip_shard`](Self::unskip_shard) delivers the latest state.
+    pub fn skip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
+        let now = self.shared.drainer.clock.now();
+        Ok(conn.set_skipped(Token::new(), shard, true, now)?)
+    }
+
+    /// Turns the kill switch off for `shard`: it is due at once.
+    pub fn unskip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
+        let now = self.shared.drainer.clock.now();
+        Ok(conn.set_skipped(Token::new(), shard, false, now)?)
+    }
+
+    /// Whether the kill switch skips `shard`.
+    pub fn is_skipped(&self, conn: &mut C, shard: &ShardKey) -> Result<bool> {
+        Ok(self
+            .shard_state(conn, shard)?
+            .is_some_and(|state| state.skipped))
+    }
+
+    /// What is stored about `shard`: its backoff, failures and kill switch; `None` for a
+    /// healthy shard.
+    pub fn shard_state(&self, conn: &mut C, shard: &ShardKey) -> Result<Option<ShardState>> {
+        let states = conn.load_shard_states(
+            Token::new(),
+            shard.table(),
+            Some(std::slice::from_ref(shard)),
+        )?;
+        Ok(states.into_iter().next())
+    }
+
+    /// Every stored shard state of `table`: failing shards first (most attempts), then
+    /// skipped ones.
+    pub fn shard_states(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<ShardState>> {
+        Ok(conn.load_shard_states(Token::new(), table, None)?)
+    }
+
+    /// The drain's sizes.
+    pub fn options(&self) -> &DrainOptions {
+        &self.shared.drainer.options
+    }
+
+    /// The clock "now" is read from.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.shared.drainer.clock
+    }
+
+    pub(crate) fn drainer(&self) -> &Drainer<C> {
+        &self.shared.drainer
+    }
+}
+
+/// Configures an [`Outbox`]; from [`Outbox::builder`].
+pub struct OutboxBuilder<C> {
+    receivers: Receivers<C>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<dyn Metrics>,
+    options: DrainOptions,
+    flush: bool,
+    max_payload_bytes: usize,
+}
+
+impl<C: OutboxConnection> OutboxBuilder<C> {
+    /// Reads "now" from `clock` (e.g. a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Reports counters and timings to `metrics`.
+    pub fn metrics(mut self, metrics: impl Metrics) -> Self {
+        self.metrics = Arc::new(metrics);
+        self
+    }
+
+    /// Whether [`Outbox::context`] flushes after commit (default `true`).
+    pub fn flush_on_commit(mut self, flush: bool) -> Self {
+        self.flush = flush;
+        self
+    }
+
+    /// The largest payload [`Outbox::context`]'s contexts accept (default 1 MiB; see
+    /// [`OutboxContext::set_max_payload_bytes`]).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Rows of one shard read per batch (default 500; see [`DrainOptions::window`]).
+    pub fn window(mut self, rows: usize) -> Self {
+        self.options.window = rows.max(1);
+        self
+    }
+
+    /// Shards per batch and transaction (default 200; see
+    /// [`DrainOptions::batch_shards`]).
+    pub fn batch_shards(mut self, shards: usize) -> Self {
+        self.options.batch_shards = shards.max(1);
+        self
+    }
+
+    /// Rows read per scan for due shards (default 1,000).
+    pub fn scan_rows(mut self, rows: usize) -> Self {
+        self.options.scan_rows = rows.max(1);
+        self
+    }
+
+    /// How long a batch's lease lives on SQLite (default 5 minutes; see
+    /// [`DrainOptions::lease`]).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.options.lease = lease;
+        self
+    }
+
+    /// The outbox.
+    pub fn build(self) -> Outbox<C> {
+        Outbox {
+            shared: Arc::new(Shared {
+                drainer: Drainer::new(self.receivers, self.clock, self.metrics, self.options),
+                flush: self.flush,
+                max_payload_bytes: self.max_payload_bytes,
+            }),
+        }
+    }
+}
+
+/// `range` cut into `parts` contiguous ranges.
+fn split(range: Range<i64>, parts: usize) -> Vec<Range<i64>> {
+    let parts = i64::try_from(parts.max(1)).unwrap_or(i64::MAX);
+    let width = range.end.saturating_sub(range.start);
+    let step = ((width + parts - 1) / parts).max(1);
+    let mut ranges = Vec::new();
+    let mut start = range.start;
+    while start < range.end {
+        let end = start.saturating_add(step).min(range.end);
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn partitions_cover_the_range_without_overlap() {
+        assert_eq!(split(1..11, 3), vec![1..5, 5..9, 9..11]);
+        assert_eq!(split(7..8, 4), vec![7..8]);
+        assert_eq!(split(0..4, 0), vec![0..4]);
+    }
+}

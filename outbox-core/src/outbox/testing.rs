@@ -1,0 +1,84 @@
+//! Test helpers: "run the outboxes", and the outbox tables read whole.
+
+use std::time::{Duration, Instant};
+
+use super::Outbox;
+use crate::backend::OutboxConnection;
+use crate::drain::options::DueShards;
+use crate::drain::report::DrainReport;
+use crate::drain::round::{drain_due, Schedules};
+use crate::key::error::{Error, Result};
+use crate::key::shard::OutboxTable;
+use crate::key::token::Token;
+use crate::row::record::{CellOutboxRecord, ControlOutboxRecord};
+
+/// How long [`drain_until_empty`] waits, in all, for shards other workers hold.
+const WAIT_FOR_HOLDERS: Duration = Duration::from_secs(60);
+
+/// Delivers every outbox row, in rounds, until nothing is left to deliver: "run the
+/// outboxes" in a test. Each round drains every shard with rows up to the newest row at
+/// its start, ignoring schedules and backoff; receivers that write outbox rows cause
+/// further rounds, up to `max_rounds`. Shards other workers hold are waited for. The
+/// newest rows that a kill switch keeps do not count as left.
+///
+/// Fails with [`Error::Undelivered`] as soon as a round has a failure, and with
+/// [`Error::NotDrained`] when rows remain after `max_rounds`.
+pub fn drain_until_empty<C: OutboxConnection>(
+    conn: &mut C,
+    outbox: &Outbox<C>,
+    max_rounds: usize,
+) -> Result<DrainReport> {
+    let deadline = Instant::now() + WAIT_FOR_HOLDERS;
+    let mut total = DrainReport::default();
+    let mut rounds = 0;
+    while rounds < max_rounds {
+        if remaining(conn)? == 0 {
+            return Ok(total);
+        }
+        let mut round = DrainReport::default();
+        for table in OutboxTable::ALL {
+            let Some((_, top)) = conn.outbox_id_bounds(Token::new(), table)? else {
+                continue;
+            };
+            let due = DueShards::new().table(table).limit(usize::MAX);
+            round.merge(drain_due(
+                outbox.drainer(),
+                conn,
+                &due,
+                Schedules::IgnoreUpTo(top),
+            )?);
+        }
+        // Nothing claimed but rows are held by others: wait for them, without counting.
+        if round.shards == 0 && round.shards_not_claimed > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        total.merge(round.into_result()?);
+        rounds += 1;
+    }
+    match remaining(conn)? {
+        0 => Ok(total),
+        remaining => Err(Error::NotDrained {
+            rounds: max_rounds,
+            remaining,
+        }),
+    }
+}
+
+fn remaining<C: OutboxConnection>(conn: &mut C) -> Result<u64> {
+    let mut rows = 0;
+    for table in OutboxTable::ALL {
+        rows += conn.deliverable_rows(Token::new(), table)?;
+    }
+    Ok(rows)
+}
+
+/// Every row of `cell_outboxes`, in id order.
+pub fn cell_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<CellOutboxRecord>> {
+    Ok(conn.load_cell_records(Token::new())?)
+}
+
+/// Every row of `control_outboxes`, in id order.
+pub fn control_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<ControlOutboxRecord>> {
+    Ok(conn.load_control_records(Token::new())?)
+}

@@ -1,0 +1,78 @@
+//! Outbox rows as inserted: every column bound (no DEFAULT), which keeps a batch one
+//! statement on SQLite too.
+
+use chrono::NaiveDateTime;
+
+use super::payload::JsonPayload;
+use super::schema::{cell_outboxes, control_outboxes};
+use super::write::{CellOutbox, ControlOutbox, DUE_AT_ONCE};
+
+/// One `cell_outboxes` row as inserted. Every column is bound (no DEFAULT), which keeps a
+/// batch one statement on SQLite too.
+#[doc(hidden)]
+#[derive(Debug, diesel::Insertable)]
+#[diesel(table_name = cell_outboxes, treat_none_as_default_value = false)]
+pub struct NewCellOutbox {
+    shard_scope: i32,
+    shard_identifier: i64,
+    category: i32,
+    object_identifier: i64,
+    payload: Option<JsonPayload>,
+    scheduled_from: NaiveDateTime,
+    scheduled_for: NaiveDateTime,
+    date_added: NaiveDateTime,
+}
+
+impl NewCellOutbox {
+    /// Bind parameters per row.
+    pub(crate) const BINDS: usize = 8;
+
+    pub(crate) fn new(row: CellOutbox, now: NaiveDateTime) -> Self {
+        NewCellOutbox {
+            shard_scope: row.shard().scope,
+            shard_identifier: row.shard().identifier,
+            category: row.category(),
+            object_identifier: row.object_identifier(),
+            payload: row.into_payload(),
+            scheduled_from: now,
+            scheduled_for: DUE_AT_ONCE,
+            date_added: now,
+        }
+    }
+}
+
+/// One `control_outboxes` row as inserted.
+#[doc(hidden)]
+#[derive(Debug, diesel::Insertable)]
+#[diesel(table_name = control_outboxes, treat_none_as_default_value = false)]
+pub struct NewControlOutbox {
+    shard_scope: i32,
+    shard_identifier: i64,
+    category: i32,
+    object_identifier: i64,
+    payload: Option<JsonPayload>,
+    scheduled_from: NaiveDateTime,
+    scheduled_for: NaiveDateTime,
+    date_added: NaiveDateTime,
+    cell_name: String,
+}
+
+impl NewControlOutbox {
+    /// Bind parameters per row.
+    pub(crate) const BINDS: usize = 9;
+
+    pub(crate) fn new(row: ControlOutbox, now: NaiveDateTime) -> Self {
+        let (cell, cell_name) = row.into_parts();
+        NewControlOutbox {
+            shard_scope: cell.shard().scope,
+            shard_identifier: cell.shard().identifier,
+            category: cell.category(),
+            object_identifier: cell.object_identifier(),
+            payload: cell.into_payload(),
+            scheduled_from: now,
+            scheduled_for: DUE_AT_ONCE,
+            date_added: now,
+            cell_name,
+        }
+    }
+}

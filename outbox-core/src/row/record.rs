@@ -1,0 +1,129 @@
+//! Outbox rows as read back from the tables: whole records, and the message a receiver is
+//! called with.
+
+use chrono::NaiveDateTime;
+use serde::de::DeserializeOwned;
+
+use super::payload::JsonPayload;
+use super::schema::{cell_outboxes, control_outboxes};
+use crate::key::error::Result;
+use crate::key::shard::{OutboxTable, Shard, ShardKey};
+
+/// The row a receiver is called with: the newest row of a coalesced group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxMessage {
+    /// The table it was read from.
+    pub table: OutboxTable,
+    /// Its id; every older row of the same key is deleted with it.
+    pub id: i64,
+    /// The category's number.
+    pub category: i32,
+    /// Scope number and shard identifier.
+    pub shard: Shard,
+    /// The changed object.
+    pub object_identifier: i64,
+    /// Handler data, if any; decode it with [`OutboxMessage::payload_as`].
+    pub payload: Option<JsonPayload>,
+    /// The target cell (control rows only).
+    pub cell_name: Option<String>,
+    /// When the row was written (UTC).
+    pub date_added: NaiveDateTime,
+    /// When the row's schedule was set (UTC); as written, since schedules are kept per
+    /// shard.
+    pub scheduled_from: NaiveDateTime,
+    /// When the row was due (UTC); as written, since schedules are kept per shard.
+    pub scheduled_for: NaiveDateTime,
+}
+
+impl OutboxMessage {
+    /// Decodes the payload into `T`; `Ok(None)` when the row has none. A payload that does
+    /// not fit `T` is an [`Error::Payload`](crate::Error::Payload) naming the field:
+    /// return it with `?` and the row stays for a later attempt.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.payload.as_ref().map(JsonPayload::decode).transpose()
+    }
+
+    /// The shard the row belongs to.
+    pub fn shard_key(&self) -> ShardKey {
+        match &self.cell_name {
+            Some(cell_name) => ShardKey::Control {
+                cell_name: cell_name.clone(),
+                shard: self.shard,
+            },
+            None => ShardKey::Cell(self.shard),
+        }
+    }
+}
+
+/// A row of `cell_outboxes`.
+#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable)]
+#[diesel(table_name = cell_outboxes)]
+pub struct CellOutboxRecord {
+    /// Order of writing.
+    pub id: i64,
+    /// The scope's number.
+    pub shard_scope: i32,
+    /// The shard key.
+    pub shard_identifier: i64,
+    /// The category's number.
+    pub category: i32,
+    /// The changed object.
+    pub object_identifier: i64,
+    /// Handler data, if any.
+    pub payload: Option<JsonPayload>,
+    /// When the current schedule was set (UTC).
+    pub scheduled_from: NaiveDateTime,
+    /// When the row is next due (UTC).
+    pub scheduled_for: NaiveDateTime,
+    /// When the row was written (UTC).
+    pub date_added: NaiveDateTime,
+}
+
+/// A row of `control_outboxes`.
+#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable)]
+#[diesel(table_name = control_outboxes)]
+pub struct ControlOutboxRecord {
+    /// Order of writing.
+    pub id: i64,
+    /// The scope's number.
+    pub shard_scope: i32,
+    /// The shard key.
+    pub shard_identifier: i64,
+    /// The category's number.
+    pub category: i32,
+    /// The changed object.
+    pub object_identifier: i64,
+    /// Handler data, if any.
+    pub payload: Option<JsonPayload>,
+    /// When the current schedule was set (UTC).
+    pub scheduled_from: NaiveDateTime,
+    /// When the row is next due (UTC).
+    pub scheduled_for: NaiveDateTime,
+    /// When the row was written (UTC).
+    pub date_added: NaiveDateTime,
+    /// The target cell.
+    pub cell_name: String,
+}
+
+macro_rules! record_accessors {
+    ($record:ty) => {
+        impl $record {
+            /// The row's shard.
+            pub fn shard(&self) -> Shard {
+                Shard {
+                    scope: self.shard_scope,
+                    identifier: self.shard_identifier,
+                }
+            }
+
+            /// Decodes the payload into `T`; `Ok(None)` when the row has none.
+            pub fn payload_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+                self.payload.as_ref().map(JsonPayload::decode).transpose()
+            }
+        }
+    };
+}
+
+record_accessors!(CellOutboxRecord);
+record_accessors!(ControlOutboxRecord);

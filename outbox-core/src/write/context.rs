@@ -1,0 +1,344 @@
+//! `outbox_context`: the transaction in which outbox rows are written.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use chrono::NaiveDateTime;
+use diesel::connection::TransactionManager;
+use diesel::Connection;
+
+use super::buffer::OutboxBuffer;
+use crate::backend::transaction;
+use crate::backend::OutboxConnection;
+use crate::key::error::{Error, Result};
+use crate::key::shard::{OutboxTable, ShardKey};
+use crate::key::token::Token;
+use crate::row::write::OutboxWrite;
+
+/// The default largest payload a context accepts: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// The handle an [`outbox_context`] closure gets: the open transaction plus the rows
+/// written in it so far.
+///
+/// It cannot be built outside this crate, and the closure's higher-ranked lifetime keeps
+/// it from escaping: replicated models can therefore only be written inside a
+/// transaction that also records their outbox rows.
+pub struct OutboxContext<'tx, C: OutboxConnection> {
+    conn: &'tx mut C,
+    buffer: OutboxBuffer,
+    flush: bool,
+    max_payload_bytes: usize,
+    /// Why a model write in this context has no outbox row: its commit rolls back.
+    poisoned: Option<String>,
+}
+
+impl<C: OutboxConnection> OutboxContext<'_, C> {
+    /// Records an outbox row. It is buffered and inserted, with every other row of the
+    /// transaction, in one multi-row INSERT just before the outermost COMMIT. A row with
+    /// the same coalescing key as an earlier one in this transaction replaces it.
+    ///
+    /// Nothing is buffered when the row cannot be stored on every backend, and the error
+    /// names the row: [`Error::InvalidCellName`] for a control row's cell name (empty,
+    /// too long, or holding a control character), [`Error::Payload`] for a payload over
+    /// the context's size limit (see [`set_max_payload_bytes`](Self::set_max_payload_bytes))
+    /// or holding the character U+0000 (PostgreSQL's `jsonb` cannot store it).
+    pub fn write(&mut self, row: impl Into<OutboxWrite>) -> Result<()> {
+        let row = row.into();
+        row.validate(self.max_payload_bytes)?;
+        self.buffer.push(row);
+        Ok(())
+    }
+
+    /// Checks that `row` can be stored, as [`write`](Self::write) does, without
+    /// recording it.
+    pub(crate) fn check(&self, row: &OutboxWrite) -> Result<()> {
+        row.validate(self.max_payload_bytes)
+    }
+
+    /// Marks the context so that it cannot commit: a model's table was written and its
+    /// outbox row could not be recorded.
+    pub(crate) fn poison(&mut self, error: &Error) {
+        self.poisoned.get_or_insert_with(|| error.to_string());
+    }
+
+    /// The largest payload, in bytes of JSON, that [`write`](Self::write) accepts (default
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 1 MiB); contexts nested in this one start with it.
+    /// A payload is delivered with every retry and held in memory by the drain: carry a
+    /// key to large data rather than the data.
+    pub fn set_max_payload_bytes(&mut self, bytes: usize) {
+        self.max_payload_bytes = bytes;
+    }
+
+    /// The connection, inside this context's transaction, for ordinary diesel queries.
+    pub fn connection(&mut self) -> &mut C {
+        self.conn
+    }
+
+    /// Mints an object identifier that no other call returns, for rows that must never
+    /// coalesce (an audit event is its own object). Backed by a sequence on PostgreSQL
+    /// and a counter table on SQLite; like a sequence, a value taken by a transaction that
+    /// rolls back may or may not be handed out again, but never to two committed rows.
+    pub fn unique_object_identifier(&mut self) -> Result<i64> {
+        Ok(self.conn.next_object_identifier(Token::new())?)
+    }
+
+    /// How many rows the transaction will insert so far (after coalescing).
+    pub fn pending_rows(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether the rows written in this context (and contexts nested in it) are flushed
+    /// after the outermost commit. Only [`Outbox::context`](crate::Outbox::context)
+    /// flushes, and by default it does; [`outbox_context`] never does (it has no
+    /// receivers), so there this changes nothing.
+    pub fn set_flush(&mut self, flush: bool) {
+        self.flush = flush;
+    }
+}
+
+/// What the outermost commit of a context wrote; returned to [`Outbox::context`] for the
+/// flush and the saved-rows counter.
+pub(crate) struct Committed {
+    /// Shards whose rows asked for a flush.
+    pub(crate) touched: Vec<ShardKey>,
+    /// Rows inserted per table and category.
+    pub(crate) saved: Vec<(OutboxTable, i32, u64)>,
+    /// Whether the transaction really committed (no enclosing transaction is open).
+    pub(crate) outermost: bool,
+}
+
+/// Something an [`outbox_context`] can be opened on: a connection (a new transaction) or
+/// an enclosing [`OutboxContext`] (a savepoint whose rows go to the enclosing context).
+pub trait ContextHost {
+    /// The connection type.
+    type Connection: OutboxConnection;
+
+    #[doc(hidden)]
+    fn host_parts(&mut self, token: Token<'_>) -> HostParts<'_, Self::Connection>;
+}
+
+/// What a context is opened on: the connection, and the enclosing context's buffer and
+/// payload limit, if there is one.
+#[doc(hidden)]
+pub struct HostParts<'h, C> {
+    conn: &'h mut C,
+    parent: Option<(&'h mut OutboxBuffer, usize)>,
+}
+
+impl<C: OutboxConnection> ContextHost for C {
+    type Connection = C;
+
+    fn host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
+        HostParts {
+            conn: self,
+            parent: None,
+        }
+    }
+}
+
+impl<C: OutboxConnection> ContextHost for OutboxContext<'_, C> {
+    type Connection = C;
+
+    fn host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
+        HostParts {
+            conn: self.conn,
+            parent: Some((&mut self.buffer, self.max_payload_bytes)),
+        }
+    }
+}
+
+/// Runs `f` in a transaction that records outbox rows.
+///
+/// * On a connection it opens a transaction (or a savepoint, if the connection is already
+///   in one). When `f` succeeds, the buffered rows are inserted in one multi-row INSERT
+///   (split only at the backend's bind-parameter limit) and the transaction commits.
+/// * On an enclosing context (`outbox_context(ctx, |inner| ...)`) it opens a savepoint.
+///   If `f` fails, the savepoint and the rows written in it are dropped; if it succeeds,
+///   the rows join the enclosing context and are written at its commit.
+/// * If `f` returns an error or panics, everything rolls back: the model writes and the
+///   outbox rows alike.
+///
+/// `E` is the closure's error; it must accept this crate's [`Error`], so a closure that
+/// returns `diesel_outbox::Error` can use `?` on diesel results too.
+///
+/// ```
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { AuditLogEvent = 3 { scope: Organization, silo: cell } }
+/// # }
+/// # fn main() -> Result<(), diesel_outbox::Error> {
+/// use diesel::{Connection, SqliteConnection};
+/// use diesel_outbox::{outbox_context, run_migrations, CellOutbox};
+///
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// run_migrations(&mut conn)?;
+/// outbox_context(&mut conn, |ctx| {
+///     let event_id = ctx.unique_object_identifier()?;
+///     ctx.write(CellOutbox::new(Category::AuditLogEvent, 42, event_id).payload("invited")?)?;
+///     Ok::<_, diesel_outbox::Error>(())
+/// })?;
+/// # Ok(()) }
+/// ```
+pub fn outbox_context<H, R, E, F>(host: &mut H, f: F) -> Result<R, E>
+where
+    H: ContextHost + ?Sized,
+    F: for<'tx> FnOnce(&mut OutboxContext<'tx, H::Connection>) -> Result<R, E>,
+    E: From<Error>,
+{
+    let HostParts { conn, parent } = host.host_parts(Token::new());
+    let now = || chrono::Utc::now().naive_utc();
+    let (parent, max_payload_bytes) = match parent {
+        Some((buffer, limit)) => (Some(buffer), limit),
+        None => (None, DEFAULT_MAX_PAYLOAD_BYTES),
+    };
+    let settings = Settings {
+        now: &now,
+        flush: true,
+        max_payload_bytes,
+    };
+    run_in_transaction(conn, parent, &settings, f).map(|(value, _)| value)
+}
+
+/// How a context starts: where `date_added` comes from, whether it flushes, and its
+/// payload limit.
+pub(crate) struct Settings<'s> {
+    pub(crate) now: &'s dyn Fn() -> NaiveDateTime,
+    pub(crate) flush: bool,
+    pub(crate) max_payload_bytes: usize,
+}
+
+/// [`outbox_context`] on a connection, reporting what the outermost commit wrote.
+pub(crate) fn run_recorded<C, R, E, F>(
+    conn: &mut C,
+    settings: &Settings<'_>,
+    f: F,
+) -> Result<(R, Option<Committed>), E>
+where
+    C: OutboxConnection,
+    F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
+    E: From<Error>,
+{
+    run_in_transaction(conn, None, settings, f)
+}
+
+fn run_in_transaction<C, R, E, F>(
+    conn: &mut C,
+    parent: Option<&mut OutboxBuffer>,
+    settings: &Settings<'_>,
+    f: F,
+) -> Result<(R, Option<Committed>), E>
+where
+    C: OutboxConnection,
+    F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
+    E: From<Error>,
+{
+    // Where to unwind to: the closure may open transactions of its own, and a panic
+    // inside one leaves them open.
+    let depth = transaction::depth(conn).map_err(Error::from)?;
+    conn.begin_context_transaction(Token::new())
+        .map_err(Error::from)?;
+    let mut ctx = OutboxContext {
+        conn,
+        buffer: OutboxBuffer::default(),
+        flush: settings.flush,
+        max_payload_bytes: settings.max_payload_bytes,
+        poisoned: None,
+    };
+    // A panic must not leave a transaction open on a connection the caller keeps.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut ctx)));
+    let OutboxContext {
+        conn,
+        mut buffer,
+        flush,
+        poisoned,
+        ..
+    } = ctx;
+    if !flush {
+        buffer.disable_flush();
+    }
+    match outcome {
+        Ok(Ok(_)) if poisoned.is_some() => {
+            rollback(conn, depth);
+            let reason = poisoned.unwrap_or_default();
+            Err(Error::WriteWithoutOutboxRow { reason }.into())
+        }
+        Ok(Ok(value)) => {
+            let committed = commit(conn, parent, buffer, depth, settings.now)?;
+            Ok((value, committed))
+        }
+        Ok(Err(error)) => {
+            rollback(conn, depth);
+            Err(error)
+        }
+        Err(payload) => {
+            rollback(conn, depth);
+            panic::resume_unwind(payload)
+        }
+    }
+}
+
+fn commit<C: OutboxConnection>(
+    conn: &mut C,
+    parent: Option<&mut OutboxBuffer>,
+    buffer: OutboxBuffer,
+    depth: u32,
+    now: &dyn Fn() -> NaiveDateTime,
+) -> Result<Option<Committed>> {
+    // The closure returned with its own transactions closed, unless it leaked one: close
+    // them before ours, or our COMMIT would only release a savepoint.
+    if let Err(error) = transaction::unwind_to(conn, depth + 1) {
+        rollback(conn, depth);
+        return Err(error.into());
+    }
+    match parent {
+        Some(parent) => {
+            C::TransactionManager::commit_transaction(conn)?;
+            parent.append(buffer);
+            Ok(None)
+        }
+        None => {
+            let touched = buffer.flush_shards();
+            let saved = buffer.counts();
+            if let Err(error) = insert_rows(conn, buffer, now()) {
+                rollback(conn, depth);
+                return Err(error);
+            }
+            C::TransactionManager::commit_transaction(conn)?;
+            // Diesel has no after-commit hook: the depth tells whether this was a real
+            // COMMIT or the release of a savepoint inside someone else's transaction.
+            let outermost = depth == 0;
+            Ok(Some(Committed {
+                touched,
+                saved,
+                outermost,
+            }))
+        }
+    }
+}
+
+fn insert_rows<C: OutboxConnection>(
+    conn: &mut C,
+    buffer: OutboxBuffer,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let (cell, control) = buffer.into_new_rows(now);
+    if !cell.is_empty() {
+        conn.insert_cell_rows(Token::new(), &cell)?;
+    }
+    if !control.is_empty() {
+        conn.insert_control_rows(Token::new(), &control)?;
+    }
+    Ok(())
+}
+
+/// Rolls back everything opened since the context began (`depth` was open before it).
+fn rollback<C: Connection<TransactionManager = diesel::connection::AnsiTransactionManager>>(
+    conn: &mut C,
+    depth: u32,
+) {
+    if let Err(error) = transaction::unwind_to(conn, depth) {
+        // The caller's own error (or panic) is what they need to see; diesel has marked
+        // the connection broken, so its next use reports the failure too.
+        tracing::error!(%error, "rolling back an outbox_context failed");
+    }
+}

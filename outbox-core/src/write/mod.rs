@@ -1,0 +1,14 @@
+//! Layer 4, the write side: what a transaction that records outbox rows needs. Uses the
+//! layers below it.
+//!
+//! * [`buffer`]: the rows a context has written, coalesced, until its commit;
+//! * [`context`]: `outbox_context` and [`OutboxContext`](context::OutboxContext);
+//! * [`model`]: the traits the derives implement, the model's own SQL included;
+//! * [`engine`]: what the generated write methods call;
+//! * [`generated`]: the version check and per-backend expansion of generated code.
+
+pub(crate) mod buffer;
+pub(crate) mod context;
+pub(crate) mod engine;
+pub(crate) mod generated;
+pub(crate) mod model;

@@ -1,0 +1,325 @@
+//! Replicated models: what `#[derive(ReplicatedCell)]` and `#[derive(ReplicatedControl)]`
+//! implement: the model's identity and outbox rows, and its own SQL ([`ModelWrites`]).
+
+use std::collections::BTreeSet;
+
+use crate::key::category::{CellCategory, ControlCategory};
+use crate::key::error::Result;
+use crate::key::token::Token;
+use crate::row::payload::JsonPayload;
+use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
+
+/// A model whose every write records a cell outbox row. Implemented by
+/// `#[derive(ReplicatedCell)]`.
+///
+/// # The derive
+///
+/// On an ordinary diesel model (a struct with named fields that also derives `Queryable`
+/// and `Selectable`):
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `#[outbox(category = Category::X)]` | required: the category of the rows; its scope follows from it, and it must be declared `silo: cell` or `both` |
+/// | `#[outbox(shard)]` on a field | that field is the shard identifier (default: the field the scope's declaration names) |
+/// | `#[outbox(shard = field)]` | the same, said on the struct |
+/// | `#[outbox(payload)]` | rows carry the model serialised with serde (default: no payload; receivers reload the object) |
+/// | `#[outbox(payload = path)]` | rows carry `path(&model)` serialised with serde |
+/// | `#[outbox(flush = false)]` | writes are not flushed after commit: the periodic drain delivers them |
+/// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them; the key must be one column, `id` by default |
+///
+/// It generates these methods, all taking the [`OutboxContext`](crate::OutboxContext) and
+/// never a connection: `insert`, `update`, `save` (upsert), `delete`, `delete_by_id`, and
+/// the bulk `insert_all`, `save_all` (one statement each), `update_all`, `delete_all`,
+/// `delete_by_ids` (one DELETE). Each writes the model's table and records the outbox
+/// row(s) in the same transaction. A delete records the row as it was in the table, so
+/// with the shard it had.
+///
+/// The model's table is written through a hidden type the derive generates, so the model
+/// has no diesel write path of its own: `insert_into(t).values(&model)` and
+/// `update(&model).set(&model)` do not compile. Deriving diesel's `Insertable` or
+/// `AsChangeset` on a replicated model would reopen that bypass (a write recording no
+/// outbox row), so it is a compile error too: "multiple impls satisfying `Project:
+/// ReplicatedModelsMustNotDeriveInsertable<_>` found" (or `...AsChangeset<_>`).
+///
+/// `None` in an `Option` field is written as NULL (the whole state is written, never
+/// "leave as is" or DEFAULT).
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_outbox::{outbox_context, run_migrations, ReplicatedCell};
+///
+/// diesel_outbox::outbox_scopes_and_categories! {
+///     pub scopes Scope { Organization = 0 { shard: organization_id } }
+///     pub categories Category { ProjectUpdate = 1 { scope: Organization, silo: cell } }
+/// }
+///
+/// diesel::table! {
+///     projects (id) { id -> BigInt, organization_id -> BigInt, name -> Text }
+/// }
+///
+/// #[derive(Queryable, Selectable, ReplicatedCell)]
+/// #[diesel(table_name = projects)]
+/// #[outbox(category = Category::ProjectUpdate)] // shard: `organization_id`, from the scope
+/// struct Project {
+///     id: i64,
+///     organization_id: i64,
+///     name: String,
+/// }
+///
+/// fn main() -> Result<(), diesel_outbox::Error> {
+///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     run_migrations(&mut conn)?;
+///     diesel::sql_query("CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL)")
+///         .execute(&mut conn)?;
+///
+///     let project = Project { id: 7, organization_id: 42, name: "acme".into() };
+///     outbox_context(&mut conn, |ctx| {
+///         project.save(ctx)?;               // the row and its outbox row
+///         Project::delete_by_id(ctx, 8)?;   // nothing to delete: no outbox row
+///         Ok::<_, diesel_outbox::Error>(())
+///     })?;
+///     assert_eq!(project.shard_identifier(), 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// Writing it with a bare connection does not compile:
+///
+/// ```compile_fail
+/// # use diesel::prelude::*;
+/// # use diesel_outbox::ReplicatedCell;
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { ProjectUpdate = 1 { scope: Organization, silo: cell } }
+/// # }
+/// # diesel::table! { projects (id) { id -> BigInt, organization_id -> BigInt, name -> Text } }
+/// # #[derive(Queryable, Selectable, ReplicatedCell)]
+/// # #[diesel(table_name = projects)]
+/// # #[outbox(category = Category::ProjectUpdate)]
+/// # struct Project { id: i64, organization_id: i64, name: String }
+/// # fn main() {
+/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// let project = Project { id: 7, organization_id: 42, name: "acme".into() };
+/// diesel::insert_into(projects::table).values(&project).execute(&mut conn).unwrap();
+/// # }
+/// ```
+pub trait ReplicatedCell: Sized + 'static {
+    /// The category of the model's outbox rows (declared with `silo: cell` or `both`).
+    type Category: CellCategory;
+    /// The model's table, as recorded in tombstones.
+    const TABLE_NAME: &'static str;
+    /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
+    const FLUSH: bool = true;
+
+    /// The object identifier: the primary key.
+    fn object_identifier(&self) -> i64;
+    /// The shard identifier: the `#[outbox(shard)]` field, or the field the category's
+    /// scope names.
+    fn shard_identifier(&self) -> i64;
+    /// The payload carried by the model's outbox rows (none unless `#[outbox(payload)]`).
+    fn outbox_payload(&self) -> Result<Option<JsonPayload>>;
+
+    /// The outbox row a write of this model records.
+    fn outbox_row(&self) -> Result<CellOutbox> {
+        let row =
+            CellOutbox::typed::<Self::Category>(self.shard_identifier(), self.object_identifier())
+                .flush(Self::FLUSH);
+        Ok(match self.outbox_payload()? {
+            Some(payload) => row.json_payload(payload),
+            None => row,
+        })
+    }
+}
+
+/// A model whose every write records one control outbox row per target cell.
+/// Implemented by `#[derive(ReplicatedControl)]`.
+///
+/// The derive takes the attributes of [`ReplicatedCell`]'s (the category must be declared
+/// `silo: control` or `both`) plus the target cells, required:
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `#[outbox(cells = field)]` or `#[outbox(cells)]` on a field | the cells are that field's value |
+/// | `#[outbox(cells = path)]` | the cells are `path(&model)` |
+///
+/// The field or function may hold a `String`, `&str`, `Option<String>`, or a `Vec`,
+/// array, slice or `BTreeSet` of them (see [`CellNames`]). A write records one row per
+/// distinct cell.
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_outbox::{outbox_context, run_migrations, ReplicatedControl};
+///
+/// diesel_outbox::outbox_scopes_and_categories! {
+///     pub scopes Scope { User = 1 { shard: user_id } }
+///     pub categories Category { UserUpdate = 2 { scope: User, silo: control } }
+/// }
+///
+/// diesel::table! { users (id) { id -> BigInt, name -> Text } }
+///
+/// #[derive(Queryable, Selectable, ReplicatedControl)]
+/// #[diesel(table_name = users)]
+/// #[outbox(category = Category::UserUpdate, cells = cells_of)]
+/// struct User {
+///     #[outbox(shard)]
+///     id: i64,
+///     name: String,
+/// }
+///
+/// fn cells_of(user: &User) -> Vec<&'static str> {
+///     vec!["eu", "us"]
+/// }
+///
+/// fn main() -> Result<(), diesel_outbox::Error> {
+///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     run_migrations(&mut conn)?;
+///     diesel::sql_query("CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL)")
+///         .execute(&mut conn)?;
+///     let ada = User { id: 1, name: "ada".into() };
+///     outbox_context(&mut conn, |ctx| ada.insert(ctx))?; // two control rows: eu, us
+///     assert_eq!(ada.outbox_rows()?.len(), 2);
+///     Ok(())
+/// }
+/// ```
+pub trait ReplicatedControl: Sized + 'static {
+    /// The category of the model's outbox rows (declared with `silo: control` or `both`).
+    type Category: ControlCategory;
+    /// The model's table, as recorded in tombstones.
+    const TABLE_NAME: &'static str;
+    /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
+    const FLUSH: bool = true;
+
+    /// The object identifier: the primary key.
+    fn object_identifier(&self) -> i64;
+    /// The shard identifier: the `#[outbox(shard)]` field, or the field the category's
+    /// scope names.
+    fn shard_identifier(&self) -> i64;
+    /// The payload carried by the model's outbox rows (none unless `#[outbox(payload)]`).
+    fn outbox_payload(&self) -> Result<Option<JsonPayload>>;
+    /// The cells this object is replicated to (`#[outbox(cells = ...)]`).
+    fn target_cells(&self) -> Vec<String>;
+
+    /// The outbox rows a write of this model records: one per distinct target cell.
+    fn outbox_rows(&self) -> Result<Vec<ControlOutbox>> {
+        let payload = self.outbox_payload()?;
+        let cells: BTreeSet<String> = self.target_cells().into_iter().collect();
+        Ok(cells
+            .into_iter()
+            .map(|cell| {
+                let row = ControlOutbox::typed::<Self::Category>(
+                    self.shard_identifier(),
+                    self.object_identifier(),
+                    cell,
+                )
+                .flush(Self::FLUSH);
+                match &payload {
+                    Some(payload) => row.json_payload(payload.clone()),
+                    None => row,
+                }
+            })
+            .collect())
+    }
+}
+
+/// What `#[outbox(cells = ...)]` may name: a field or a function result that lists cell
+/// names.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot list the target cells of a control model",
+    note = "`#[outbox(cells = ...)]` must name a field or a function returning a String, &str, Option<String> or a Vec / slice / set of them"
+)]
+pub trait CellNames {
+    /// The cell names.
+    fn cell_names(&self) -> Vec<String>;
+}
+
+impl CellNames for str {
+    fn cell_names(&self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+
+impl CellNames for String {
+    fn cell_names(&self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+
+impl<T: CellNames + ?Sized> CellNames for &T {
+    fn cell_names(&self) -> Vec<String> {
+        (**self).cell_names()
+    }
+}
+
+impl<T: CellNames> CellNames for Option<T> {
+    fn cell_names(&self) -> Vec<String> {
+        self.iter().flat_map(CellNames::cell_names).collect()
+    }
+}
+
+impl<T: CellNames> CellNames for [T] {
+    fn cell_names(&self) -> Vec<String> {
+        self.iter().flat_map(CellNames::cell_names).collect()
+    }
+}
+
+impl<T: CellNames> CellNames for Vec<T> {
+    fn cell_names(&self) -> Vec<String> {
+        self.as_slice().cell_names()
+    }
+}
+
+impl<T: CellNames, const N: usize> CellNames for [T; N] {
+    fn cell_names(&self) -> Vec<String> {
+        self.as_slice().cell_names()
+    }
+}
+
+impl<T: CellNames> CellNames for BTreeSet<T> {
+    fn cell_names(&self) -> Vec<String> {
+        self.iter().flat_map(CellNames::cell_names).collect()
+    }
+}
+
+/// A replicated model's own SQL on the connection type `C`.
+///
+/// The derives implement it once per backend the build enables (so every statement is
+/// type-checked against a concrete connection). Name it in a bound when you write code
+/// generic over the connection: `fn f<C: OutboxConnection>(..) where Project: ModelWrites<C>`.
+///
+/// Its methods write the model's table without recording outbox rows, so each takes a
+/// [`Token`] that only the runtime can make: the generated write methods (`insert`,
+/// `save`, ...) are what applications call, inside an
+/// [`outbox_context`](crate::outbox_context).
+///
+/// (`tests/ui/fail/call_model_writes_*.rs` show the compiler refusing such calls.)
+pub trait ModelWrites<C>: Sized {
+    /// Bind parameters per model row (its column count).
+    const COLUMNS: usize;
+    /// One multi-row INSERT of `models`.
+    fn insert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    /// UPDATE of one model by primary key; the number of rows changed.
+    fn update_row(conn: &mut C, model: &Self, token: Token<'_>) -> Result<usize>;
+    /// One multi-row INSERT ... ON CONFLICT (primary key) DO UPDATE.
+    fn upsert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    /// DELETE by primary keys, returning the deleted rows as they were.
+    fn delete_rows(conn: &mut C, object_identifiers: &[i64], token: Token<'_>)
+        -> Result<Vec<Self>>;
+    /// SELECT by primary key.
+    fn load_row(conn: &mut C, object_identifier: i64) -> Result<Option<Self>>;
+}
+
+/// The outbox rows a write of a model records, whichever silo it belongs to.
+#[doc(hidden)]
+pub trait OutboxRows {
+    /// Appends the rows to `out`.
+    fn outbox_rows_into(&self, out: &mut Vec<OutboxWrite>) -> Result<()>;
+}
+
+/// A model's table name and object identifier, for error messages.
+#[doc(hidden)]
+pub trait ModelIdentity {
+    /// The model's table.
+    const TABLE: &'static str;
+    /// The model's object identifier.
+    fn identity(&self) -> i64;
+}
