@@ -23,7 +23,7 @@
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
-//! [`testing`]. How the runtime is layered, and the life of one row from `save` to its
+//! [`testing`], [`inspect`]. How the runtime is layered, and the life of one row from `save` to its
 //! deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
@@ -102,10 +102,20 @@ pub mod testing {
     pub use crate::outbox::testing::{cell_records, control_records, drain_until_empty};
 }
 
+/// What an operator reads and does: depths, the delivery lag, stuck shards with their
+/// errors, parked groups (see the [`Outbox`] methods `status`, `shard_depths`,
+/// `stuck_shards`, `parked`, `retry_parked`, `discard_parked`, `retry_shard_now`).
+pub mod inspect {
+    pub use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
+    pub use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
+    pub use crate::backend::state::ShardState;
+    pub use crate::outbox::inspect::TableStatus;
+}
+
 /// The write side's settings.
 pub mod context {
     pub use crate::write::context::{
-        outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES,
+        outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NOTIFY,
     };
 }
 

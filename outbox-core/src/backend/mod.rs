@@ -4,6 +4,8 @@
 //! * this file: [`OutboxConnection`], the trait implemented once per backend;
 //! * [`claim`]: what a drain asks for when it claims shards, and what it gets;
 //! * [`state`]: a shard's schedule, failures and kill switch as stored;
+//! * [`parked`]: rows moved out of the outbox after their last allowed attempt;
+//! * [`inspect`]: depths and the oldest due row, as an operator reads them;
 //! * [`sql`]: the pieces of SQL text and the row types the backends share;
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
@@ -24,7 +26,9 @@ use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
 pub(crate) mod claim;
+pub(crate) mod inspect;
 pub(crate) mod migrations;
+pub(crate) mod parked;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod shared;
@@ -36,6 +40,8 @@ pub(crate) mod transaction;
 
 use crate::row::tombstone::{Tombstone, TombstoneTable};
 use claim::{Claim, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
+use inspect::{CategoryDepth, OldestRow, ShardDepth};
+use parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
 use state::{ShardFailure, ShardState};
 
 mod sealed {
@@ -302,4 +308,107 @@ pub trait OutboxConnection:
         token: Token<'_>,
         table: OutboxTable,
     ) -> QueryResult<Option<(i64, i64)>>;
+
+    /// Turns a failing shard's backoff into "due now", keeping its attempts; whether it
+    /// had a stored state.
+    #[doc(hidden)]
+    fn retry_shard_now(
+        &mut self,
+        token: Token<'_>,
+        shard: &ShardKey,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool>;
+
+    /// The deepest shards of `table`, at most `limit`.
+    #[doc(hidden)]
+    fn shard_depths(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        limit: i64,
+    ) -> QueryResult<Vec<ShardDepth>>;
+
+    /// Rows of `table` per category.
+    #[doc(hidden)]
+    fn category_depths(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<Vec<CategoryDepth>>;
+
+    /// The oldest row of `table` still to be delivered.
+    #[doc(hidden)]
+    fn oldest_due_row(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<OldestRow>>;
+
+    // ---- Parking.
+
+    /// Moves one key's rows (by id) out of the outbox into its parked table, with the
+    /// failure that parks them, in the caller's transaction.
+    #[doc(hidden)]
+    fn park_rows(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        request: &ParkRequest,
+    ) -> QueryResult<usize>;
+
+    /// Moves parked rows back into the outbox with their ids: one key's, or every one of
+    /// `table`. How many returned.
+    #[doc(hidden)]
+    fn restore_parked(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize>;
+
+    /// Deletes parked rows without delivery (an operator's discard): one key's, or every
+    /// one of `table`. How many were deleted.
+    #[doc(hidden)]
+    fn discard_parked(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize>;
+
+    /// The parked groups of `table`, oldest first, at most `limit`.
+    #[doc(hidden)]
+    fn load_parked(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        limit: i64,
+    ) -> QueryResult<Vec<ParkedGroup>>;
+
+    /// How many groups and rows `table` has parked.
+    #[doc(hidden)]
+    fn parked_counts(&mut self, token: Token<'_>, table: OutboxTable) -> QueryResult<ParkedCounts>;
+
+    // ---- Wake-ups (PostgreSQL's LISTEN/NOTIFY; nothing elsewhere).
+
+    /// Tells listening workers, once the current transaction commits, that it wrote
+    /// outbox rows. PostgreSQL delivers one notification per transaction however often
+    /// this is called in it.
+    #[doc(hidden)]
+    fn notify_rows_written(&mut self, token: Token<'_>) -> QueryResult<()>;
+
+    /// Starts listening for [`notify_rows_written`](Self::notify_rows_written) of other
+    /// connections; the payload that names this connection's outbox tables, or `None` where
+    /// the backend cannot listen.
+    #[doc(hidden)]
+    fn listen_for_rows(&mut self, token: Token<'_>) -> QueryResult<Option<String>>;
+
+    /// Stops what [`listen_for_rows`](Self::listen_for_rows) started.
+    #[doc(hidden)]
+    fn stop_listening(&mut self, token: Token<'_>) -> QueryResult<()>;
+
+    /// The payloads of the notifications received since the last call, without waiting.
+    #[doc(hidden)]
+    fn take_notifications(&mut self, token: Token<'_>) -> QueryResult<Vec<String>>;
 }

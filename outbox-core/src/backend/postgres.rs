@@ -15,9 +15,11 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::claim::{
     decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
 };
-use super::shared::{shared_statements, NULL_TEXT};
+use super::parked::{ParkRequest, ParkedKey};
+use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    numbered, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow, Names, Prepared,
+    numbered, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow, Names, Prepared,
+    TextValue,
 };
 use super::{OutboxConnection, Sealed};
 use crate::key::error::{Error, Result};
@@ -449,6 +451,113 @@ impl OutboxConnection for PgConnection {
         )
         .execute(self)
     }
+
+    fn park_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        request: &ParkRequest,
+    ) -> QueryResult<usize> {
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        // One statement: the rows leave the outbox and arrive parked together.
+        let text = format!(
+            "WITH moved AS (DELETE FROM {rows} WHERE id = ANY($1) AND {shard} RETURNING {columns}) \
+             INSERT INTO {parked} ({columns}, parked_at, attempts, first_failure_at, last_error) \
+             SELECT {columns}, $2, $3, $4, $5 FROM moved",
+            rows = names.rows,
+            parked = names.parked,
+            shard = numbered_from(&names.shard_is(""), 6),
+        );
+        let query = diesel::sql_query(text)
+            .into_boxed()
+            .bind::<Array<BigInt>, _>(request.ids.clone())
+            .bind::<Timestamp, _>(request.parked_at)
+            .bind::<Integer, _>(request.attempts)
+            .bind::<Timestamp, _>(request.first_failure_at)
+            .bind::<Text, _>(request.error.clone());
+        Prepared(bind_shard(query, &request.shard)).execute(self)
+    }
+
+    fn restore_parked(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize> {
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        let text = numbered(&format!(
+            "WITH moved AS (DELETE FROM {parked} WHERE {filter} RETURNING {columns}) \
+             INSERT INTO {rows} ({columns}) SELECT {columns} FROM moved",
+            rows = names.rows,
+            parked = names.parked,
+            filter = parked::filter(&names, key.is_some()),
+        ));
+        let query = bind_parked_key(diesel::sql_query(text).into_boxed(), key);
+        Prepared(query).execute(self)
+    }
+
+    fn notify_rows_written(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        // The payload names the schema, so that outboxes in several schemas of one
+        // database (channels are per database) wake only their own workers. PostgreSQL
+        // folds identical notifications of one transaction into one.
+        Prepared(diesel::sql_query(format!(
+            "SELECT pg_notify('{NOTIFY_CHANNEL}', COALESCE(current_schema(), ''))"
+        )))
+        .execute(self)?;
+        Ok(())
+    }
+
+    fn listen_for_rows(&mut self, _token: Token<'_>) -> QueryResult<Option<String>> {
+        use diesel::connection::SimpleConnection;
+        self.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))?;
+        let schema = Prepared(diesel::sql_query(
+            "SELECT COALESCE(current_schema(), '') AS value",
+        ))
+        .get_result::<TextValue>(self)?;
+        Ok(Some(schema.value))
+    }
+
+    fn stop_listening(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        use diesel::connection::SimpleConnection;
+        self.batch_execute(&format!("UNLISTEN {NOTIFY_CHANNEL}"))?;
+        // Notifications that arrived meanwhile would wait for the connection's next user.
+        for notification in self.notifications_iter() {
+            notification?;
+        }
+        Ok(())
+    }
+
+    fn take_notifications(&mut self, _token: Token<'_>) -> QueryResult<Vec<String>> {
+        let mut payloads = Vec::new();
+        for notification in self.notifications_iter() {
+            let notification = notification?;
+            if notification.channel == NOTIFY_CHANNEL {
+                payloads.push(notification.payload);
+            }
+        }
+        Ok(payloads)
+    }
+}
+
+/// The channel of [`OutboxConnection::notify_rows_written`].
+const NOTIFY_CHANNEL: &str = "diesel_outbox";
+
+/// `?` placeholders numbered from `$first` on.
+fn numbered_from(sql: &str, first: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = first;
+    for c in sql.chars() {
+        if c == '?' {
+            out.push('$');
+            out.push_str(&n.to_string());
+            n += 1;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The shared statements are written with `?`.

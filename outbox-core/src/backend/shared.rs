@@ -7,6 +7,7 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, Text};
 
+use super::parked::ParkedKey;
 use crate::key::shard::ShardKey;
 
 /// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
@@ -28,6 +29,25 @@ where
     query
         .bind::<Integer, _>(shard.scope)
         .bind::<BigInt, _>(shard.identifier)
+}
+
+/// Binds a parked key's shard, category and object (nothing for "every key").
+pub(crate) fn bind_parked_key<'f, DB>(
+    query: BoxedSqlQuery<'f, DB, SqlQuery>,
+    key: Option<&ParkedKey>,
+) -> BoxedSqlQuery<'f, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<Integer> + HasSqlType<BigInt> + HasSqlType<Text>,
+    i32: ToSql<Integer, DB>,
+    i64: ToSql<BigInt, DB>,
+    String: ToSql<Text, DB>,
+{
+    match key {
+        Some(key) => bind_shard(query, &key.shard)
+            .bind::<Integer, _>(key.category)
+            .bind::<BigInt, _>(key.object_identifier),
+        None => query,
+    }
 }
 
 /// A typed NULL text column, on every backend.
@@ -335,6 +355,111 @@ macro_rules! shared_statements {
                 .select(ControlOutboxRecord::as_select())
                 .order(control_outboxes::id)
                 .load(self)
+        }
+
+        fn discard_parked(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            key: Option<&$crate::backend::parked::ParkedKey>,
+        ) -> diesel::QueryResult<usize> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_parked_key;
+            use $crate::backend::sql::{parked, Names, Prepared};
+            let text = $text(&parked::discard(&Names::of(table), key.is_some()));
+            let query = bind_parked_key(diesel::sql_query(text).into_boxed(), key);
+            Prepared(query).execute(self)
+        }
+
+        fn load_parked(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            limit: i64,
+        ) -> diesel::QueryResult<Vec<$crate::backend::parked::ParkedGroup>> {
+            use diesel::sql_types::BigInt;
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::NULL_TEXT;
+            use $crate::backend::sql::{parked, Names, ParkedGroupRow, Prepared};
+            let text = $text(&parked::groups(&Names::of(table), NULL_TEXT));
+            let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
+                .load::<ParkedGroupRow>(self)?;
+            Ok(found.into_iter().map(|row| row.into_group(table)).collect())
+        }
+
+        fn parked_counts(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+        ) -> diesel::QueryResult<$crate::backend::parked::ParkedCounts> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::sql::{parked, Names, ParkedCountsRow, Prepared};
+            let text = parked::counts(&Names::of(table));
+            Ok(Prepared(diesel::sql_query(text))
+                .get_result::<ParkedCountsRow>(self)?
+                .into_counts())
+        }
+
+        fn shard_depths(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            limit: i64,
+        ) -> diesel::QueryResult<Vec<$crate::backend::inspect::ShardDepth>> {
+            use diesel::sql_types::BigInt;
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::NULL_TEXT;
+            use $crate::backend::sql::{inspect, Names, Prepared, ShardDepthRow};
+            let text = $text(&inspect::shard_depths(&Names::of(table), NULL_TEXT));
+            let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
+                .load::<ShardDepthRow>(self)?;
+            Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
+        }
+
+        fn category_depths(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+        ) -> diesel::QueryResult<Vec<$crate::backend::inspect::CategoryDepth>> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::sql::{inspect, CategoryDepthRow, Names, Prepared};
+            let text = inspect::category_depths(&Names::of(table));
+            let found = Prepared(diesel::sql_query(text)).load::<CategoryDepthRow>(self)?;
+            Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
+        }
+
+        fn oldest_due_row(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+            now: chrono::NaiveDateTime,
+        ) -> diesel::QueryResult<Option<$crate::backend::inspect::OldestRow>> {
+            use diesel::sql_types::Timestamp;
+            use diesel::{OptionalExtension, RunQueryDsl};
+            use $crate::backend::sql::{inspect, Names, OldestRowRow, Prepared};
+            let text = $text(&inspect::oldest_due(&Names::of(table)));
+            let found = Prepared(diesel::sql_query(text).bind::<Timestamp, _>(now))
+                .get_result::<OldestRowRow>(self)
+                .optional()?;
+            Ok(found.map(|row| row.into_oldest(table)))
+        }
+
+        fn retry_shard_now(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            shard: &$crate::key::shard::ShardKey,
+            now: chrono::NaiveDateTime,
+        ) -> diesel::QueryResult<bool> {
+            use diesel::sql_types::Timestamp;
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::bind_shard;
+            use $crate::backend::sql::{inspect, Names, Prepared};
+            let text = $text(&inspect::retry_now(&Names::of(shard.table())));
+            let query = diesel::sql_query(text)
+                .into_boxed()
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(now);
+            Ok(Prepared(bind_shard(query, shard)).execute(self)? > 0)
         }
 
         fn outbox_id_bounds(

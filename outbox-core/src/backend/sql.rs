@@ -17,6 +17,8 @@ use crate::row::record::OutboxMessage;
 use crate::row::schema::sql_types::PayloadJson;
 
 use super::claim::RowIdentity;
+use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
+use super::parked::{ParkedCounts, ParkedGroup, ParkedKey};
 use super::state::ShardState;
 
 /// The names a statement over one outbox table uses.
@@ -27,6 +29,8 @@ pub(crate) struct Names {
     pub(crate) rows: &'static str,
     /// Its shard states.
     pub(crate) states: &'static str,
+    /// Its parked rows.
+    pub(crate) parked: &'static str,
     /// The columns naming a shard, in index order.
     pub(crate) shard: &'static [&'static str],
 }
@@ -38,12 +42,14 @@ impl Names {
                 table,
                 rows: "cell_outboxes",
                 states: "cell_outbox_shards",
+                parked: "cell_outbox_parked",
                 shard: &["shard_scope", "shard_identifier"],
             },
             OutboxTable::Control => Names {
                 table,
                 rows: "control_outboxes",
                 states: "control_outbox_shards",
+                parked: "control_outbox_parked",
                 shard: &["cell_name", "shard_scope", "shard_identifier"],
             },
         }
@@ -82,6 +88,20 @@ impl Names {
         match self.table {
             OutboxTable::Cell => format!("{null} AS cell_name"),
             OutboxTable::Control => format!("{alias}.cell_name"),
+        }
+    }
+
+    /// Every column of an outbox row, as stored (and as a parked row keeps it).
+    pub(crate) fn row_columns(&self) -> &'static str {
+        match self.table {
+            OutboxTable::Cell => {
+                "id, shard_scope, shard_identifier, category, object_identifier, payload, \
+                 scheduled_from, scheduled_for, date_added"
+            }
+            OutboxTable::Control => {
+                "id, shard_scope, shard_identifier, category, object_identifier, payload, \
+                 scheduled_from, scheduled_for, date_added, cell_name"
+            }
         }
     }
 
@@ -200,6 +220,14 @@ pub(crate) fn numbered(sql: &str) -> String {
 pub(crate) struct BigIntValue {
     #[diesel(sql_type = BigInt)]
     pub(crate) value: i64,
+}
+
+/// One `TEXT` column named `value`.
+#[derive(diesel::QueryableByName)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct TextValue {
+    #[diesel(sql_type = Text)]
+    pub(crate) value: String,
 }
 
 /// One nullable `BIGINT` column named `value`.
@@ -587,6 +615,259 @@ pub(crate) mod rows {
             columns = names.identity_columns("o", null_text),
             rows = names.rows,
             shard = names.shard_is("o.")
+        )
+    }
+}
+
+/// A shard's depth.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct ShardDepthRow {
+    #[diesel(sql_type = Integer)]
+    shard_scope: i32,
+    #[diesel(sql_type = BigInt)]
+    shard_identifier: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    cell_name: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    row_count: i64,
+    #[diesel(sql_type = BigInt)]
+    oldest_id: i64,
+    #[diesel(sql_type = Timestamp)]
+    oldest_added: NaiveDateTime,
+}
+
+impl ShardDepthRow {
+    pub(crate) fn into_depth(self, table: OutboxTable) -> ShardDepth {
+        ShardDepth {
+            shard: shard_key(
+                table,
+                self.shard_scope,
+                self.shard_identifier,
+                self.cell_name,
+            ),
+            rows: count(self.row_count),
+            oldest_id: self.oldest_id,
+            oldest_added: self.oldest_added,
+        }
+    }
+}
+
+/// A category's depth.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct CategoryDepthRow {
+    #[diesel(sql_type = Integer)]
+    category: i32,
+    #[diesel(sql_type = BigInt)]
+    row_count: i64,
+}
+
+impl CategoryDepthRow {
+    pub(crate) fn into_depth(self, table: OutboxTable) -> CategoryDepth {
+        CategoryDepth {
+            table,
+            category: self.category,
+            rows: count(self.row_count),
+        }
+    }
+}
+
+/// A row's id and when it was written.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct OldestRowRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Timestamp)]
+    date_added: NaiveDateTime,
+}
+
+impl OldestRowRow {
+    pub(crate) fn into_oldest(self, table: OutboxTable) -> OldestRow {
+        OldestRow {
+            table,
+            id: self.id,
+            date_added: self.date_added,
+        }
+    }
+}
+
+/// A parked group, as listed.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct ParkedGroupRow {
+    #[diesel(sql_type = Integer)]
+    shard_scope: i32,
+    #[diesel(sql_type = BigInt)]
+    shard_identifier: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    cell_name: Option<String>,
+    #[diesel(sql_type = Integer)]
+    category: i32,
+    #[diesel(sql_type = BigInt)]
+    object_identifier: i64,
+    #[diesel(sql_type = BigInt)]
+    row_count: i64,
+    #[diesel(sql_type = BigInt)]
+    first_id: i64,
+    #[diesel(sql_type = BigInt)]
+    last_id: i64,
+    #[diesel(sql_type = Timestamp)]
+    first_added: NaiveDateTime,
+    #[diesel(sql_type = Timestamp)]
+    parked_at: NaiveDateTime,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    first_failure_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Text)]
+    last_error: String,
+}
+
+impl ParkedGroupRow {
+    pub(crate) fn into_group(self, table: OutboxTable) -> ParkedGroup {
+        ParkedGroup {
+            key: ParkedKey {
+                shard: shard_key(
+                    table,
+                    self.shard_scope,
+                    self.shard_identifier,
+                    self.cell_name,
+                ),
+                category: self.category,
+                object_identifier: self.object_identifier,
+            },
+            rows: count(self.row_count),
+            first_id: self.first_id,
+            last_id: self.last_id,
+            first_added: self.first_added,
+            parked_at: self.parked_at,
+            attempts: self.attempts,
+            first_failure_at: self.first_failure_at,
+            error: self.last_error,
+        }
+    }
+}
+
+/// The groups and rows of a parked table.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct ParkedCountsRow {
+    #[diesel(sql_type = BigInt)]
+    group_count: i64,
+    #[diesel(sql_type = BigInt)]
+    row_count: i64,
+}
+
+impl ParkedCountsRow {
+    pub(crate) fn into_counts(self) -> ParkedCounts {
+        ParkedCounts {
+            groups: count(self.group_count),
+            rows: count(self.row_count),
+        }
+    }
+}
+
+/// A `COUNT(*)` as unsigned (it is never negative).
+pub(crate) fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Statements an operator's reads and actions use, the same text on every backend
+/// (written with `?`; PostgreSQL numbers them).
+pub(crate) mod inspect {
+    use super::Names;
+
+    /// The deepest shards (binds: limit).
+    pub(crate) fn shard_depths(names: &Names, null_text: &str) -> String {
+        format!(
+            "SELECT o.shard_scope, o.shard_identifier, {cell}, COUNT(*) AS row_count, \
+             MIN(o.id) AS oldest_id, MIN(o.date_added) AS oldest_added FROM {rows} o \
+             GROUP BY {shard} ORDER BY COUNT(*) DESC, MIN(o.id) LIMIT ?",
+            cell = names.cell_name_of("o", null_text),
+            rows = names.rows,
+            shard = names.shard_of("o"),
+        )
+    }
+
+    /// Rows per category.
+    pub(crate) fn category_depths(names: &Names) -> String {
+        format!(
+            "SELECT category, COUNT(*) AS row_count FROM {rows} GROUP BY category \
+             ORDER BY category",
+            rows = names.rows
+        )
+    }
+
+    /// The lowest-id row that is due and not kept by a kill switch (binds: now).
+    pub(crate) fn oldest_due(names: &Names) -> String {
+        format!(
+            "SELECT o.id, o.date_added FROM {rows} o WHERE o.scheduled_for <= ? \
+             AND NOT EXISTS (SELECT 1 FROM {states} st WHERE {same} AND st.skipped \
+                 AND o.id <= st.covered_id) \
+             ORDER BY o.id LIMIT 1",
+            rows = names.rows,
+            states = names.states,
+            same = names.same_shard("st", "o"),
+        )
+    }
+
+    /// Makes a failing shard due now, keeping its attempts (binds: now, now, shard).
+    pub(crate) fn retry_now(names: &Names) -> String {
+        format!(
+            "UPDATE {states} SET scheduled_from = ?, scheduled_for = ? WHERE {shard}",
+            states = names.states,
+            shard = names.shard_is("")
+        )
+    }
+}
+
+/// Statements on parked rows that are the same text on every backend.
+pub(crate) mod parked {
+    use super::Names;
+
+    /// Which parked rows an operator's action takes: one key's, or all of a table.
+    pub(crate) fn filter(names: &Names, one_key: bool) -> String {
+        if one_key {
+            format!(
+                "{shard} AND category = ? AND object_identifier = ?",
+                shard = names.shard_is("")
+            )
+        } else {
+            "1 = 1".to_owned()
+        }
+    }
+
+    /// The parked groups, oldest first (binds: limit).
+    pub(crate) fn groups(names: &Names, null_text: &str) -> String {
+        let shard = names.shard.join(", ");
+        format!(
+            "SELECT p.shard_scope, p.shard_identifier, {cell}, g.category, \
+                 g.object_identifier, g.row_count, g.first_id, g.last_id, g.first_added, \
+                 p.parked_at, p.attempts, p.first_failure_at, p.last_error \
+             FROM (SELECT {shard}, category, object_identifier, COUNT(*) AS row_count, \
+                   MIN(id) AS first_id, MAX(id) AS last_id, MIN(date_added) AS first_added \
+                   FROM {parked} GROUP BY {shard}, category, object_identifier) g \
+             JOIN {parked} p ON p.id = g.last_id \
+             ORDER BY g.first_id LIMIT ?",
+            cell = names.cell_name_of("p", null_text),
+            parked = names.parked,
+        )
+    }
+
+    /// How many groups and rows are parked.
+    pub(crate) fn counts(names: &Names) -> String {
+        let shard = names.shard.join(", ");
+        format!(
+            "SELECT COUNT(*) AS group_count, CAST(COALESCE(SUM(g.n), 0) AS BIGINT) AS row_count \
+             FROM (SELECT COUNT(*) AS n FROM {parked} \
+                   GROUP BY {shard}, category, object_identifier) g",
+            parked = names.parked,
+        )
+    }
+
+    /// Deletes parked rows without delivery: an operator's discard.
+    pub(crate) fn discard(names: &Names, one_key: bool) -> String {
+        format!(
+            "DELETE FROM {parked} WHERE {filter}",
+            parked = names.parked,
+            filter = filter(names, one_key)
         )
     }
 }

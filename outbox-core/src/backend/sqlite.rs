@@ -19,9 +19,10 @@ use super::claim::{
     decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
     WindowRequest,
 };
-use super::shared::{bind_shard, shared_statements, NULL_TEXT};
+use super::parked::{ParkRequest, ParkedKey};
+use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
+    parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
     StateRow,
 };
 use super::transaction;
@@ -346,6 +347,83 @@ impl OutboxConnection for SqliteConnection {
             rows = Names::of(table).rows
         );
         Prepared(diesel::sql_query(text).bind::<Text, _>(json_ids(ids))).execute(self)
+    }
+
+    fn park_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        request: &ParkRequest,
+    ) -> QueryResult<usize> {
+        use diesel::sql_types::Integer;
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        let copy = format!(
+            "INSERT INTO {parked} ({columns}, parked_at, attempts, first_failure_at, last_error) \
+             SELECT {columns}, ?, ?, ?, ? FROM {rows} \
+             WHERE {shard} AND id IN (SELECT value FROM json_each(?))",
+            parked = names.parked,
+            rows = names.rows,
+            shard = names.shard_is(""),
+        );
+        let query = diesel::sql_query(copy)
+            .into_boxed()
+            .bind::<Timestamp, _>(request.parked_at)
+            .bind::<Integer, _>(request.attempts)
+            .bind::<Timestamp, _>(request.first_failure_at)
+            .bind::<Text, _>(request.error.clone());
+        let query = bind_shard(query, &request.shard).bind::<Text, _>(json_ids(&request.ids));
+        let moved = Prepared(query).execute(self)?;
+        let delete = format!(
+            "DELETE FROM {rows} WHERE {shard} AND id IN (SELECT value FROM json_each(?))",
+            rows = names.rows,
+            shard = names.shard_is(""),
+        );
+        let query = bind_shard(diesel::sql_query(delete).into_boxed(), &request.shard)
+            .bind::<Text, _>(json_ids(&request.ids));
+        Prepared(query).execute(self)?;
+        Ok(moved)
+    }
+
+    fn restore_parked(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize> {
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        let filter = parked::filter(&names, key.is_some());
+        let copy = format!(
+            "INSERT INTO {rows} ({columns}) SELECT {columns} FROM {parked} WHERE {filter}",
+            rows = names.rows,
+            parked = names.parked,
+        );
+        let discard = parked::discard(&names, key.is_some());
+        immediate(self, |conn| {
+            let query = bind_parked_key(diesel::sql_query(copy).into_boxed(), key);
+            let moved = Prepared(query).execute(conn)?;
+            let query = bind_parked_key(diesel::sql_query(discard).into_boxed(), key);
+            Prepared(query).execute(conn)?;
+            Ok(moved)
+        })
+    }
+
+    fn notify_rows_written(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        // SQLite has no notifications: workers find new rows by polling.
+        Ok(())
+    }
+
+    fn listen_for_rows(&mut self, _token: Token<'_>) -> QueryResult<Option<String>> {
+        Ok(None)
+    }
+
+    fn stop_listening(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        Ok(())
+    }
+
+    fn take_notifications(&mut self, _token: Token<'_>) -> QueryResult<Vec<String>> {
+        Ok(Vec::new())
     }
 }
 

@@ -24,8 +24,44 @@ pub(crate) fn next_schedule(previous: Option<&ShardState>, now: NaiveDateTime) -
     now + (last_delay * 2).min(MAX_DELAY)
 }
 
+/// The stored state, if the failure now continues its run of failures: the same key
+/// failed before (or the key is not known on either side, as when a worker died). Another
+/// key failing means the one before it got through: the count starts over, and so does
+/// the backoff.
+pub(crate) fn failing_before<'s>(
+    previous: Option<&'s ShardState>,
+    failure: Option<&DeliveryFailure>,
+) -> Option<&'s ShardState> {
+    previous.filter(|state| state.attempts > 0).filter(|state| {
+        match (failure, state.failed_category) {
+            (Some(failure), Some(category)) => {
+                category == failure.category
+                    && state.failed_object_identifier == Some(failure.object_identifier)
+            }
+            _ => true,
+        }
+    })
+}
+
+/// The failed attempts of the failing key, this one included.
+pub(crate) fn attempts(previous: Option<&ShardState>, failure: Option<&DeliveryFailure>) -> i32 {
+    failing_before(previous, failure).map_or(1, |state| state.attempts.saturating_add(1))
+}
+
+/// When the failing key first failed in its current run.
+pub(crate) fn first_failure_at(
+    previous: Option<&ShardState>,
+    failure: Option<&DeliveryFailure>,
+    now: NaiveDateTime,
+) -> NaiveDateTime {
+    failing_before(previous, failure)
+        .and_then(|state| state.first_failure_at)
+        .unwrap_or(now)
+}
+
 /// What to store about `shard` failing now: a new schedule covering its rows up to
-/// `covered_id`, one more attempt, and the failure itself (if it names a row).
+/// `covered_id`, one more attempt of the failing key (or the first, if another key
+/// failed before), and the failure itself (if it names a row).
 pub(crate) fn shard_failure(
     shard: &ShardKey,
     previous: Option<&ShardState>,
@@ -35,17 +71,14 @@ pub(crate) fn shard_failure(
     failure: Option<&DeliveryFailure>,
     message: &str,
 ) -> ShardFailure {
-    let failing_before = previous.filter(|state| state.attempts > 0);
     ShardFailure {
         shard: shard.clone(),
         scheduled_from: now,
-        scheduled_for: next_schedule(previous, now),
+        scheduled_for: next_schedule(failing_before(previous, failure), now),
         covered_id,
         isolated,
-        attempts: failing_before.map_or(1, |state| state.attempts.saturating_add(1)),
-        first_failure_at: failing_before
-            .and_then(|state| state.first_failure_at)
-            .unwrap_or(now),
+        attempts: attempts(previous, failure),
+        first_failure_at: first_failure_at(previous, failure, now),
         error: bounded_error(message),
         row_id: failure.map(|failure| failure.row_id),
         category: failure.map(|failure| failure.category),
@@ -100,5 +133,63 @@ mod tests {
         let mut skipped = failing(0, 3_000);
         skipped.attempts = 0;
         assert_eq!(next_schedule(Some(&skipped), at(10)), at(12));
+    }
+
+    fn failure_at(category: i32, object: i64) -> DeliveryFailure {
+        DeliveryFailure {
+            shard: ShardKey::Cell(Shard {
+                scope: 0,
+                identifier: 1,
+            }),
+            category,
+            category_name: None,
+            object_identifier: object,
+            row_id: 9,
+            cause: crate::key::error::FailureCause::NoReceiver,
+        }
+    }
+
+    #[test]
+    fn attempts_count_the_same_failing_key_and_start_over_for_another() {
+        let mut state = failing(0, 2);
+        state.attempts = 3;
+        state.failed_category = Some(1);
+        state.failed_object_identifier = Some(7);
+        let same = failure_at(1, 7);
+        let other = failure_at(1, 8);
+        assert_eq!(attempts(Some(&state), Some(&same)), 4);
+        assert_eq!(attempts(Some(&state), Some(&other)), 1);
+        assert_eq!(
+            attempts(Some(&state), None),
+            4,
+            "a dead worker names no key"
+        );
+        assert_eq!(attempts(None, Some(&same)), 1);
+        let restarted = shard_failure(
+            &same.shard,
+            Some(&state),
+            at(50),
+            9,
+            false,
+            Some(&other),
+            "x",
+        );
+        assert_eq!(
+            restarted.scheduled_for,
+            at(52),
+            "the backoff starts over too"
+        );
+        assert_eq!(restarted.first_failure_at, at(50));
+        let continued = shard_failure(
+            &same.shard,
+            Some(&state),
+            at(50),
+            9,
+            false,
+            Some(&same),
+            "x",
+        );
+        assert_eq!(continued.scheduled_for, at(54));
+        assert_eq!(continued.first_failure_at, at(0));
     }
 }

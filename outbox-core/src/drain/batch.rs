@@ -10,13 +10,14 @@
 
 use std::collections::HashMap;
 
-use super::backoff::shard_failure;
+use super::backoff::{self, shard_failure};
 use super::deliver::{failure, run_step, KeyFailure};
 use super::plan::{keys_without_receiver, steps, Limits, ShardPlan, Step};
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
-use crate::backend::state::ShardFailure;
+use crate::backend::parked::ParkRequest;
+use crate::backend::state::{bounded_error, ShardFailure};
 use crate::backend::OutboxConnection;
 use crate::key::error::{DeliveryFailure, Error, FailureCause};
 use crate::key::shard::{OutboxTable, ShardKey};
@@ -184,18 +185,15 @@ fn deliver<C: OutboxConnection>(
     let mut failures: Vec<KeyFailure> = Vec::new();
     for (shard, key) in keys_without_receiver(&plans, receivers) {
         limits.stop(shard, key);
-        failures.push(failure(
-            receivers,
-            &plans,
-            shard,
-            key,
-            FailureCause::NoReceiver,
-        ));
+        add_failure(
+            &mut failures,
+            failure(receivers, &plans, shard, key, FailureCause::NoReceiver),
+        );
     }
     let steps = steps(&plans, receivers, &limits);
     let mut delivered: Vec<(usize, usize)> = Vec::new();
     let (mut start, mut end) = (0, steps.len());
-    loop {
+    let parked = loop {
         let last = end == steps.len();
         let attempt = conn.drain_transaction(Token::new(), |conn| {
             let done = call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
@@ -203,34 +201,45 @@ fn deliver<C: OutboxConnection>(
                 .iter()
                 .flat_map(|&(shard, key)| plans[shard].keys[key].ids.iter().copied())
                 .collect();
+            let mut parked = Vec::new();
             if last {
                 ids.extend(compacted_ids(&plans));
-                record_outcomes(drainer, conn, table, &plans, &failures)?;
+                parked = record_outcomes(drainer, conn, table, &plans, &failures)?;
             }
             conn.delete_delivered(Token::new(), table, &ids, lease.filter(|_| last))?;
-            Ok::<_, Attempt>(done)
+            Ok::<_, Attempt>((done, parked))
         });
         match attempt {
-            Ok(done) => {
+            Ok((done, parked_now)) => {
                 delivered.extend(done);
                 if last {
-                    break;
+                    break parked_now;
                 }
                 (start, end) = (end, steps.len());
             }
             Err(Attempt::Stopped { at, failed }) => {
                 for failed in failed {
                     limits.stop(failed.shard, failed.key);
-                    failures.push(failed);
+                    add_failure(&mut failures, failed);
                 }
                 // Replay the calls up to the failure without the failed keys.
                 end = at + 1;
             }
             Err(Attempt::Database(error)) => return Err(error.into()),
         }
-    }
-    count(drainer, &plans, &delivered, failures, report);
+    };
+    count(drainer, &plans, &delivered, failures, &parked, report);
     Ok(())
+}
+
+/// Adds a key's failure, keeping one per shard: the earliest key, where the shard stops
+/// (a key with no receiver may have been found after it, before any call).
+fn add_failure(failures: &mut Vec<KeyFailure>, failed: KeyFailure) {
+    match failures.iter_mut().find(|f| f.shard == failed.shard) {
+        Some(existing) if failed.key < existing.key => *existing = failed,
+        Some(_) => {}
+        None => failures.push(failed),
+    }
 }
 
 /// Runs `steps` (which start at index `offset` of the plan's steps) for the keys `limits`
@@ -279,43 +288,63 @@ fn compacted_ids(plans: &[ShardPlan]) -> Vec<i64> {
         .collect()
 }
 
-/// Stores each shard's outcome: failures back off, shards that had a stored state and
-/// did not fail forget their failures (a skipped shard keeps its switch, with its rows
-/// up to what was seen covered).
+/// Stores each shard's outcome: failures back off, or park their key when its category's
+/// policy says the attempts are exhausted (the shard then goes on, as after a success);
+/// shards that had a stored state and did not fail forget their failures (a skipped shard
+/// keeps its switch, with its rows up to what was seen covered). Returns the indexes of
+/// the failures whose keys were parked.
 fn record_outcomes<C: OutboxConnection>(
     drainer: &Drainer<C>,
     conn: &mut C,
     table: OutboxTable,
     plans: &[ShardPlan],
     failures: &[KeyFailure],
-) -> Result<(), Attempt> {
+) -> Result<Vec<usize>, Attempt> {
     let now = drainer.clock.now();
     let mut failed: Vec<ShardFailure> = Vec::new();
-    for key_failure in failures {
+    let mut parked: Vec<usize> = Vec::new();
+    for (index, key_failure) in failures.iter().enumerate() {
         let plan = &plans[key_failure.shard];
+        let previous = plan.claimed.state.as_ref();
+        let failure = &key_failure.failure;
+        let message = failure.to_string();
+        let attempts = backoff::attempts(previous, Some(failure));
+        if drainer.exhaustion.of(failure.category).parks_at(attempts) {
+            let request = ParkRequest {
+                shard: plan.key().clone(),
+                ids: plan.keys[key_failure.key].ids.clone(),
+                parked_at: now,
+                attempts,
+                first_failure_at: backoff::first_failure_at(previous, Some(failure), now),
+                error: bounded_error(&message),
+            };
+            conn.park_rows(Token::new(), table, &request)?;
+            parked.push(index);
+            continue;
+        }
         let covered_id = conn
             .shard_max_id(Token::new(), plan.key())?
             .unwrap_or(plan.max_seen);
-        let message = key_failure.failure.to_string();
         failed.push(shard_failure(
             plan.key(),
-            plan.claimed.state.as_ref(),
+            previous,
             now,
             covered_id,
-            plan.claimed
-                .state
-                .as_ref()
-                .is_some_and(|state| state.isolated),
-            Some(&key_failure.failure),
+            previous.is_some_and(|state| state.isolated),
+            Some(failure),
             &message,
         ));
     }
+    let still_failing = |shard: usize| {
+        failures
+            .iter()
+            .enumerate()
+            .any(|(index, f)| f.shard == shard && !parked.contains(&index))
+    };
     let succeeded: Vec<(ShardKey, i64)> = plans
         .iter()
         .enumerate()
-        .filter(|(shard, plan)| {
-            plan.claimed.state.is_some() && failures.iter().all(|f| f.shard != *shard)
-        })
+        .filter(|(shard, plan)| plan.claimed.state.is_some() && !still_failing(*shard))
         .map(|(_, plan)| (plan.key().clone(), plan.max_seen))
         .collect();
     if !failed.is_empty() {
@@ -324,7 +353,7 @@ fn record_outcomes<C: OutboxConnection>(
     if !succeeded.is_empty() {
         conn.record_successes(Token::new(), table, &succeeded)?;
     }
-    Ok(())
+    Ok(parked)
 }
 
 /// Counts the batch in the report and the metrics.
@@ -333,6 +362,7 @@ fn count<C>(
     plans: &[ShardPlan],
     delivered: &[(usize, usize)],
     failures: Vec<KeyFailure>,
+    parked: &[usize],
     report: &mut DrainReport,
 ) {
     let now = drainer.clock.now();
@@ -362,8 +392,26 @@ fn count<C>(
             report.rows_deleted += rows;
         }
     }
-    for failed in failures {
+    for (index, failed) in failures.into_iter().enumerate() {
         let failure = failed.failure;
+        if parked.contains(&index) {
+            let rows = plans[failed.shard].keys[failed.key].ids.len();
+            tracing::warn!(
+                shard = %failure.shard,
+                category = failure.category,
+                object = failure.object_identifier,
+                row = failure.row_id,
+                rows,
+                error = %failure,
+                "outbox key parked: its attempts are exhausted; the shard goes on"
+            );
+            drainer
+                .metrics
+                .rows_parked(failure.shard.table(), failure.category, rows as u64);
+            report.parked += 1;
+            report.failures.push(failure);
+            continue;
+        }
         tracing::warn!(
             shard = %failure.shard,
             category = failure.category,

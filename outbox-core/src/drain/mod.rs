@@ -14,6 +14,7 @@
 //! * `plan`: windows grouped into keys, and the order of receiver calls;
 //! * `deliver`: one receiver call, its panics and failures;
 //! * `backoff`: the backoff rule and what a failure stores;
+//! * `exhaustion`: retry forever, or park a key whose attempts are exhausted;
 //! * `report`, `metrics`: what a drain tells its caller and the application.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -26,6 +27,7 @@ use crate::key::shard::OutboxTable;
 pub(crate) mod backoff;
 pub(crate) mod batch;
 pub(crate) mod deliver;
+pub(crate) mod exhaustion;
 pub(crate) mod flush;
 pub(crate) mod metrics;
 pub(crate) mod options;
@@ -36,6 +38,9 @@ pub(crate) mod round;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
 pub use crate::key::error::{DeliveryFailure, FailureCause};
+pub use exhaustion::Exhaustion;
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsFacade;
 pub use metrics::{Metrics, NoMetrics};
 pub use options::{DrainOptions, DueShards};
 pub use report::DrainReport;
@@ -47,6 +52,7 @@ pub(crate) struct Drainer<C> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<dyn Metrics>,
     pub(crate) options: DrainOptions,
+    pub(crate) exhaustion: exhaustion::Policies,
     cursors: [AtomicI64; 2],
 }
 
@@ -56,12 +62,14 @@ impl<C> Drainer<C> {
         clock: Arc<dyn Clock>,
         metrics: Arc<dyn Metrics>,
         options: DrainOptions,
+        exhaustion: exhaustion::Policies,
     ) -> Self {
         Drainer {
             receivers,
             clock,
             metrics,
             options,
+            exhaustion,
             cursors: [AtomicI64::new(0), AtomicI64::new(0)],
         }
     }

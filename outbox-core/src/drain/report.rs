@@ -22,6 +22,9 @@ pub struct DrainReport {
     pub skipped: usize,
     /// Batches left behind by a worker that died, whose shards were backed off.
     pub abandoned_batches: usize,
+    /// Keys whose attempts were exhausted and whose rows were parked (their failures are
+    /// in `failures` too).
+    pub parked: usize,
     /// Keys that could not be delivered, one per failing shard.
     pub failures: Vec<DeliveryFailure>,
 }
@@ -35,12 +38,13 @@ impl DrainReport {
         self.rows_deleted += other.rows_deleted;
         self.skipped += other.skipped;
         self.abandoned_batches += other.abandoned_batches;
+        self.parked += other.parked;
         self.failures.extend(other.failures);
     }
 
-    /// Whether the drain delivered or skipped anything.
+    /// Whether the drain delivered, skipped or parked anything.
     pub fn did_work(&self) -> bool {
-        self.delivered > 0 || self.skipped > 0
+        self.delivered > 0 || self.skipped > 0 || self.parked > 0
     }
 
     /// `Ok(self)` without failures, otherwise [`Error::Undelivered`].

@@ -3,6 +3,7 @@
 //!
 //! * this file: [`Outbox`] and its builder;
 //! * `worker`: threads draining through a connection pool (feature `pool`);
+//! * `inspect`: depths, lag, stuck shards and parked groups, and an operator's actions;
 //! * [`testing`]: "run the outboxes" in a test, and reads of the tables.
 
 use std::fmt;
@@ -14,17 +15,22 @@ use crate::backend::claim::DueScan;
 use crate::backend::state::ShardState;
 use crate::backend::OutboxConnection;
 use crate::deliver::receiver::Receivers;
-use crate::drain::metrics::{Metrics, NoMetrics};
+use crate::drain::exhaustion::{Exhaustion, Policies};
+use crate::drain::metrics::Metrics;
 use crate::drain::options::{DrainOptions, DueShards};
 use crate::drain::report::DrainReport;
 use crate::drain::round::{drain_due, Schedules};
 use crate::drain::{flush, Drainer};
+use crate::key::category::OutboxCategory;
 use crate::key::clock::{Clock, SystemClock};
 use crate::key::error::{Error, Result};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
-use crate::write::context::{self, OutboxContext, Settings, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::write::context::{
+    self, OutboxContext, Settings, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NOTIFY,
+};
 
+pub(crate) mod inspect;
 pub(crate) mod testing;
 #[cfg(feature = "pool")]
 pub(crate) mod worker;
@@ -33,7 +39,9 @@ pub(crate) mod worker;
 struct Shared<C> {
     drainer: Drainer<C>,
     flush: bool,
+    notify: bool,
     max_payload_bytes: usize,
+    reported: inspect::ReportedDepths,
 }
 
 /// The outbox of one database: its receivers, clock, metrics and drain sizes. Cheap to
@@ -98,8 +106,8 @@ impl<C> fmt::Debug for Outbox<C> {
 }
 
 impl<C: OutboxConnection> Outbox<C> {
-    /// An outbox with `receivers`, the system clock, no metrics, the default drain sizes
-    /// and flush on commit.
+    /// An outbox with `receivers`, the system clock, no metrics (the `metrics` crate's
+    /// facade with the `metrics` feature), the default drain sizes and flush on commit.
     pub fn new(receivers: Receivers<C>) -> Self {
         Self::builder(receivers).build()
     }
@@ -109,9 +117,11 @@ impl<C: OutboxConnection> Outbox<C> {
         OutboxBuilder {
             receivers,
             clock: Arc::new(SystemClock),
-            metrics: Arc::new(NoMetrics),
+            metrics: default_metrics(),
             options: DrainOptions::default(),
+            exhaustion: Policies::default(),
             flush: true,
+            notify: DEFAULT_NOTIFY,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
@@ -142,6 +152,7 @@ impl<C: OutboxConnection> Outbox<C> {
             now: &now,
             flush: self.shared.flush,
             max_payload_bytes: self.shared.max_payload_bytes,
+            notify: self.shared.notify,
         };
         let (value, committed) = context::run_recorded(conn, &settings, f)?;
         if let Some(committed) = committed {
@@ -275,11 +286,45 @@ pub struct OutboxBuilder<C> {
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn Metrics>,
     options: DrainOptions,
+    exhaustion: Policies,
     flush: bool,
+    notify: bool,
     max_payload_bytes: usize,
 }
 
 impl<C: OutboxConnection> OutboxBuilder<C> {
+    /// What the drain does when the receiver of `category` keeps failing at a key (default
+    /// [`Exhaustion::RetryForever`]): e.g. `Exhaustion::Park { max_attempts: 10 }` moves
+    /// the key's rows to the parked table after its tenth failed attempt, so that the rest
+    /// of its shard is delivered. Applies to the category in both tables.
+    ///
+    /// ```
+    /// # diesel_outbox::outbox_scopes_and_categories! {
+    /// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+    /// #     pub categories Category { AuditLogEvent = 3 { scope: Organization, silo: cell } }
+    /// # }
+    /// # fn main() {
+    /// use diesel::SqliteConnection;
+    /// use diesel_outbox::drain::Exhaustion;
+    /// use diesel_outbox::{Outbox, Receivers};
+    /// let outbox = Outbox::<SqliteConnection>::builder(Receivers::new())
+    ///     .exhaustion(Category::AuditLogEvent, Exhaustion::Park { max_attempts: 10 })
+    ///     .build();
+    /// # let _ = outbox;
+    /// # }
+    /// ```
+    pub fn exhaustion<K: OutboxCategory>(mut self, _category: K, policy: Exhaustion) -> Self {
+        self.exhaustion.set(K::NUMBER, policy);
+        self
+    }
+
+    /// The exhaustion policy of every category not given one with
+    /// [`exhaustion`](Self::exhaustion) (default [`Exhaustion::RetryForever`]).
+    pub fn default_exhaustion(mut self, policy: Exhaustion) -> Self {
+        self.exhaustion.set_default(policy);
+        self
+    }
+
     /// Reads "now" from `clock` (e.g. a [`ManualClock`](crate::ManualClock) in tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -295,6 +340,16 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
     /// Whether [`Outbox::context`] flushes after commit (default `true`).
     pub fn flush_on_commit(mut self, flush: bool) -> Self {
         self.flush = flush;
+        self
+    }
+
+    /// Whether a commit of [`Outbox::context`] that wrote outbox rows wakes the workers
+    /// listening on PostgreSQL (one `NOTIFY` per transaction, sent with it; nothing on
+    /// SQLite). Default `true`: it costs one statement per transaction, which the bench
+    /// measured at 1–3% of a write of 100 models (BENCHMARKS in the report), and saves an
+    /// idle worker up to its poll interval.
+    pub fn notify_on_commit(mut self, notify: bool) -> Self {
+        self.notify = notify;
         self
     }
 
@@ -335,12 +390,29 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
     pub fn build(self) -> Outbox<C> {
         Outbox {
             shared: Arc::new(Shared {
-                drainer: Drainer::new(self.receivers, self.clock, self.metrics, self.options),
+                drainer: Drainer::new(
+                    self.receivers,
+                    self.clock,
+                    self.metrics,
+                    self.options,
+                    self.exhaustion,
+                ),
                 flush: self.flush,
+                notify: self.notify,
                 max_payload_bytes: self.max_payload_bytes,
+                reported: inspect::ReportedDepths::default(),
             }),
         }
     }
+}
+
+/// The metrics an outbox reports to unless told otherwise: the `metrics` crate's facade
+/// with the `metrics` feature, nothing without it.
+fn default_metrics() -> Arc<dyn Metrics> {
+    #[cfg(feature = "metrics")]
+    return Arc::new(crate::drain::metrics::MetricsFacade::new());
+    #[cfg(not(feature = "metrics"))]
+    return Arc::new(crate::drain::metrics::NoMetrics);
 }
 
 /// `range` cut into `parts` contiguous ranges.

@@ -1,26 +1,49 @@
-//! A long-running drain: threads sharing an r2d2 pool, polling for due shards.
+//! A long-running drain: threads sharing an r2d2 pool, polling for due shards, woken at
+//! once on PostgreSQL when a transaction commits outbox rows.
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::Outbox;
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
 use crate::key::error::{Error, Result};
+use crate::key::token::Token;
+
+/// How often an idle listening thread looks at its connection for notifications. diesel
+/// does not expose the connection's socket to wait on, so the thread checks it: a
+/// non-blocking read of what the server already sent, no round trip to the server.
+const LISTEN_CHECK: Duration = Duration::from_millis(2);
+
+/// How long the listening thread waits before taking another connection after its own
+/// failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// How a [`Worker`] runs.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// Threads, each draining with its own pooled connection (default 1).
     pub threads: usize,
-    /// How long a thread sleeps after a round that found nothing to do (default 1 s).
-    /// A round that delivered something is followed at once by the next.
+    /// How long a thread sleeps after a round that found nothing to do (default 1 s),
+    /// unless woken sooner by a notification (see `listen`). A round that delivered
+    /// something is followed at once by the next.
     pub poll_interval: Duration,
     /// Which shards a round looks for.
     pub due_shards: DueShards,
+    /// Whether to wake the threads as soon as a transaction commits outbox rows
+    /// (default `true`). On PostgreSQL the first thread keeps its pooled connection for as
+    /// long as the worker runs and `LISTEN`s on it for the `NOTIFY` that
+    /// [`Outbox::context`] sends with its commit
+    /// ([`OutboxBuilder::notify_on_commit`](crate::OutboxBuilder::notify_on_commit)); a
+    /// notification wakes every thread. Backends without notifications (SQLite) poll
+    /// only.
+    pub listen: bool,
+    /// How often the first thread reports [`Outbox::report_status`] to the outbox's
+    /// metrics (default every 60 s; `None`: never). Each report counts the tables' rows.
+    pub report_every: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -29,33 +52,66 @@ impl Default for WorkerOptions {
             threads: 1,
             poll_interval: Duration::from_secs(1),
             due_shards: DueShards::new(),
+            listen: true,
+            report_every: Some(Duration::from_secs(60)),
         }
     }
 }
 
-/// Tells the threads to stop, and wakes them from their sleep.
+/// What the threads share: whether to stop, and how many wake-ups there were.
 #[derive(Default)]
-struct StopSignal {
-    stopped: Mutex<bool>,
-    wake: Condvar,
+struct Signal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
 }
 
-impl StopSignal {
+#[derive(Default)]
+struct SignalState {
+    stopped: bool,
+    wakes: u64,
+}
+
+impl Signal {
+    fn lock(&self) -> MutexGuard<'_, SignalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.wake.notify_all();
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// New rows were committed: sleeping threads go on at once.
+    fn wake(&self) {
+        let mut state = self.lock();
+        state.wakes = state.wakes.wrapping_add(1);
+        self.changed.notify_all();
     }
 
     fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock().stopped
+    }
+
+    /// The wake-ups so far: read before a round, so that one arriving during the round
+    /// is not slept through.
+    fn wakes(&self) -> u64 {
+        self.lock().wakes
+    }
+
+    /// Sleeps up to `timeout`, less if stopped or woken since `seen` was read.
+    fn sleep_unless_woken(&self, seen: u64, timeout: Duration) {
+        let state = self.lock();
+        let _ = self.changed.wait_timeout_while(state, timeout, |state| {
+            !state.stopped && state.wakes == seen
+        });
     }
 
     /// Sleeps up to `timeout`, less if stopped.
     fn sleep(&self, timeout: Duration) {
-        let stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.lock();
         let _ = self
-            .wake
-            .wait_timeout_while(stopped, timeout, |stopped| !*stopped);
+            .changed
+            .wait_timeout_while(state, timeout, |state| !state.stopped);
     }
 }
 
@@ -64,7 +120,7 @@ impl StopSignal {
 /// [`Worker::stop`] (dropping the worker stops it too): each thread finishes its round and
 /// is joined.
 pub struct Worker {
-    signal: Arc<StopSignal>,
+    signal: Arc<Signal>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -78,7 +134,7 @@ impl Worker {
     where
         C: OutboxConnection + R2D2Connection,
     {
-        let signal = Arc::new(StopSignal::default());
+        let signal = Arc::new(Signal::default());
         let mut worker = Worker {
             signal: Arc::clone(&signal),
             threads: Vec::new(),
@@ -90,9 +146,26 @@ impl Worker {
                 options.clone(),
                 Arc::clone(&signal),
             );
+            let first = index == 0;
             let thread = thread::Builder::new()
                 .name(format!("outbox-drain-{index}"))
-                .spawn(move || run(&pool, &outbox, &options, &signal))
+                .spawn(move || {
+                    let mut thread = DrainThread {
+                        pool: &pool,
+                        outbox: &outbox,
+                        options: &options,
+                        signal: &signal,
+                        next_report: options
+                            .report_every
+                            .filter(|_| first)
+                            .map(|_| Instant::now()),
+                    };
+                    if first && options.listen {
+                        thread.run_listening();
+                    } else {
+                        thread.run();
+                    }
+                })
                 .map_err(Error::Thread)?;
             worker.threads.push(thread);
         }
@@ -120,38 +193,145 @@ impl Drop for Worker {
     }
 }
 
-fn run<C>(
-    pool: &Pool<ConnectionManager<C>>,
-    outbox: &Outbox<C>,
-    options: &WorkerOptions,
-    signal: &StopSignal,
-) where
-    C: OutboxConnection + R2D2Connection,
-{
-    while !signal.is_stopped() {
-        if !round(pool, outbox, options) {
-            signal.sleep(options.poll_interval);
-        }
-    }
+/// One drain thread.
+struct DrainThread<'w, C: R2D2Connection + 'static> {
+    pool: &'w Pool<ConnectionManager<C>>,
+    outbox: &'w Outbox<C>,
+    options: &'w WorkerOptions,
+    signal: &'w Signal,
+    /// When this thread reports the status to the metrics next (the first thread only).
+    next_report: Option<Instant>,
 }
 
-/// One drain round; whether it did anything.
-fn round<C>(pool: &Pool<ConnectionManager<C>>, outbox: &Outbox<C>, options: &WorkerOptions) -> bool
+impl<C> DrainThread<'_, C>
 where
     C: OutboxConnection + R2D2Connection,
 {
-    let mut conn = match pool.get() {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::warn!(%error, "outbox worker: no connection from the pool");
-            return false;
+    /// Rounds on a connection taken from the pool each time, sleeping between idle ones
+    /// until the poll interval passes or another thread wakes it.
+    fn run(&mut self) {
+        while !self.signal.is_stopped() {
+            let seen = self.signal.wakes();
+            let worked = match self.pool.get() {
+                Ok(mut conn) => self.round(&mut conn).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "outbox worker: its connection was lost");
+                    false
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "outbox worker: no connection from the pool");
+                    false
+                }
+            };
+            if !worked {
+                self.signal
+                    .sleep_unless_woken(seen, self.options.poll_interval);
+            }
         }
-    };
-    match outbox.drain_due_shards_with(&mut conn, &options.due_shards) {
-        Ok(report) => report.did_work(),
-        Err(error) => {
-            tracing::error!(%error, "outbox worker: drain round failed");
-            false
+    }
+
+    /// Rounds on one connection kept from the pool, which also listens for committed
+    /// rows: between idle rounds the thread looks for notifications and wakes every
+    /// thread when one arrives. Where the backend cannot listen, it polls as
+    /// [`run`](Self::run) does.
+    fn run_listening(&mut self) {
+        while !self.signal.is_stopped() {
+            let mut conn = match self.pool.get() {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox worker: no connection from the pool");
+                    self.signal.sleep(self.options.poll_interval);
+                    continue;
+                }
+            };
+            let own = match conn.listen_for_rows(Token::new()) {
+                Ok(Some(own)) => own,
+                Ok(None) => {
+                    drop(conn);
+                    return self.run();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox worker: LISTEN failed; polling until it works");
+                    self.signal.sleep(self.options.poll_interval);
+                    continue;
+                }
+            };
+            match self.listen_on(&mut conn, &own) {
+                // A pooled connection must not keep listening for its next user.
+                Ok(()) => {
+                    if let Err(error) = conn.stop_listening(Token::new()) {
+                        tracing::warn!(%error, "outbox worker: UNLISTEN failed");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox worker: its listening connection failed; taking another");
+                    drop(conn);
+                    self.signal.sleep(LISTEN_RETRY);
+                }
+            }
         }
+    }
+
+    /// Rounds on the listening connection `conn` until stopped, or until it fails.
+    fn listen_on(
+        &mut self,
+        conn: &mut PooledConnection<ConnectionManager<C>>,
+        own: &str,
+    ) -> std::result::Result<(), Error> {
+        while !self.signal.is_stopped() {
+            let seen = self.signal.wakes();
+            if !self.round(conn)? {
+                self.wait_for_rows(conn, own, seen)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sleeps until the poll interval passes, a notification for this outbox arrives on
+    /// `conn` (every thread is then woken), another thread is woken, or the worker stops.
+    fn wait_for_rows(
+        &self,
+        conn: &mut PooledConnection<ConnectionManager<C>>,
+        own: &str,
+        seen: u64,
+    ) -> diesel::QueryResult<()> {
+        let deadline = Instant::now() + self.options.poll_interval;
+        loop {
+            let payloads = conn.take_notifications(Token::new())?;
+            if payloads.iter().any(|payload| payload == own) {
+                self.signal.wake();
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline || self.signal.is_stopped() || self.signal.wakes() != seen {
+                return Ok(());
+            }
+            self.signal
+                .sleep_unless_woken(seen, LISTEN_CHECK.min(deadline - now));
+        }
+    }
+
+    /// One drain round on `conn`, and the status report when it is due: whether the round
+    /// did anything. Only a lost connection is an error; other failures are logged.
+    fn round(&mut self, conn: &mut C) -> std::result::Result<bool, Error> {
+        let worked = match self
+            .outbox
+            .drain_due_shards_with(conn, &self.options.due_shards)
+        {
+            Ok(report) => report.did_work(),
+            Err(error) if error.is_connection_lost() => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, "outbox worker: drain round failed");
+                false
+            }
+        };
+        if let (Some(at), Some(every)) = (self.next_report, self.options.report_every) {
+            if Instant::now() >= at {
+                self.next_report = Some(Instant::now() + every);
+                if let Err(error) = self.outbox.report_status(conn) {
+                    tracing::warn!(%error, "outbox worker: reading the status for metrics failed");
+                }
+            }
+        }
+        Ok(worked)
     }
 }

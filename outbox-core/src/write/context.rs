@@ -17,6 +17,11 @@ use crate::row::write::OutboxWrite;
 /// The default largest payload a context accepts: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
+/// Whether a context that wrote outbox rows wakes listening workers by default
+/// (PostgreSQL's NOTIFY, one per transaction; nothing on other backends). See
+/// [`OutboxBuilder::notify_on_commit`](crate::OutboxBuilder::notify_on_commit).
+pub const DEFAULT_NOTIFY: bool = true;
+
 /// The handle an [`outbox_context`] closure gets: the open transaction plus the rows
 /// written in it so far.
 ///
@@ -195,16 +200,18 @@ where
         now: &now,
         flush: true,
         max_payload_bytes,
+        notify: DEFAULT_NOTIFY,
     };
     run_in_transaction(conn, parent, &settings, f).map(|(value, _)| value)
 }
 
-/// How a context starts: where `date_added` comes from, whether it flushes, and its
-/// payload limit.
+/// How a context starts: where `date_added` comes from, whether it flushes, its payload
+/// limit, and whether its commit wakes listening workers.
 pub(crate) struct Settings<'s> {
     pub(crate) now: &'s dyn Fn() -> NaiveDateTime,
     pub(crate) flush: bool,
     pub(crate) max_payload_bytes: usize,
+    pub(crate) notify: bool,
 }
 
 /// [`outbox_context`] on a connection, reporting what the outermost commit wrote.
@@ -263,7 +270,7 @@ where
             Err(Error::WriteWithoutOutboxRow { reason }.into())
         }
         Ok(Ok(value)) => {
-            let committed = commit(conn, parent, buffer, depth, settings.now)?;
+            let committed = commit(conn, parent, buffer, depth, settings)?;
             Ok((value, committed))
         }
         Ok(Err(error)) => {
@@ -282,7 +289,7 @@ fn commit<C: OutboxConnection>(
     parent: Option<&mut OutboxBuffer>,
     buffer: OutboxBuffer,
     depth: u32,
-    now: &dyn Fn() -> NaiveDateTime,
+    settings: &Settings<'_>,
 ) -> Result<Option<Committed>> {
     // The closure returned with its own transactions closed, unless it leaked one: close
     // them before ours, or our COMMIT would only release a savepoint.
@@ -299,7 +306,7 @@ fn commit<C: OutboxConnection>(
         None => {
             let touched = buffer.flush_shards();
             let saved = buffer.counts();
-            if let Err(error) = insert_rows(conn, buffer, now()) {
+            if let Err(error) = insert_rows(conn, buffer, (settings.now)(), settings.notify) {
                 rollback(conn, depth);
                 return Err(error);
             }
@@ -316,10 +323,13 @@ fn commit<C: OutboxConnection>(
     }
 }
 
+/// Inserts the buffered rows and, if asked and there were any, wakes listening workers
+/// once the transaction commits (inside an enclosing transaction: once that commits).
 fn insert_rows<C: OutboxConnection>(
     conn: &mut C,
     buffer: OutboxBuffer,
     now: NaiveDateTime,
+    notify: bool,
 ) -> Result<()> {
     let (cell, control) = buffer.into_new_rows(now);
     if !cell.is_empty() {
@@ -327,6 +337,9 @@ fn insert_rows<C: OutboxConnection>(
     }
     if !control.is_empty() {
         conn.insert_control_rows(Token::new(), &control)?;
+    }
+    if notify && !(cell.is_empty() && control.is_empty()) {
+        conn.notify_rows_written(Token::new())?;
     }
     Ok(())
 }
