@@ -85,6 +85,8 @@ pub trait TestDb: Sync {
     fn conn(&self) -> Self::Conn;
     /// A pool of up to `size` connections.
     fn pool(&self, size: u32) -> Pool<ConnectionManager<Self::Conn>>;
+    /// The database's URL, as `DATABASE_URL` would hold it (e.g. for the CLI).
+    fn database_url(&self) -> String;
 }
 
 impl TestDb for SqliteDb {
@@ -100,6 +102,10 @@ impl TestDb for SqliteDb {
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::new(self.url()))
             .expect("SQLite pool")
+    }
+
+    fn database_url(&self) -> String {
+        self.url()
     }
 }
 
@@ -190,6 +196,10 @@ impl TestDb for PgSchema {
             .max_size(size)
             .build(ConnectionManager::new(self.url()))
             .expect("PostgreSQL pool")
+    }
+
+    fn database_url(&self) -> String {
+        self.url()
     }
 }
 

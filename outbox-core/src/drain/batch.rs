@@ -32,6 +32,13 @@ pub(crate) fn run<C: OutboxConnection>(
     mut claim: Claim,
     report: &mut DrainReport,
 ) -> Result<(), Error> {
+    let _span = tracing::debug_span!(
+        "outbox.batch",
+        table = %claim.table,
+        shards = claim.shards.len(),
+        lease = claim.lease,
+    )
+    .entered();
     report.shards += claim.shards.len();
     report.shards_not_claimed += claim.busy;
     let delivered = deliver_claim(drainer, conn, &mut claim, report);
@@ -405,6 +412,9 @@ fn count<C>(
                 error = %failure,
                 "outbox key parked: its attempts are exhausted; the shard goes on"
             );
+            drainer
+                .metrics
+                .delivery_failed(failure.shard.table(), failure.category);
             drainer
                 .metrics
                 .rows_parked(failure.shard.table(), failure.category, rows as u64);
