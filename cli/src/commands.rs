@@ -30,17 +30,11 @@ pub fn run<C: OutboxConnection>(
                 "skip",
                 &shard.0,
                 "skipped: each key's newest row is kept, older rows deleted without delivery",
-                None,
             ))
         }
         Command::Unskip { shard } => {
             outbox.unskip_shard(conn, &shard.0)?;
-            Ok(action(
-                "unskip",
-                &shard.0,
-                "no longer skipped: due at once",
-                None,
-            ))
+            Ok(action("unskip", &shard.0, "no longer skipped: due at once"))
         }
         Command::RetryNow { shard } => {
             if outbox.retry_shard_now(conn, &shard.0)? {
@@ -48,14 +42,12 @@ pub fn run<C: OutboxConnection>(
                     "retry-now",
                     &shard.0,
                     "due now: the backoff is cleared",
-                    None,
                 ))
             } else {
                 Ok(action(
                     "retry-now",
                     &shard.0,
                     "has no stored state: it is not failing, nothing to clear",
-                    None,
                 )
                 .with_exit(Exit::NotFound))
             }
@@ -66,9 +58,18 @@ pub fn run<C: OutboxConnection>(
 fn migrate<C: OutboxConnection>(conn: &mut C) -> Result<Output, Failure> {
     run_migrations(conn)?;
     Ok(Output::message(
-        serde_json::json!({ "migrated": true, "backend": C::BACKEND_NAME }),
+        Migrated {
+            migrated: true,
+            backend: C::BACKEND_NAME,
+        },
         format!("the outbox tables are up to date ({})", C::BACKEND_NAME),
     ))
+}
+
+#[derive(serde::Serialize)]
+struct Migrated {
+    migrated: bool,
+    backend: &'static str,
 }
 
 fn status<C: OutboxConnection>(
@@ -209,10 +210,8 @@ fn table_target(table: OutboxTable) -> String {
     format!("every group of {table}")
 }
 
-fn action(name: &str, shard: &ShardKey, outcome: &str, rows: Option<usize>) -> Output {
-    let mut view = ActionView::shard(name, shard, outcome);
-    view.rows = rows;
-    Output::actions(vec![view])
+fn action(name: &str, shard: &ShardKey, outcome: &str) -> Output {
+    Output::actions(vec![ActionView::shard(name, shard, outcome)])
 }
 
 /// Category numbers with their names, for views.

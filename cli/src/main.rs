@@ -30,8 +30,7 @@ fn main() -> ExitCode {
         }
         Err(failure) => {
             if cli.json {
-                let error = serde_json::json!({ "error": failure.message });
-                println!("{error}");
+                println!("{}", serde_json::json!({ "error": failure.message }));
             }
             eprintln!("diesel-outbox: {failure}");
             failure.exit.into()

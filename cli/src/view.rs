@@ -14,7 +14,8 @@ use crate::failure::Exit;
 
 /// What a command prints, and its exit status.
 pub struct Output {
-    pub json: serde_json::Value,
+    /// The JSON text, fields in the views' order.
+    pub json: String,
     pub text: String,
     pub exit: Exit,
 }
@@ -22,8 +23,8 @@ pub struct Output {
 impl Output {
     fn new(json: impl Serialize, text: String) -> Self {
         Output {
-            // Views are plain data: serialising them cannot fail.
-            json: serde_json::to_value(json).unwrap_or(serde_json::Value::Null),
+            // Views are plain data (no maps with non-string keys): serialising cannot fail.
+            json: serde_json::to_string(&json).unwrap_or_default(),
             text,
             exit: Exit::Ok,
         }
@@ -34,12 +35,8 @@ impl Output {
         self
     }
 
-    pub fn message(json: serde_json::Value, text: String) -> Self {
-        Output {
-            json,
-            text,
-            exit: Exit::Ok,
-        }
+    pub fn message(json: impl Serialize, text: String) -> Self {
+        Output::new(json, text)
     }
 
     pub fn status(view: StatusView) -> Self {
@@ -49,29 +46,63 @@ impl Output {
 
     pub fn shards(views: Vec<ShardDepthView>) -> Self {
         let text = render_shards(&views);
-        Output::new(serde_json::json!({ "shards": views }), text)
+        Output::new(Shards { shards: views }, text)
     }
 
     pub fn stuck(views: Vec<StuckView>) -> Self {
         let text = render_stuck(&views);
-        Output::new(serde_json::json!({ "stuck": views }), text)
+        Output::new(Stuck { stuck: views }, text)
     }
 
     pub fn parked(views: Vec<GroupView>) -> Self {
         let text = render_parked(&views);
-        Output::new(serde_json::json!({ "parked": views }), text)
+        Output::new(Parked { parked: views }, text)
     }
 
     pub fn actions(views: Vec<ActionView>) -> Self {
         let text = views
             .iter()
             .map(|view| match view.rows {
-                Some(rows) => format!("{}: {} ({rows} rows)", view.target, view.outcome),
+                Some(rows) => format!(
+                    "{}: {} ({})",
+                    view.target,
+                    view.outcome,
+                    plural(rows as u64, "row")
+                ),
                 None => format!("{}: {}", view.target, view.outcome),
             })
             .collect::<Vec<_>>()
             .join("\n");
-        Output::new(serde_json::json!({ "actions": views }), text)
+        Output::new(Actions { actions: views }, text)
+    }
+}
+
+// The JSON documents: one list under its name.
+#[derive(Serialize)]
+struct Shards {
+    shards: Vec<ShardDepthView>,
+}
+
+#[derive(Serialize)]
+struct Stuck {
+    stuck: Vec<StuckView>,
+}
+
+#[derive(Serialize)]
+struct Parked {
+    parked: Vec<GroupView>,
+}
+
+#[derive(Serialize)]
+struct Actions {
+    actions: Vec<ActionView>,
+}
+
+/// `1 row`, `2 rows`.
+fn plural(count: impl Into<u64>, noun: &str) -> String {
+    match count.into() {
+        1 => format!("1 {noun}"),
+        count => format!("{count} {noun}s"),
     }
 }
 
@@ -378,7 +409,11 @@ fn render_status(view: &StatusView) -> String {
                 },
                 table.stuck_shards.to_string(),
                 table.skipped_shards.to_string(),
-                format!("{} ({} rows)", table.parked_groups, table.parked_rows),
+                format!(
+                    "{} ({})",
+                    table.parked_groups,
+                    plural(table.parked_rows, "row")
+                ),
                 table.deepest_shard.as_ref().map_or_else(
                     || "-".to_owned(),
                     |deepest| format!("{} ({} rows)", deepest.shard.shard, deepest.rows),
@@ -428,7 +463,9 @@ fn render_shards(views: &[ShardDepthView]) -> String {
             let state = match (view.skipped, view.attempts) {
                 (true, _) => "skipped".to_owned(),
                 (false, 0) => "-".to_owned(),
-                (false, attempts) => format!("failing ({attempts} attempts)"),
+                (false, attempts) => {
+                    format!("failing ({})", plural(attempts.unsigned_abs(), "attempt"))
+                }
             };
             vec![
                 view.shard.table.to_owned(),
@@ -461,10 +498,10 @@ fn render_stuck(views: &[StuckView]) -> String {
     for view in views {
         let _ = writeln!(
             out,
-            "{} shard {}: {} failed attempts since {}, last {}, next retry {}{}",
+            "{} shard {}: {} since {}, last {}, next retry {}{}",
             view.shard.table,
             view.shard.shard,
-            view.attempts,
+            plural(view.attempts.unsigned_abs(), "failed attempt"),
             human_optional_time(&view.first_failure_at),
             human_optional_time(&view.last_failure_at),
             human_json_time(&view.next_retry_at),
@@ -501,16 +538,16 @@ fn render_parked(views: &[GroupView]) -> String {
     for view in views {
         let _ = writeln!(
             out,
-            "{} ({}): category {}, object {}: {} rows (ids {}..{}), parked {} after {} attempts",
+            "{} ({}): category {}, object {}: {} (ids {}..{}), parked {} after {}",
             view.group,
             view.shard.table,
             view.category.label(),
             view.object_identifier,
-            view.rows,
+            plural(view.rows, "row"),
             view.first_id,
             view.last_id,
             human_json_time(&view.parked_at),
-            view.attempts,
+            plural(view.attempts.unsigned_abs(), "failed attempt"),
         );
         let _ = writeln!(out, "  error: {}", view.error);
     }

@@ -116,7 +116,7 @@ fn status_and_stuck_show_a_failing_shard_with_its_error<D: TestDb>(db: &D) {
     let columns: Vec<&str> = cell.split_whitespace().collect();
     assert_eq!(columns[1], "8", "rows: {cell}");
     assert!(
-        cell.contains("1 (1 rows)") && cell.contains("0/8 (5 rows)"),
+        cell.contains("1 (1 row)") && cell.contains("0/8 (5 rows)"),
         "{cell}"
     );
 
@@ -146,7 +146,7 @@ fn status_and_stuck_show_a_failing_shard_with_its_error<D: TestDb>(db: &D) {
     );
     assert_eq!(code, 3);
     assert!(
-        stdout.contains("cell_outboxes shard 0/7: 1 failed attempts"),
+        stdout.contains("cell_outboxes shard 0/7: 1 failed attempt since"),
         "{stdout}"
     );
     assert!(
@@ -182,7 +182,7 @@ fn status_and_stuck_show_a_failing_shard_with_its_error<D: TestDb>(db: &D) {
     assert_eq!(listed, vec![("0/8", 5), ("0/7", 3)]);
     assert_eq!(shards["shards"][1]["attempts"], 1);
     let (_, stdout, _) = run(&url, &["shards", "--top", "2"]);
-    assert!(stdout.contains("failing (1 attempts)"), "{stdout}");
+    assert!(stdout.contains("failing (1 attempt)"), "{stdout}");
 }
 
 fn parked_groups_are_listed_retried_and_discarded<D: TestDb>(db: &D) {
@@ -202,7 +202,7 @@ fn parked_groups_are_listed_retried_and_discarded<D: TestDb>(db: &D) {
     let (code, stdout, _) = run(&url, &["parked", "retry", "0/9:2:90"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("returned to the outbox (1 rows)"),
+        stdout.contains("returned to the outbox (1 row)"),
         "{stdout}"
     );
     assert_eq!(conn.count("cell_outbox_parked"), 0);
