@@ -153,6 +153,24 @@ fn one_notify_per_committing_transaction_that_wrote_rows<D: TestDb<Conn = PgConn
         .expect("commits");
     assert_eq!(listener.count_since_last(&mut conn), 0);
 
+    // Rows this process flushes right after the commit need no worker: nothing is sent,
+    // unless a row opts out of the flush.
+    let flushing = Outbox::new(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        |_conn: &mut PgConnection, _message: &OutboxMessage| Ok::<_, Error>(()),
+    ));
+    flushing
+        .context(&mut conn, |ctx| ctx.write(org(3, 3)))
+        .expect("commits and flushes");
+    assert_eq!(listener.count_since_last(&mut conn), 0);
+    flushing
+        .context(&mut conn, |ctx| {
+            ctx.write(org(3, 4))?;
+            ctx.write(org(4, 4).flush(false))
+        })
+        .expect("commits");
+    assert_eq!(listener.count_since_last(&mut conn), 1);
+
     // Inside an enclosing transaction: sent when (and only if) that one commits.
     conn.transaction(|conn| outbox.context(conn, |ctx| ctx.write(org(2, 2))))
         .expect("commits");

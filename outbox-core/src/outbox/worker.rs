@@ -16,7 +16,7 @@ use crate::key::token::Token;
 /// How often an idle listening thread looks at its connection for notifications. diesel
 /// does not expose the connection's socket to wait on, so the thread checks it: a
 /// non-blocking read of what the server already sent, no round trip to the server.
-const LISTEN_CHECK: Duration = Duration::from_millis(2);
+const LISTEN_CHECK: Duration = Duration::from_millis(5);
 
 /// How long the listening thread waits before taking another connection after its own
 /// failed.

@@ -308,6 +308,14 @@ impl OutboxWrite {
         }
     }
 
+    /// Whether the row asks for a flush after commit.
+    pub(crate) fn flushes(&self) -> bool {
+        match self {
+            OutboxWrite::Cell(row) => row.flush,
+            OutboxWrite::Control(row) => row.cell.flush,
+        }
+    }
+
     /// The table and category, for the saved-rows counter.
     pub(crate) fn table_and_category(&self) -> (OutboxTable, i32) {
         match self {

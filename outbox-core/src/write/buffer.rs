@@ -46,6 +46,11 @@ impl OutboxBuffer {
         }
     }
 
+    /// Whether every row asks for a flush.
+    pub(crate) fn all_flush(&self) -> bool {
+        self.slots.iter().flatten().all(OutboxWrite::flushes)
+    }
+
     /// The shards to flush after commit.
     pub(crate) fn flush_shards(&self) -> Vec<ShardKey> {
         let shards: BTreeSet<ShardKey> = self

@@ -17,9 +17,9 @@ use crate::row::write::OutboxWrite;
 /// The default largest payload a context accepts: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
-/// Whether a context that wrote outbox rows wakes listening workers by default
-/// (PostgreSQL's NOTIFY, one per transaction; nothing on other backends). See
-/// [`OutboxBuilder::notify_on_commit`](crate::OutboxBuilder::notify_on_commit).
+/// Whether a context that committed outbox rows no flush will deliver wakes listening
+/// workers by default (PostgreSQL's NOTIFY, one per transaction; nothing on other
+/// backends). See [`OutboxBuilder::notify_on_commit`](crate::OutboxBuilder::notify_on_commit).
 pub const DEFAULT_NOTIFY: bool = true;
 
 /// The handle an [`outbox_context`] closure gets: the open transaction plus the rows
@@ -199,18 +199,25 @@ where
     let settings = Settings {
         now: &now,
         flush: true,
+        flushes: false,
         max_payload_bytes,
         notify: DEFAULT_NOTIFY,
     };
     run_in_transaction(conn, parent, &settings, f).map(|(value, _)| value)
 }
 
-/// How a context starts: where `date_added` comes from, whether it flushes, its payload
-/// limit, and whether its commit wakes listening workers.
+/// How a context starts: where `date_added` comes from, whether its rows ask for a flush
+/// and whether the caller flushes after commit, its payload limit, and whether its commit
+/// wakes listening workers.
 pub(crate) struct Settings<'s> {
     pub(crate) now: &'s dyn Fn() -> NaiveDateTime,
+    /// The rows ask for a flush (unless a context or row turns it off).
     pub(crate) flush: bool,
+    /// The caller flushes the rows that ask for it once the outermost transaction has
+    /// committed ([`Outbox::context`](crate::Outbox::context)).
+    pub(crate) flushes: bool,
     pub(crate) max_payload_bytes: usize,
+    /// Wake listening workers for rows no flush will deliver.
     pub(crate) notify: bool,
 }
 
@@ -306,7 +313,12 @@ fn commit<C: OutboxConnection>(
         None => {
             let touched = buffer.flush_shards();
             let saved = buffer.counts();
-            if let Err(error) = insert_rows(conn, buffer, (settings.now)(), settings.notify) {
+            // Rows this process flushes right after the commit need no worker: NOTIFY only
+            // for the others (and for everything inside an enclosing transaction, which
+            // flushes nothing).
+            let flushed = settings.flushes && depth == 0 && buffer.all_flush();
+            let notify = settings.notify && !flushed;
+            if let Err(error) = insert_rows(conn, buffer, (settings.now)(), notify) {
                 rollback(conn, depth);
                 return Err(error);
             }
