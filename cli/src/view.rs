@@ -416,7 +416,7 @@ fn render_status(view: &StatusView) -> String {
                 ),
                 table.deepest_shard.as_ref().map_or_else(
                     || "-".to_owned(),
-                    |deepest| format!("{} ({} rows)", deepest.shard.shard, deepest.rows),
+                    |deepest| format!("{} ({})", deepest.shard.shard, plural(deepest.rows, "row")),
                 ),
             ]
         })

@@ -18,8 +18,8 @@ use super::claim::{
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    numbered, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow, Names, Prepared,
-    TextValue,
+    numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow,
+    Names, Prepared, TextValue,
 };
 use super::{OutboxConnection, Sealed};
 use crate::key::error::{Error, Result};
@@ -543,22 +543,6 @@ impl OutboxConnection for PgConnection {
 
 /// The channel of [`OutboxConnection::notify_rows_written`].
 const NOTIFY_CHANNEL: &str = "diesel_outbox";
-
-/// `?` placeholders numbered from `$first` on.
-fn numbered_from(sql: &str, first: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = first;
-    for c in sql.chars() {
-        if c == '?' {
-            out.push('$');
-            out.push_str(&n.to_string());
-            n += 1;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// The shared statements are written with `?`.
 fn numbered_text(sql: &str) -> String {

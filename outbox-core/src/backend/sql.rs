@@ -201,13 +201,19 @@ impl<Q, C> diesel::RunQueryDsl<C> for Prepared<Q> {}
 /// Numbers `?` placeholders as `$1, $2, ...` (PostgreSQL); text written for SQLite's `?`.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn numbered(sql: &str) -> String {
+    numbered_from(sql, 1)
+}
+
+/// Numbers `?` placeholders from `$first` on, for text that follows other parameters.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn numbered_from(sql: &str, first: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
+    let mut n = first;
     for c in sql.chars() {
         if c == '?' {
-            n += 1;
             out.push('$');
             out.push_str(&n.to_string());
+            n += 1;
         } else {
             out.push(c);
         }
