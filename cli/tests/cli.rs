@@ -262,7 +262,10 @@ fn shards_are_skipped_unskipped_and_retried_now<D: TestDb>(db: &D) {
         .is_skipped(&mut conn, &ShardKey::cell(Scope::Organization, 8))
         .expect("reads"));
 
-    // Backing off: not due until retry-now clears it.
+    // Backing off (for a long while, so that a slow machine does not make it due): not
+    // due until retry-now clears it.
+    conn.batch_execute("UPDATE cell_outbox_shards SET scheduled_for = '2100-01-01 00:00:00'")
+        .expect("pushes the backoff out");
     *failing.lock().expect("flag") = false;
     outbox.drain_due_shards(&mut conn).expect("drains");
     assert_eq!(conn.count("cell_outboxes"), 3, "shard 0/7 still waits");
