@@ -2,7 +2,8 @@
 //! facade (read back with its debugging recorder) and the tracing spans of a drain (read
 //! back with a subscriber that records them), on every backend.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Duration;
 use diesel_outbox::drain::{Exhaustion, MetricsFacade};
@@ -200,22 +201,33 @@ impl Visit for Fields {
     }
 }
 
-/// Records every span and event.
+/// Records every span and event of the threads that asked for it (see [`recording`]).
 #[derive(Clone, Default)]
 struct Recorder {
     spans: Arc<Mutex<Vec<Recorded>>>,
     events: Arc<Mutex<Vec<Recorded>>>,
 }
 
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+thread_local! {
+    /// Where this thread's spans and events go, while it records.
+    static RECORDING: RefCell<Option<Recorder>> = const { RefCell::new(None) };
+}
+
+/// Sends each thread's spans and events to its [`RECORDING`].
+struct ThreadRecorder;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ThreadRecorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(recorder) = RECORDING.with(|recording| recording.borrow().clone()) else {
+            return;
+        };
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let parent = ctx
             .span(id)
             .and_then(|span| span.parent())
             .map(|parent| parent.name().to_owned());
-        self.spans.lock().expect("spans").push(Recorded {
+        recorder.spans.lock().expect("spans").push(Recorded {
             name: attrs.metadata().name().to_owned(),
             fields: fields.0,
             parent,
@@ -223,6 +235,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(recorder) = RECORDING.with(|recording| recording.borrow().clone()) else {
+            return;
+        };
         let mut fields = Fields::default();
         event.record(&mut fields);
         let message = fields
@@ -232,7 +247,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
             .map(|(_, message)| message.clone())
             .unwrap_or_default();
         let parent = ctx.event_span(event).map(|span| span.name().to_owned());
-        self.events.lock().expect("events").push(Recorded {
+        recorder.events.lock().expect("events").push(Recorded {
             name: message,
             fields: fields.0,
             parent,
@@ -240,10 +255,24 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     }
 }
 
-fn a_drain_is_traced_table_batch_and_receiver_call<C: TestConnection>(conn: &mut C) {
+/// Runs `f` recording this thread's spans and events. The subscriber is global, installed
+/// once: tracing caches whether a callsite is enabled across threads, so a subscriber set
+/// for one thread only misses the callsites another test's thread reached first.
+fn recording(f: impl FnOnce()) -> Recorder {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry().with(ThreadRecorder);
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    });
     let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    tracing::subscriber::with_default(subscriber, || {
+    RECORDING.with(|recording| *recording.borrow_mut() = Some(recorder.clone()));
+    f();
+    RECORDING.with(|recording| *recording.borrow_mut() = None);
+    recorder
+}
+
+fn a_drain_is_traced_table_batch_and_receiver_call<C: TestConnection>(conn: &mut C) {
+    let recorder = recording(|| {
         let outbox = Outbox::builder(receivers())
             .exhaustion(
                 Category::ProjectUpdate,
