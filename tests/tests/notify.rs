@@ -151,6 +151,11 @@ fn one_notify_per_committing_transaction_that_wrote_rows<D: TestDb<Conn = PgConn
     quiet
         .context(&mut conn, |ctx| ctx.write(org(1, 1)))
         .expect("commits");
+    outbox_context(&mut conn, |ctx| {
+        ctx.set_notify(false);
+        ctx.write(org(1, 2))
+    })
+    .expect("commits");
     assert_eq!(listener.count_since_last(&mut conn), 0);
 
     // Rows this process flushes right after the commit need no worker: nothing is sent,

@@ -87,7 +87,7 @@ pub use facade::MetricsFacade;
 #[cfg(feature = "metrics")]
 mod facade {
     use std::collections::HashMap;
-    use std::sync::Arc;
+    use std::sync::{Arc, PoisonError, RwLock};
     use std::time::Duration;
 
     use metrics::{counter, gauge, histogram, SharedString};
@@ -136,7 +136,8 @@ mod facade {
     /// ```
     #[derive(Clone, Debug, Default)]
     pub struct MetricsFacade {
-        names: Arc<HashMap<i32, SharedString>>,
+        /// Each category's label, made once: a shared string is cloned without copying.
+        labels: Arc<RwLock<HashMap<i32, SharedString>>>,
     }
 
     impl MetricsFacade {
@@ -147,20 +148,32 @@ mod facade {
 
         /// Labels the categories of `categories` (e.g. `Category::ALL` of your
         /// declaration) by name.
-        pub fn category_names(mut self, categories: &[CategoryInfo]) -> Self {
-            let mut names = (*self.names).clone();
-            for category in categories {
-                names.insert(category.number, SharedString::from(category.name));
+        pub fn category_names(self, categories: &[CategoryInfo]) -> Self {
+            {
+                let mut labels = self.labels.write().unwrap_or_else(PoisonError::into_inner);
+                for category in categories {
+                    labels.insert(category.number, SharedString::const_str(category.name));
+                }
             }
-            self.names = Arc::new(names);
             self
         }
 
         fn category(&self, category: i32) -> SharedString {
-            self.names
+            let known = self
+                .labels
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
                 .get(&category)
-                .cloned()
-                .unwrap_or_else(|| SharedString::from(category.to_string()))
+                .cloned();
+            known.unwrap_or_else(|| {
+                let label = SharedString::from_shared(Arc::from(category.to_string()));
+                self.labels
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(category)
+                    .or_insert(label)
+                    .clone()
+            })
         }
     }
 

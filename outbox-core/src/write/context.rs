@@ -33,6 +33,8 @@ pub struct OutboxContext<'tx, C: OutboxConnection> {
     buffer: OutboxBuffer,
     flush: bool,
     max_payload_bytes: usize,
+    /// Whether the commit wakes listening workers for rows no flush will deliver.
+    notify: bool,
     /// Why a model write in this context has no outbox row: its commit rolls back.
     poisoned: Option<String>,
 }
@@ -98,6 +100,14 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     /// receivers), so there this changes nothing.
     pub fn set_flush(&mut self, flush: bool) {
         self.flush = flush;
+    }
+
+    /// Whether this transaction's commit wakes the workers listening on PostgreSQL for
+    /// the rows no flush will deliver (default [`DEFAULT_NOTIFY`], or the outbox's
+    /// [`notify_on_commit`](crate::OutboxBuilder::notify_on_commit)). Only the outermost
+    /// context commits: in a nested one this changes nothing.
+    pub fn set_notify(&mut self, notify: bool) {
+        self.notify = notify;
     }
 }
 
@@ -256,6 +266,7 @@ where
         buffer: OutboxBuffer::default(),
         flush: settings.flush,
         max_payload_bytes: settings.max_payload_bytes,
+        notify: settings.notify,
         poisoned: None,
     };
     // A panic must not leave a transaction open on a connection the caller keeps.
@@ -264,6 +275,7 @@ where
         conn,
         mut buffer,
         flush,
+        notify,
         poisoned,
         ..
     } = ctx;
@@ -277,7 +289,11 @@ where
             Err(Error::WriteWithoutOutboxRow { reason }.into())
         }
         Ok(Ok(value)) => {
-            let committed = commit(conn, parent, buffer, depth, settings)?;
+            let settings = Settings {
+                notify,
+                ..*settings
+            };
+            let committed = commit(conn, parent, buffer, depth, &settings)?;
             Ok((value, committed))
         }
         Ok(Err(error)) => {
