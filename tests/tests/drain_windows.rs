@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
 use diesel_outbox::drain::FailureCause;
 use diesel_outbox::testing::ManualClock;
 use diesel_outbox::{
