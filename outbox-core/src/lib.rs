@@ -109,6 +109,12 @@ pub mod context {
     };
 }
 
+/// SQLite: opening connections the way the outbox needs them (WAL, a busy timeout).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use crate::backend::sqlite_options::SqliteOptions;
+}
+
 /// The worker: drain threads sharing a connection pool.
 #[cfg(feature = "pool")]
 pub mod worker {

@@ -55,6 +55,10 @@ impl OutboxConnection for PgConnection {
         .map(|row| row.value)
     }
 
+    fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        Ok(())
+    }
+
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
     where
         F: FnOnce(&mut Self) -> std::result::Result<T, E>,

@@ -53,6 +53,7 @@ impl OutboxConnection for SqliteConnection {
         // SQLITE_BUSY when another connection wrote meanwhile, whatever the busy timeout;
         // BEGIN IMMEDIATE waits for the write lock instead.
         if transaction::depth(self)? == 0 {
+            super::sqlite_options::check_first_context(self);
             AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
         } else {
             AnsiTransactionManager::begin_transaction(self)
@@ -66,6 +67,10 @@ impl OutboxConnection for SqliteConnection {
         ))
         .get_result::<BigIntValue>(self)
         .map(|row| row.value)
+    }
+
+    fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        super::sqlite_options::warn_without_busy_timeout(self)
     }
 
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>

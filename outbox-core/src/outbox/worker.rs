@@ -10,6 +10,7 @@ use super::Outbox;
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
 use crate::key::error::{Error, Result};
+use crate::key::token::Token;
 
 /// How a [`Worker`] runs.
 #[derive(Clone, Debug)]
@@ -78,6 +79,16 @@ impl Worker {
     where
         C: OutboxConnection + R2D2Connection,
     {
+        // A pooled connection the worker cannot use well (SQLite without a busy timeout)
+        // is reported once, at the start, rather than as a stream of failed rounds.
+        match pool.get() {
+            Ok(mut conn) => {
+                if let Err(error) = conn.check_worker_connection(Token::new()) {
+                    tracing::warn!(%error, "outbox worker: checking a pooled connection failed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "outbox worker: no connection from the pool yet"),
+        }
         let signal = Arc::new(StopSignal::default());
         let mut worker = Worker {
             signal: Arc::clone(&signal),
