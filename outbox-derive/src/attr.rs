@@ -36,6 +36,12 @@ const DIESEL_STRUCT_READ_KEYS: &[&str] = &[
 /// diesel's field keys that only its reading derives use.
 const DIESEL_FIELD_READ_KEYS: &[&str] = &["sql_type", "deserialize_as", "select_expression_type"];
 
+/// diesel 1's attribute forms that change a write (`#[table_name = "t"]`...): diesel 2's
+/// derives still read them under its `with-deprecated` feature, this derive does not, so
+/// they are refused rather than ignored.
+const DEPRECATED_STRUCT_FORMS: &[&str] = &["table_name", "primary_key", "changeset_options"];
+const DEPRECATED_FIELD_FORMS: &[&str] = &["column_name"];
+
 const DIESEL_STRUCT_KEYS: &str = "`table_name`, `primary_key`, `treat_none_as_null`, `treat_none_as_default_value`, or one of diesel's reading keys (`check_for_backend`, `belongs_to`, `sql_type`, `base_query`, ...)";
 const DIESEL_FIELD_KEYS: &str = "`column_name`, `treat_none_as_null`, `treat_none_as_default_value`, `serialize_as`, `skip_insertion`, `skip_update`, `select_expression`, or one of diesel's reading keys (`sql_type`, `deserialize_as`, `select_expression_type`)";
 
@@ -122,9 +128,21 @@ pub fn parse_struct_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> (StructAttrs, D
             let parsed =
                 attr.parse_nested_meta(|meta| parse_diesel_struct_key(cx, &mut diesel, meta));
             report(cx, parsed);
+        } else {
+            reject_deprecated_form(cx, attr, DEPRECATED_STRUCT_FORMS);
         }
     }
     (outbox, diesel)
+}
+
+fn reject_deprecated_form(cx: &mut Ctxt, attr: &Attribute, forms: &[&str]) {
+    if is_one_of(attr.path(), forms) {
+        let name = path_name(attr.path());
+        cx.error_spanned_by(
+            attr.path(),
+            format!("a replicated model reads diesel's attributes in the `#[diesel({name} = ...)]` form only: write the deprecated `#[{name} ...]` that way"),
+        );
+    }
 }
 
 fn parse_struct_key(
@@ -219,6 +237,8 @@ pub fn parse_field_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
         } else if attr.path().is_ident("diesel") {
             let parsed = attr.parse_nested_meta(|meta| parse_diesel_field_key(cx, &mut out, meta));
             report(cx, parsed);
+        } else {
+            reject_deprecated_form(cx, attr, DEPRECATED_FIELD_FORMS);
         }
     }
     out

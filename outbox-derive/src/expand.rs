@@ -5,12 +5,16 @@
 //! of the same release (one clear error otherwise).
 //!
 //! What is generated, in order:
-//! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields: the
-//!    only way to write the table, and unnameable outside the block, so the model itself
-//!    cannot be passed to `insert_into(..).values(..)` or `update(..).set(..)`;
+//! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields (a
+//!    `serialize_as` field is cloned) and carrying the model's write keys, so that
+//!    diesel's own derives give them their meaning: the only way to write the table, and
+//!    unnameable outside the block, so the model itself cannot be passed to
+//!    `insert_into(..).values(..)` or `update(..).set(..)`;
 //! 2. the `ReplicatedCell` / `ReplicatedControl` impl (category, identifiers, payload);
 //! 3. `NamedField` impls, through which a scope's declaration finds its shard field;
-//! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with;
+//! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with: the
+//!    row's INSERT and UPDATE, and an upsert that is one statement for many models unless
+//!    the model's keys make each model's update its own;
 //! 5. the write methods, which all take `&mut OutboxContext`.
 
 use proc_macro2::TokenStream;

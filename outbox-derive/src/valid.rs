@@ -520,6 +520,25 @@ mod tests {
     }
 
     #[test]
+    fn diesel_1_attribute_forms_that_change_a_write_are_refused() {
+        let input: DeriveInput = parse_quote! {
+            #[table_name = "legacy_projects"]
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project { id: i64, #[column_name = "org"] organization_id: i64, #[sql_type = "Text"] name: String }
+        };
+        let message = errors(input, Silo::Cell);
+        assert!(
+            message.contains("the deprecated `#[table_name ...]`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("the deprecated `#[column_name ...]`"),
+            "{message}"
+        );
+        assert!(!message.contains("sql_type"), "{message}");
+    }
+
+    #[test]
     fn write_keys_decide_each_write() {
         let input: DeriveInput = parse_quote! {
             #[diesel(treat_none_as_null = false)]

@@ -738,7 +738,11 @@ where
             ..label(2, "", "green")
         })
     );
+    // A delete returns the row through `Selectable`, the computed field included.
+    let deleted = outbox_context(conn, |ctx| Label::delete_by_ids(ctx, &[1, 2])).expect("delete");
+    assert_eq!(deleted, 2);
+    assert_eq!(conn.count("labels"), 0);
     let rows = conn.cell_rows();
-    assert_eq!(recorded_objects(conn), vec![1, 1, 2, 2]);
+    assert_eq!(recorded_objects(conn), vec![1, 1, 2, 2, 1, 2]);
     assert!(rows.iter().all(|row| row.shard_identifier == 4));
 }

@@ -76,8 +76,11 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// identifier), `skip_insertion`, `skip_update` or `select_expression` on the shard field
 /// (its outbox rows take the shard from the model, so the table must store the same
 /// value; when the field is the one the scope names, the error is
-/// "`ShardFieldMustBeWrittenByInsertAndUpdate` cannot be used as an outbox shard"), and
-/// any key diesel does not define.
+/// "`ShardFieldMustBeWrittenByInsertAndUpdate` cannot be used as an outbox shard"), any
+/// key diesel does not define, and diesel 1's forms of the keys that change a write
+/// (`#[table_name = ".."]`, `#[primary_key(..)]`, `#[changeset_options(..)]`,
+/// `#[column_name = ".."]`, which diesel 2 still reads under `with-deprecated`): write them
+/// as `#[diesel(...)]`.
 ///
 /// ```
 /// use diesel::prelude::*;
