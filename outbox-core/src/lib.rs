@@ -104,6 +104,8 @@ pub mod testing {
 
 /// The write side's settings.
 pub mod context {
+    #[doc(hidden)]
+    pub use crate::write::context::HostParts;
     pub use crate::write::context::{
         outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES,
     };

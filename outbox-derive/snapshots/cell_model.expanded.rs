@@ -146,22 +146,22 @@ const _: () = {
         ($conn:ty) => {
             #[automatically_derived] impl __outbox::ModelWrites < $conn > for Project {
             const COLUMNS : usize = 4usize; fn insert_rows(conn : & mut $conn, models : &
-            [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < () > { if let
-            [model] = models { let _ : usize =
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(__OutboxRow::of(model)), conn) ?; return
             ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
             .iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
-            & mut $conn, model : & Self, _token : __outbox::Token < '_ >) ->
+            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
             __outbox::Result < usize > { let target =
             __outbox::diesel::QueryDsl::find(projects::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < ()
-            > { use __outbox::diesel::ExpressionMethods as _; if let [model] = models {
-            let _ : usize =
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { use __outbox::diesel::ExpressionMethods as _; if let [model] =
+            models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(__OutboxRow::of(model)).on_conflict(projects::id).do_update()
             .set((projects::organization_id
@@ -179,11 +179,11 @@ const _: () = {
             projects::description
             .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn) ?;
             ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
-            [i64], _token : __outbox::Token < '_ >) -> __outbox::Result < ::std::vec::Vec
-            < Self >> { use __outbox::diesel::ExpressionMethods as _; let keys = ids
-            .iter().map(| id | __outbox::primary_key:: < i64 > ("projects", * id))
-            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
-            __outbox::diesel::QueryDsl::filter(projects::table, projects::id
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("projects", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target
+            = __outbox::diesel::QueryDsl::filter(projects::table, projects::id
             .eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
             .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
@@ -355,7 +355,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn insert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         if let [model] = models {
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
@@ -375,7 +375,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn update_row(
         conn: &mut diesel::sqlite::SqliteConnection,
         model: &Self,
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<usize> {
         let target = __outbox::diesel::QueryDsl::find(projects::table, &model.id);
         ::core::result::Result::Ok(
@@ -388,7 +388,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn upsert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
         if let [model] = models {
@@ -438,7 +438,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn delete_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         ids: &[i64],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<::std::vec::Vec<Self>> {
         use __outbox::diesel::ExpressionMethods as _;
         let keys = ids

@@ -126,22 +126,22 @@ const _: () = {
         ($conn:ty) => {
             #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
             const COLUMNS : usize = 2usize; fn insert_rows(conn : & mut $conn, models : &
-            [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < () > { if let
-            [model] = models { let _ : usize =
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(__OutboxRow::of(model)), conn) ?; return
             ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
             .iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
-            & mut $conn, model : & Self, _token : __outbox::Token < '_ >) ->
+            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
             __outbox::Result < usize > { let target =
             __outbox::diesel::QueryDsl::find(users::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < ()
-            > { use __outbox::diesel::ExpressionMethods as _; if let [model] = models {
-            let _ : usize =
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { use __outbox::diesel::ExpressionMethods as _; if let [model] =
+            models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
             .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)),
@@ -151,10 +151,10 @@ const _: () = {
             .values(rows).on_conflict(users::id).do_update().set((users::name
             .eq(__outbox::diesel::upsert::excluded(users::name)),)), conn) ?;
             ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
-            [i64], _token : __outbox::Token < '_ >) -> __outbox::Result < ::std::vec::Vec
-            < Self >> { use __outbox::diesel::ExpressionMethods as _; let keys = ids
-            .iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id)).collect::
-            < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id))
+            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
             __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
             .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
@@ -326,7 +326,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn insert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         if let [model] = models {
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
@@ -346,7 +346,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn update_row(
         conn: &mut diesel::sqlite::SqliteConnection,
         model: &Self,
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<usize> {
         let target = __outbox::diesel::QueryDsl::find(users::table, &model.id);
         ::core::result::Result::Ok(
@@ -359,7 +359,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn upsert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
         if let [model] = models {
@@ -389,7 +389,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn delete_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         ids: &[i64],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<::std::vec::Vec<Self>> {
         use __outbox::diesel::ExpressionMethods as _;
         let keys = ids

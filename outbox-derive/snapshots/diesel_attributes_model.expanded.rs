@@ -207,8 +207,8 @@ const _: () = {
         ($conn:ty) => {
             #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
             const COLUMNS : usize = 6usize; fn insert_rows(conn : & mut $conn, models : &
-            [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < () > { if let
-            [model] = models { let _ : usize =
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
             ::schema::documents::table).values(__OutboxRow::of(model)), conn) ?; return
             ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
@@ -216,19 +216,20 @@ const _: () = {
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
             ::schema::documents::table).values(rows), conn) ?;
             ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
-            Self, _token : __outbox::Token < '_ >) -> __outbox::Result < usize > { let
-            target = __outbox::diesel::QueryDsl::find(crate ::schema::documents::table, &
-            model.id);
+            Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
+            let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_ >) -> __outbox::Result < ()
-            > { for model in models { let statement = __outbox::diesel::insert_into(crate
-            ::schema::documents::table).values(__OutboxRow::of(model)).on_conflict(crate
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { for model in models { let statement =
+            __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model)).on_conflict(crate
             ::schema::documents::document_id); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(statement.do_update()
             .set(__OutboxRow::of(model)), conn) ?; } ::core::result::Result::Ok(()) } fn
-            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_
-            >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
             __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
             __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
             __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
@@ -405,7 +406,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
     fn insert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         if let [model] = models {
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
@@ -425,7 +426,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
     fn update_row(
         conn: &mut diesel::sqlite::SqliteConnection,
         model: &Self,
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<usize> {
         let target = __outbox::diesel::QueryDsl::find(
             crate::schema::documents::table,
@@ -441,7 +442,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
     fn upsert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         for model in models {
             let statement = __outbox::diesel::insert_into(
@@ -459,7 +460,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
     fn delete_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         ids: &[i64],
-        _token: __outbox::Token<'_>,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<::std::vec::Vec<Self>> {
         use __outbox::diesel::ExpressionMethods as _;
         let keys = ids

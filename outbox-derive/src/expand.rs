@@ -376,19 +376,19 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
         impl __outbox::ModelWrites<#conn> for #ident {
             const COLUMNS: usize = #columns;
 
-            fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
+            fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
                 #insert_rows
             }
 
-            fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_>) -> __outbox::Result<usize> {
+            fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_, Self>) -> __outbox::Result<usize> {
                 #update_row
             }
 
-            fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
+            fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
                 #upsert_rows
             }
 
-            fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_>) -> __outbox::Result<::std::vec::Vec<Self>> {
+            fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_, Self>) -> __outbox::Result<::std::vec::Vec<Self>> {
                 use __outbox::diesel::ExpressionMethods as _;
                 let keys = ids
                     .iter()

@@ -325,7 +325,7 @@ impl<T: CellNames> CellNames for BTreeSet<T> {
 /// generic over the connection: `fn f<C: OutboxConnection>(..) where Project: ModelWrites<C>`.
 ///
 /// Its methods write the model's table without recording outbox rows, so each takes a
-/// [`Token`] that only the runtime can make: the generated write methods (`insert`,
+/// [`Token`] for this model that only the runtime can make: the generated write methods (`insert`,
 /// `save`, ...) are what applications call, inside an
 /// [`outbox_context`](crate::outbox_context).
 ///
@@ -334,14 +334,17 @@ pub trait ModelWrites<C>: Sized {
     /// Bind parameters per model row (its column count).
     const COLUMNS: usize;
     /// One multi-row INSERT of `models`.
-    fn insert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    fn insert_rows(conn: &mut C, models: &[Self], token: Token<'_, Self>) -> Result<()>;
     /// UPDATE of one model by primary key; the number of rows changed.
-    fn update_row(conn: &mut C, model: &Self, token: Token<'_>) -> Result<usize>;
+    fn update_row(conn: &mut C, model: &Self, token: Token<'_, Self>) -> Result<usize>;
     /// One multi-row INSERT ... ON CONFLICT (primary key) DO UPDATE.
-    fn upsert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    fn upsert_rows(conn: &mut C, models: &[Self], token: Token<'_, Self>) -> Result<()>;
     /// DELETE by primary keys, returning the deleted rows as they were.
-    fn delete_rows(conn: &mut C, object_identifiers: &[i64], token: Token<'_>)
-        -> Result<Vec<Self>>;
+    fn delete_rows(
+        conn: &mut C,
+        object_identifiers: &[i64],
+        token: Token<'_, Self>,
+    ) -> Result<Vec<Self>>;
     /// SELECT by primary key.
     fn load_row(conn: &mut C, object_identifier: i64) -> Result<Option<Self>>;
 }
