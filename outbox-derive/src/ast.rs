@@ -4,16 +4,16 @@ use syn::{Ident, Path, Type};
 
 /// Which derive is running.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Silo {
+pub enum Derive {
     Cell,
     Control,
 }
 
-impl Silo {
+impl Derive {
     pub fn derive_name(self) -> &'static str {
         match self {
-            Silo::Cell => "ReplicatedCell",
-            Silo::Control => "ReplicatedControl",
+            Derive::Cell => "ReplicatedCell",
+            Derive::Control => "ReplicatedControl",
         }
     }
 }
@@ -65,7 +65,7 @@ pub enum Cells {
 
 /// A replicated model that passed every check.
 pub struct Model<'a> {
-    pub silo: Silo,
+    pub derive: Derive,
     pub ident: &'a Ident,
     /// The diesel table module, e.g. `projects` or `crate::schema::projects`.
     pub table: Path,

@@ -21,7 +21,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{option_inner, Cells, Model, Payload, Shard, Silo};
+use crate::ast::{option_inner, Cells, Derive, Model, Payload, Shard};
 
 pub fn model(model: &Model<'_>) -> TokenStream {
     let row = row_type(model);
@@ -219,8 +219,8 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             quote!(__outbox::JsonPayload::encode(&#path(self)).map(::core::option::Option::Some))
         }
     };
-    let (trait_name, rows_into, cells) = match (&model.silo, &model.cells) {
-        (Silo::Control, Some(cells)) => {
+    let (trait_name, rows_into, cells) = match (&model.derive, &model.cells) {
+        (Derive::Control, Some(cells)) => {
             let list = match cells {
                 Cells::Field(index) => {
                     let field = &model.fields[*index];
@@ -559,8 +559,8 @@ fn upsert_rows_one_by_one(model: &Model<'_>) -> TokenStream {
 /// The write methods, all taking `&mut OutboxContext`; with no model, their bodies are
 /// unreachable stubs.
 fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
-    let rows = match model.map(|model| model.silo) {
-        Some(Silo::Control) => "one control outbox row per target cell",
+    let rows = match model.map(|model| model.derive) {
+        Some(Derive::Control) => "one control outbox row per target cell",
         _ => "its cell outbox row",
     };
     let body = |call: TokenStream| match model {

@@ -6,16 +6,16 @@ use std::path::PathBuf;
 
 use syn::{parse_quote, DeriveInput};
 
-use crate::ast::Silo;
+use crate::ast::Derive;
 use crate::{expand, replicated_cell, replicated_control, valid};
 
 /// The derive's output, with the body of its `__outbox_derive!` version gate formatted as
 /// items, then (since formatters leave macro bodies alone) the body of the per-backend
 /// `macro_rules!` expanded for SQLite.
-fn check(name: &str, input: &DeriveInput, silo: Silo, tokens: proc_macro2::TokenStream) {
+fn check(name: &str, input: &DeriveInput, derive: Derive, tokens: proc_macro2::TokenStream) {
     let (version, items) = gated_items(tokens);
     let file: syn::File = parse_quote! { #input };
-    let model = valid::model(input, silo).expect("valid model");
+    let model = valid::model(input, derive).expect("valid model");
     let writes = expand::writes_impl(&model, &quote::quote!(diesel::sqlite::SqliteConnection));
     let writes: syn::File = parse_quote! { #writes };
     let expanded = format!(
@@ -71,7 +71,7 @@ fn cell_model() {
     check(
         "cell_model",
         &input,
-        Silo::Cell,
+        Derive::Cell,
         replicated_cell::derive(&input),
     );
 }
@@ -91,7 +91,7 @@ fn control_model() {
     check(
         "control_model",
         &input,
-        Silo::Control,
+        Derive::Control,
         replicated_control::derive(&input),
     );
 }
@@ -126,7 +126,7 @@ fn diesel_attributes_model() {
     check(
         "diesel_attributes_model",
         &input,
-        Silo::Cell,
+        Derive::Cell,
         replicated_cell::derive(&input),
     );
 }

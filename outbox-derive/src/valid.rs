@@ -4,21 +4,21 @@
 use proc_macro2::Span;
 use syn::{Data, DeriveInput, Fields, Ident, Path, Type};
 
-use crate::ast::{option_inner, Cells, Field, Model, Payload, Shard, Silo};
+use crate::ast::{option_inner, Cells, Derive, Field, Model, Payload, Shard};
 use crate::attr::{self, FieldAttrs, PayloadAttr};
 use crate::ctxt::Ctxt;
 
-/// Checks `input` for `silo`'s derive. Every problem found is reported, not just the first.
-pub fn model(input: &DeriveInput, silo: Silo) -> syn::Result<Model<'_>> {
+/// Checks `input` for the derive `kind`. Every problem found is reported, not just the first.
+pub fn model(input: &DeriveInput, kind: Derive) -> syn::Result<Model<'_>> {
     let mut cx = Ctxt::default();
-    let model = check(&mut cx, input, silo);
+    let model = check(&mut cx, input, kind);
     cx.check()?;
     // `check` returns `None` only after recording an error.
     model.ok_or_else(|| syn::Error::new(Span::call_site(), "invalid replicated model"))
 }
 
-fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<'a>> {
-    let derive = silo.derive_name();
+fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, kind: Derive) -> Option<Model<'a>> {
+    let derive = kind.derive_name();
     let named = named_fields(cx, input, derive)?;
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
@@ -90,7 +90,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
     };
     let cells = cells(
         cx,
-        silo,
+        kind,
         input,
         &fields,
         &field_attrs,
@@ -99,7 +99,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
     );
 
     Some(Model {
-        silo,
+        derive: kind,
         ident: &input.ident,
         table,
         fields,
@@ -319,7 +319,7 @@ fn shard(
 
 fn cells(
     cx: &mut Ctxt,
-    silo: Silo,
+    kind: Derive,
     input: &DeriveInput,
     fields: &[Field<'_>],
     attrs: &[FieldAttrs],
@@ -329,7 +329,7 @@ fn cells(
     let marked: Vec<usize> = (0..fields.len())
         .filter(|&i| attrs[i].cells.get().is_some())
         .collect();
-    if silo == Silo::Cell {
+    if kind == Derive::Cell {
         if let Some(span) =
             named_span.or_else(|| marked.first().and_then(|&i| attrs[i].cells.span()))
         {
@@ -385,8 +385,8 @@ mod tests {
     use super::*;
     use syn::parse_quote;
 
-    fn errors(input: DeriveInput, silo: Silo) -> String {
-        match model(&input, silo) {
+    fn errors(input: DeriveInput, kind: Derive) -> String {
+        match model(&input, kind) {
             Ok(_) => String::new(),
             Err(error) => error
                 .into_iter()
@@ -412,7 +412,7 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Project { id: i64, #[outbox(shard)] organization_id: i64, name: String }
         };
-        let model = model(&input, Silo::Cell).expect("valid");
+        let model = model(&input, Derive::Cell).expect("valid");
         assert_eq!(model.table_name(), "projects");
         assert_eq!(model.key().ident, "id");
         assert!(matches!(model.shard, Shard::Field(1)));
@@ -424,7 +424,7 @@ mod tests {
             #[outbox(shard = nope, colour = red)]
             struct Project { name: String }
         };
-        let message = errors(input, Silo::Cell);
+        let message = errors(input, Derive::Cell);
         assert!(
             message.contains("unknown `outbox` attribute `colour`"),
             "{message}"
@@ -440,12 +440,12 @@ mod tests {
             #[outbox(category = Category::UserUpdate)]
             struct User { id: i64, name: String }
         };
-        assert!(errors(control, Silo::Control).contains("needs the target cells"));
+        assert!(errors(control, Derive::Control).contains("needs the target cells"));
         let cell: DeriveInput = parse_quote! {
             #[outbox(category = Category::ProjectUpdate, cells = regions)]
             struct Project { id: i64, name: String }
         };
-        assert!(errors(cell, Silo::Cell).contains("`ReplicatedControl` models only"));
+        assert!(errors(cell, Derive::Cell).contains("`ReplicatedControl` models only"));
     }
 
     #[test]
@@ -455,7 +455,7 @@ mod tests {
             struct User { id: i64, regions: Vec<String> }
         };
         assert!(matches!(
-            model(&by_field, Silo::Control).expect("valid").cells,
+            model(&by_field, Derive::Control).expect("valid").cells,
             Some(Cells::Field(1))
         ));
         let by_function: DeriveInput = parse_quote! {
@@ -463,7 +463,7 @@ mod tests {
             struct User { id: i64, name: String }
         };
         assert!(matches!(
-            model(&by_function, Silo::Control).expect("valid").cells,
+            model(&by_function, Derive::Control).expect("valid").cells,
             Some(Cells::Function(_))
         ));
     }
@@ -475,7 +475,7 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Pair { a: i64, b: i64, c: i64 }
         };
-        assert!(errors(input, Silo::Cell).contains("composite primary keys"));
+        assert!(errors(input, Derive::Cell).contains("composite primary keys"));
     }
 
     #[test]
@@ -494,7 +494,7 @@ mod tests {
                 name: String,
             }
         };
-        let model = model(&input, Silo::Cell).expect("valid");
+        let model = model(&input, Derive::Cell).expect("valid");
         assert_eq!(model.table_name(), "projects");
         assert!(!model.upserts_one_by_one());
         assert!((0..3).all(|index| model.inserts(index)));
@@ -508,7 +508,7 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Project { id: i64, #[diesel(skip_updates)] name: String }
         };
-        let message = errors(input, Silo::Cell);
+        let message = errors(input, Derive::Cell);
         assert!(
             message.contains("unknown `diesel` attribute `table`"),
             "{message}"
@@ -526,7 +526,7 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Project { id: i64, #[column_name = "org"] organization_id: i64, #[sql_type = "Text"] name: String }
         };
-        let message = errors(input, Silo::Cell);
+        let message = errors(input, Derive::Cell);
         assert!(
             message.contains("the deprecated `#[table_name ...]`"),
             "{message}"
@@ -559,7 +559,7 @@ mod tests {
                 title: Title,
             }
         };
-        let model = model(&input, Silo::Cell).expect("valid");
+        let model = model(&input, Derive::Cell).expect("valid");
         assert_eq!(model.fields[0].column.to_string(), "r#type");
         let inserts: Vec<bool> = (0..7).map(|index| model.inserts(index)).collect();
         assert_eq!(inserts, [true, false, true, false, true, true, true]);
@@ -589,7 +589,7 @@ mod tests {
                 naming: Naming,
             }
         };
-        let message = errors(input, Silo::Cell);
+        let message = errors(input, Derive::Cell);
         for expected in [
             "the primary key `id` cannot be `skip_insertion`",
             "the primary key `id` cannot be `serialize_as`",
@@ -607,6 +607,6 @@ mod tests {
             #[outbox(category = Category::UserUpdate, cells = regions)]
             struct User { #[outbox(shard)] #[diesel(skip_update)] id: i64, regions: Vec<String> }
         };
-        assert!(model(&input, Silo::Control).is_ok());
+        assert!(model(&input, Derive::Control).is_ok());
     }
 }
