@@ -35,6 +35,7 @@ pub(crate) mod report;
 pub(crate) mod round;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
+pub use backoff::MAX_BACKOFF;
 pub use crate::key::error::{DeliveryFailure, FailureCause};
 pub use metrics::{Metrics, NoMetrics};
 pub use options::{DrainOptions, DueShards};
