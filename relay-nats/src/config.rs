@@ -73,6 +73,10 @@ impl RelayConfig {
     /// by commas), naming subjects after `categories` (your declaration's
     /// `Category::ALL`).
     ///
+    /// Use one relay per database: the silo is what tells two databases' row ids apart,
+    /// so a relay given rows of another database would name them as its own, and
+    /// JetStream would drop one of two rows with the same id as a duplicate.
+    ///
     /// Defaults: stream [`DEFAULT_STREAM`], created if missing with a duplicate window of
     /// [`DEFAULT_DUPLICATE_WINDOW`]; subjects under [`DEFAULT_SUBJECT_PREFIX`]; a publish
     /// timeout and a connect timeout of 5 s; at most 4,096 messages awaiting their

@@ -40,7 +40,12 @@ pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 /// assert_eq!(message_id(&SiloId::Control, OutboxTable::Control, 5), "control/control_outboxes/5");
 /// ```
 pub fn message_id(silo: &SiloId, table: OutboxTable, id: i64) -> String {
-    format!("{}/{table}/{id}", silo_name(silo))
+    message_id_in(&silo_name(silo), table, id)
+}
+
+/// [`message_id`] with the silo already written by [`silo_name`].
+pub(crate) fn message_id_in(silo_name: &str, table: OutboxTable, id: i64) -> String {
+    format!("{silo_name}/{table}/{id}")
 }
 
 /// The silo as written in message ids and the `Outbox-Silo` header.
@@ -175,10 +180,10 @@ pub(crate) fn headers(
     message: &OutboxMessage,
     category: &str,
     silo: &str,
-    message_id: &str,
+    message_id: String,
 ) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(9);
-    headers.push((HEADER_MSG_ID, message_id.to_owned()));
+    headers.push((HEADER_MSG_ID, message_id));
     headers.push((HEADER_CATEGORY, category.to_owned()));
     headers.push((
         HEADER_SHARD,

@@ -304,8 +304,8 @@ impl Inner {
             message.shard.scope,
             message.shard.identifier,
         );
-        let message_id = naming::message_id(&self.config.silo, table, row);
-        let headers = naming::headers(message, category, &self.silo, &message_id);
+        let message_id = naming::message_id_in(&self.silo, table, row);
+        let headers = naming::headers(message, category, &self.silo, message_id);
         let body = message.payload.as_ref().map_or_else(Bytes::new, |payload| {
             Bytes::from(payload.as_str().to_owned())
         });
@@ -330,14 +330,17 @@ impl Inner {
         }
         let mut map = HeaderMap::new();
         for (name, value) in headers {
-            let Ok(parsed) = value.parse::<HeaderValue>() else {
+            // A line break would end the header block early; checked here so that the
+            // value can be moved, not copied, into the message.
+            if value.contains(['\r', '\n']) {
                 return Err(PublishFailure::InvalidHeader {
                     table,
                     row,
                     header: name,
                     value,
                 });
-            };
+            }
+            let parsed = HeaderValue::from(value);
             if name == naming::HEADER_MSG_ID {
                 // The client's own name for it, so that it reads back as it does in
                 // received messages.

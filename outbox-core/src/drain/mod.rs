@@ -35,8 +35,8 @@ pub(crate) mod report;
 pub(crate) mod round;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
-pub use backoff::MAX_BACKOFF;
 pub use crate::key::error::{DeliveryFailure, FailureCause};
+pub use backoff::MAX_BACKOFF;
 pub use metrics::{Metrics, NoMetrics};
 pub use options::{DrainOptions, DueShards};
 pub use report::DrainReport;
