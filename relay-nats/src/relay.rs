@@ -23,8 +23,10 @@ use crate::stream::{prepare, StreamLimits};
 /// How many acknowledged rows the relay remembers for replays: more than the largest
 /// batch of the default drain options (200 shards of 500 rows).
 const MEMORY_ROWS: usize = 131_072;
-/// How long at most it remembers one.
-const MEMORY_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long at most it remembers one: long enough for a replay (which follows its batch
+/// at once) and for the retry of a batch whose commit failed, short enough that a stream
+/// deleted and made again by an operator is soon published to in full.
+const MEMORY_TTL: Duration = Duration::from_secs(60);
 
 /// Publishes outbox rows to a NATS JetStream stream, once each.
 ///
@@ -63,6 +65,11 @@ const MEMORY_TTL: Duration = Duration::from_secs(5 * 60);
 /// sizes it can know, the server's maximum payload and the stream's maximum message size,
 /// before sending); consumers that must be strict can compare `Outbox-Id`, which
 /// increases within a shard.
+///
+/// A row JetStream acknowledged in the last minute is not published again (the drain
+/// replays a batch after another row's failure, or retries a batch whose commit failed):
+/// JetStream would drop the copy anyway. Deleting or purging the stream while rows are
+/// being relayed can therefore lose rows acknowledged in the minute before.
 ///
 /// # Threads
 ///

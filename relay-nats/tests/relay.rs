@@ -118,10 +118,37 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    a_commit_is_relayed_by_its_flush,
     every_row_arrives_once_in_shard_order_from_three_silos,
     server_killed_mid_drain_loses_nothing_and_stores_nothing_twice,
     a_message_too_large_for_the_stream_stops_only_its_shard,
 );
+
+/// A transaction through the outbox is relayed right after its commit, by its flush:
+/// the writer's thread publishes, and the row is gone when the commit returns.
+fn a_commit_is_relayed_by_its_flush<D: TestDb>(new_db: &dyn Fn() -> D) {
+    let server = NatsServer::start();
+    let db = new_db();
+    let mut conn = db.conn();
+    let relay = NatsRelay::start(config(&server.url(), SiloId::Control, "EVENTS")).expect("starts");
+    let clock = ManualClock::starting_now();
+    let outbox = relayed_outbox(&relay, &clock, 500, 200);
+    outbox
+        .context(&mut conn, |ctx| {
+            let row = diesel_outbox::ControlOutbox::new(Category::UserUpdate, 7, 7, "eu");
+            ctx.write(row.payload(&payload(7, 0, 0))?)
+        })
+        .expect("commit");
+    assert_eq!(rows_left(&mut conn), 0);
+    let stored = read_stream(&server.url(), "EVENTS");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].subject, "outbox.UserUpdate.eu.1.7");
+    assert_eq!(stored[0].msg_id(), "control/control_outboxes/1");
+    assert_eq!(stored[0].header("Outbox-Cell"), "eu");
+    // The payload as stored (PostgreSQL's jsonb writes its own spacing).
+    let body: serde_json::Value = serde_json::from_str(&stored[0].body).expect("JSON body");
+    assert_eq!(body, payload(7, 0, 0));
+}
 
 /// Two cells whose outboxes hold the same row ids, and control, publish into one stream:
 /// every row arrives once (no row of one silo is taken for a duplicate of the other's),
