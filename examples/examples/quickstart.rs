@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel_outbox::sqlite::SqliteOptions;
 use diesel_outbox::testing::{cell_records, ManualClock};
 use diesel_outbox::{
     outbox_context, run_migrations, CellOutbox, Clock, Error, Outbox, OutboxMessage, Receivers,
@@ -55,7 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("diesel-outbox-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("cell.db");
-    let mut conn = SqliteConnection::establish(&path.display().to_string())?;
+    // WAL and a busy timeout: what the outbox needs of a SQLite connection.
+    let mut conn = SqliteOptions::new().establish(&path.display().to_string())?;
     run_migrations(&mut conn)?;
     conn.batch_execute(
         "CREATE TABLE organizations (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
@@ -118,6 +120,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get_result::<Name>(&mut conn)?
         .name;
     println!("The commit returned; the replica already says '{replica}'.");
+    println!(
+        "(The organization's receiver ran twice: the audit receiver failed in the same \
+         batch, which was rolled back and replayed without the failing key. Delivery is at \
+         least once; receivers are idempotent.)"
+    );
     println!("The audit receiver failed, so its rows stay, backed off:");
     print_outbox(&mut conn, &outbox, &clock)?;
 

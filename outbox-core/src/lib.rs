@@ -29,6 +29,12 @@
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
 //! `postgres`. The `mysql` feature is reserved for the MySQL / MariaDB backend.
 #![deny(missing_docs)]
+// Without a backend the crate still builds (a crate generic over the connection, like a
+// relay, may depend on it so), but its SQL has no user.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 // The layers, bottom up: each uses only those above it in this list (checked by the
 // `layers` test below).
@@ -114,9 +120,17 @@ pub mod inspect {
 
 /// The write side's settings.
 pub mod context {
+    #[doc(hidden)]
+    pub use crate::write::context::HostParts;
     pub use crate::write::context::{
         outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NOTIFY,
     };
+}
+
+/// SQLite: opening connections the way the outbox needs them (WAL, a busy timeout).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use crate::backend::sqlite_options::SqliteOptions;
 }
 
 /// The worker: drain threads sharing a connection pool.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
+use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
 use diesel_outbox::OutboxConnection;
 
@@ -53,26 +53,16 @@ impl SqliteDb {
 
     /// A new connection in WAL mode, waiting up to 10 s for a busy database.
     pub fn connect(&self) -> SqliteConnection {
-        let mut conn = SqliteConnection::establish(&self.url()).expect("SQLite opens");
-        conn.batch_execute(SQLITE_PRAGMAS).expect("SQLite pragmas");
-        conn
+        sqlite_options()
+            .establish(&self.url())
+            .expect("SQLite opens")
     }
 }
 
 /// WAL (readers never block the writer), a 10 s busy wait, and no fsync per commit (a
 /// test database need not survive a power cut).
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
-
-/// Sets [`SQLITE_PRAGMAS`] on every pooled SQLite connection.
-#[derive(Debug)]
-struct SqlitePragmas;
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(SQLITE_PRAGMAS)
-            .map_err(diesel::r2d2::Error::QueryError)
-    }
+fn sqlite_options() -> diesel_outbox::sqlite::SqliteOptions {
+    diesel_outbox::sqlite::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(10))
 }
 
 /// A test database that hands out connections and pools: tests that need several
@@ -99,7 +89,7 @@ impl TestDb for SqliteDb {
     fn pool(&self, size: u32) -> Pool<ConnectionManager<SqliteConnection>> {
         Pool::builder()
             .max_size(size)
-            .connection_customizer(Box::new(SqlitePragmas))
+            .connection_customizer(Box::new(sqlite_options()))
             .build(ConnectionManager::new(self.url()))
             .expect("SQLite pool")
     }

@@ -10,7 +10,8 @@
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
 //! * [`migrations`]: the embedded migrations and [`run_migrations`](migrations::run_migrations);
-//! * `sqlite`, `postgres`: the backends.
+//! * `sqlite`, `postgres`: the backends; `sqlite_options`: the SQLite settings the outbox
+//!   relies on (WAL, a busy timeout).
 //!
 //! Every hidden method takes a [`Token`]: the trait is public so that it can be named in
 //! bounds, but only the runtime can call what writes an outbox table.
@@ -35,6 +36,8 @@ mod shared;
 pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite_options;
 pub(crate) mod state;
 pub(crate) mod transaction;
 
@@ -300,6 +303,11 @@ pub trait OutboxConnection:
     /// Every `control_outboxes` row, in id order.
     #[doc(hidden)]
     fn load_control_records(&mut self, token: Token<'_>) -> QueryResult<Vec<ControlOutboxRecord>>;
+
+    /// Checks, once, that the connection a worker drains through is set up as the backend
+    /// needs (SQLite: a busy timeout), warning otherwise.
+    #[doc(hidden)]
+    fn check_worker_connection(&mut self, token: Token<'_>) -> QueryResult<()>;
 
     /// The lowest and highest id of `table`.
     #[doc(hidden)]

@@ -8,7 +8,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::pg::PgConnection;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -16,7 +16,7 @@ use super::claim::{
     decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
-use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
+use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
     numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow,
     Names, Prepared, TextValue,
@@ -55,6 +55,10 @@ impl OutboxConnection for PgConnection {
         ))
         .get_result::<BigIntValue>(self)
         .map(|row| row.value)
+    }
+
+    fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        Ok(())
     }
 
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
@@ -134,13 +138,7 @@ impl OutboxConnection for PgConnection {
                 lease_seconds: "$7",
             },
         );
-        let query = diesel::sql_query(text)
-            .bind::<BigInt, _>(scan.from_id)
-            .bind::<BigInt, _>(scan.to_id)
-            .bind::<BigInt, _>(scan.scan_rows)
-            .bind::<Timestamp, _>(now)
-            .bind::<Bool, _>(scan.ignore_schedule)
-            .bind::<BigInt, _>(scan.max_shards)
+        let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now)
             .bind::<BigInt, _>(scan.lease_seconds);
         let rows = Prepared(query).load::<ClaimRow>(self)?;
         Ok(claim_from_rows(table, rows))
@@ -170,13 +168,7 @@ impl OutboxConnection for PgConnection {
             states = names.states,
             same = names.same_shard("st", "c"),
         );
-        let query = diesel::sql_query(text)
-            .bind::<BigInt, _>(scan.from_id)
-            .bind::<BigInt, _>(scan.to_id)
-            .bind::<BigInt, _>(scan.scan_rows)
-            .bind::<Timestamp, _>(now)
-            .bind::<Bool, _>(scan.ignore_schedule)
-            .bind::<BigInt, _>(scan.max_shards);
+        let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
         let rows = Prepared(query).load::<ClaimRow>(self)?;
         Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
     }

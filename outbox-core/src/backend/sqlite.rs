@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
+use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel::sqlite::SqliteConnection;
 use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -20,7 +20,7 @@ use super::claim::{
     WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
-use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
+use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
     parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
     StateRow,
@@ -54,6 +54,7 @@ impl OutboxConnection for SqliteConnection {
         // SQLITE_BUSY when another connection wrote meanwhile, whatever the busy timeout;
         // BEGIN IMMEDIATE waits for the write lock instead.
         if transaction::depth(self)? == 0 {
+            super::sqlite_options::check_first_context(self);
             AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
         } else {
             AnsiTransactionManager::begin_transaction(self)
@@ -67,6 +68,10 @@ impl OutboxConnection for SqliteConnection {
         ))
         .get_result::<BigIntValue>(self)
         .map(|row| row.value)
+    }
+
+    fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        super::sqlite_options::warn_without_busy_timeout(self)
     }
 
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
@@ -121,16 +126,8 @@ impl OutboxConnection for SqliteConnection {
         let names = Names::of(table);
         let text = due_candidates(&names);
         immediate(self, |conn| {
-            let rows = Prepared(
-                diesel::sql_query(text)
-                    .bind::<BigInt, _>(scan.from_id)
-                    .bind::<BigInt, _>(scan.to_id)
-                    .bind::<BigInt, _>(scan.scan_rows)
-                    .bind::<Timestamp, _>(now)
-                    .bind::<Bool, _>(scan.ignore_schedule)
-                    .bind::<BigInt, _>(scan.max_shards),
-            )
-            .load::<ClaimRow>(conn)?;
+            let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
+            let rows = Prepared(query).load::<ClaimRow>(conn)?;
             let mut claim = Claim::empty(table);
             let mut candidates = Vec::new();
             for row in rows {
@@ -156,16 +153,8 @@ impl OutboxConnection for SqliteConnection {
         scan: &DueScan,
         now: NaiveDateTime,
     ) -> QueryResult<Vec<ShardKey>> {
-        let rows = Prepared(
-            diesel::sql_query(due_candidates(&Names::of(table)))
-                .bind::<BigInt, _>(scan.from_id)
-                .bind::<BigInt, _>(scan.to_id)
-                .bind::<BigInt, _>(scan.scan_rows)
-                .bind::<Timestamp, _>(now)
-                .bind::<Bool, _>(scan.ignore_schedule)
-                .bind::<BigInt, _>(scan.max_shards),
-        )
-        .load::<ClaimRow>(self)?;
+        let query = diesel::sql_query(due_candidates(&Names::of(table))).into_boxed();
+        let rows = Prepared(bind_scan(query, scan, now)).load::<ClaimRow>(self)?;
         Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
     }
 

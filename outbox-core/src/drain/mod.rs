@@ -38,6 +38,7 @@ pub(crate) mod round;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
 pub use crate::key::error::{DeliveryFailure, FailureCause};
+pub use backoff::MAX_BACKOFF;
 pub use exhaustion::Exhaustion;
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;

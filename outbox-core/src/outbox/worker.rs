@@ -134,6 +134,16 @@ impl Worker {
     where
         C: OutboxConnection + R2D2Connection,
     {
+        // A pooled connection the worker cannot use well (SQLite without a busy timeout)
+        // is reported once, at the start, rather than as a stream of failed rounds.
+        match pool.get() {
+            Ok(mut conn) => {
+                if let Err(error) = conn.check_worker_connection(Token::new()) {
+                    tracing::warn!(%error, "outbox worker: checking a pooled connection failed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "outbox worker: no connection from the pool yet"),
+        }
         let signal = Arc::new(Signal::default());
         let mut worker = Worker {
             signal: Arc::clone(&signal),
