@@ -154,6 +154,7 @@ pub struct Target {
     /// Its URL, for this process and the children.
     pub url: String,
     cleanup: Cleanup,
+    keep: bool,
 }
 
 enum Cleanup {
@@ -168,6 +169,7 @@ impl Target {
         Target {
             url: path.display().to_string(),
             cleanup: Cleanup::File(path),
+            keep: false,
         }
     }
 
@@ -186,12 +188,23 @@ impl Target {
                 admin_url: admin_url.to_owned(),
                 schema,
             },
+            keep: false,
         })
+    }
+}
+
+impl Target {
+    /// Leaves the database in place, for a look at what went wrong.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         match &self.cleanup {
             Cleanup::File(path) => {
                 for suffix in ["", "-wal", "-shm"] {

@@ -28,7 +28,7 @@ mod rng;
 mod scenario;
 mod size;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -197,34 +197,27 @@ fn run(args: &[String]) -> CResult<bool> {
 /// One scenario on one backend.
 fn run_one(scenario: &str, backend: Backend, args: &Args, dir: &Path) -> CResult<Section> {
     let size = &args.size;
-    let target = || -> CResult<Target> {
-        match backend {
-            Backend::Sqlite => Ok(Target::sqlite(dir, "chaos")),
-            Backend::Postgres => Target::postgres(&args.postgres_url, &scenario.replace('-', "_")),
-        }
-    };
-    match (scenario, backend) {
-        ("kill", Backend::Sqlite) => {
-            scenario::kill::run::<SqliteConnection>(&target()?, dir, &size.kill, args.seed)
-        }
-        ("kill", Backend::Postgres) => {
-            scenario::kill::run::<PgConnection>(&target()?, dir, &size.kill, args.seed)
-        }
-        ("abort", Backend::Sqlite) => {
-            scenario::abort::run::<SqliteConnection>(&target()?, dir, &size.abort)
-        }
-        ("abort", Backend::Postgres) => {
-            scenario::abort::run::<PgConnection>(&target()?, dir, &size.abort)
-        }
-        ("bad-rows", Backend::Sqlite) => {
-            scenario::bad_rows::run::<SqliteConnection>(&target()?, &size.bad_rows, args.seed)
-        }
-        ("bad-rows", Backend::Postgres) => {
-            scenario::bad_rows::run::<PgConnection>(&target()?, &size.bad_rows, args.seed)
-        }
-        ("restart", _) => scenario::restart::run(&PathBuf::from(dir), &size.restart, args.seed),
-        (other, _) => Err(format!("unknown scenario {other}").into()),
+    if scenario == "restart" {
+        return scenario::restart::run(dir, &size.restart, args.seed);
     }
+    let mut target = match backend {
+        Backend::Sqlite => Target::sqlite(dir, "chaos"),
+        Backend::Postgres => Target::postgres(&args.postgres_url, &scenario.replace('-', "_"))?,
+    };
+    let section = match (scenario, backend) {
+        ("kill", Backend::Sqlite) => scenario::kill::run::<SqliteConnection>(&target, dir, &size.kill, args.seed),
+        ("kill", Backend::Postgres) => scenario::kill::run::<PgConnection>(&target, dir, &size.kill, args.seed),
+        ("abort", Backend::Sqlite) => scenario::abort::run::<SqliteConnection>(&target, dir, &size.abort),
+        ("abort", Backend::Postgres) => scenario::abort::run::<PgConnection>(&target, dir, &size.abort),
+        ("bad-rows", Backend::Sqlite) => scenario::bad_rows::run::<SqliteConnection>(&target, &size.bad_rows, args.seed),
+        ("bad-rows", Backend::Postgres) => scenario::bad_rows::run::<PgConnection>(&target, &size.bad_rows, args.seed),
+        (other, _) => Err(format!("unknown scenario {other}").into()),
+    };
+    if section.as_ref().map_or(true, |section| section.failed().next().is_some()) {
+        target.keep();
+        println!("\n(database kept: {})", target.url);
+    }
+    section
 }
 
 /// The receivers of the bad-rows scenario panic on purpose: their panics are caught by

@@ -115,16 +115,17 @@ pub fn run<C: ChaosConn>(
     }
     let writes_done = last_kill.elapsed();
     let drained = wait_for(size.settle, Duration::from_millis(100), || {
-        Ok(outbox_left(&mut conn)? == (0, 0))
+        Ok(outbox_left(&mut conn)? == (0, 0, 0))
     })?;
     let after_last_kill = last_kill.elapsed();
-    signal_stop(dir, STOP_WORKERS)?;
-    let mut unclean_stops = Vec::new();
     for worker in workers.iter_mut() {
         if let Some(status) = worker.exited()? {
             unexpected.push(format!("pid {} {status}: {}", worker.pid, worker.tail(5)));
-            continue;
         }
+    }
+    signal_stop(dir, STOP_WORKERS)?;
+    let mut unclean_stops = Vec::new();
+    for worker in workers.iter_mut() {
         let (status, by_itself) = worker.finish(Duration::from_secs(30))?;
         if !status.success() || !by_itself {
             unclean_stops.push(format!("pid {} {status}: {}", worker.pid, worker.tail(5)));
@@ -192,7 +193,7 @@ pub fn run<C: ChaosConn>(
     );
     section.figure("writes finished after the last kill", secs(writes_done));
     section.figure(
-        "outbox empty after the last kill",
+        "outbox empty and every shard settled after the last kill",
         drained.map_or_else(
             || format!("not within {}", secs(size.settle)),
             |_| secs(after_last_kill),

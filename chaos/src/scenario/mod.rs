@@ -37,11 +37,14 @@ pub fn wait_for(
     }
 }
 
-/// Rows and leases left in the outbox.
-pub fn outbox_left<C: ChaosConn>(conn: &mut C) -> CResult<(i64, i64)> {
+/// Rows, leases and shard states left in the outbox: `(0, 0, 0)` once it is settled (a
+/// shard backed off after its rows were delivered keeps its state until its retry finds
+/// it empty).
+pub fn outbox_left<C: ChaosConn>(conn: &mut C) -> CResult<(i64, i64, i64)> {
     Ok((
         conn.scalar("SELECT COUNT(*) AS v FROM cell_outboxes")?,
         conn.scalar("SELECT COUNT(*) AS v FROM outbox_drain_leases")?,
+        conn.scalar("SELECT COUNT(*) AS v FROM cell_outbox_shards")?,
     ))
 }
 

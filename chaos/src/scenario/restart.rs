@@ -188,7 +188,7 @@ pub fn run(dir: &Path, size: &RestartSize, seed: u64) -> CResult<Section> {
         .join()
         .map_err(|_| "the restart writer thread panicked")?;
     let drained = wait_for(size.settle, Duration::from_millis(100), || {
-        Ok(outbox_left(&mut conn)? == (0, 0))
+        Ok(outbox_left(&mut conn)? == (0, 0, 0))
     })?;
     worker.stop();
     let verdict = Verdict::read(&mut conn)?;
