@@ -99,13 +99,19 @@ impl Args {
     }
 }
 
-/// Sends WARN and above of `tracing` (the drain's failures and recoveries) to `writer`.
+/// Sends WARN and above of `tracing` (the drain's failures and recoveries) to `writer`;
+/// `OUTBOX_CHAOS_LOG=debug` (or another level) says more.
 pub fn init_tracing<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("OUTBOX_CHAOS_LOG")
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::WARN);
     let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(writer)
         .try_init();
@@ -156,18 +162,21 @@ fn run(args: &[String]) -> CResult<bool> {
             if *scenario == "restart" && backend == Backend::Sqlite {
                 continue;
             }
-            let sub = dir.join(format!("{scenario}-{}", backend.arg()));
-            std::fs::create_dir_all(&sub)?;
-            let section = match run_one(scenario, backend, &args, &sub) {
-                Ok(section) => section,
-                Err(error) => {
-                    let mut section = Section::new(format!("{scenario}: {}", backend.name()));
-                    section.check("the scenario runs to its end", false, error);
-                    section
-                }
-            };
-            section.print();
-            sections.push(section);
+            for variant in variants(scenario) {
+                let sub = dir.join(format!("{scenario}{variant}-{}", backend.arg()));
+                std::fs::create_dir_all(&sub)?;
+                let section = match run_one(scenario, variant, backend, &args, &sub) {
+                    Ok(section) => section,
+                    Err(error) => {
+                        let mut section =
+                            Section::new(format!("{scenario} {variant}: {}", backend.name()));
+                        section.check("the scenario runs to its end", false, error);
+                        section
+                    }
+                };
+                section.print();
+                sections.push(section);
+            }
         }
     }
     let failed: Vec<String> = sections
@@ -194,21 +203,35 @@ fn run(args: &[String]) -> CResult<bool> {
     Ok(failed.is_empty())
 }
 
-/// One scenario on one backend.
-fn run_one(scenario: &str, backend: Backend, args: &Args, dir: &Path) -> CResult<Section> {
+/// The variants a scenario runs, each in a database of its own.
+fn variants(scenario: &str) -> &'static [&'static str] {
+    match scenario {
+        "abort" => &["", "-written"],
+        _ => &[""],
+    }
+}
+
+/// One variant of a scenario on one backend.
+fn run_one(
+    scenario: &str,
+    variant: &str,
+    backend: Backend,
+    args: &Args,
+    dir: &Path,
+) -> CResult<Section> {
     let size = &args.size;
     if scenario == "restart" {
         return scenario::restart::run(dir, &size.restart, args.seed);
     }
     let mut target = match backend {
-        Backend::Sqlite => Target::sqlite(dir, "chaos"),
-        Backend::Postgres => Target::postgres(&args.postgres_url, &scenario.replace('-', "_"))?,
+        Backend::Sqlite => Target::sqlite(dir, &format!("chaos{variant}")),
+        Backend::Postgres => Target::postgres(&args.postgres_url, &format!("{scenario}{variant}").replace('-', "_"))?,
     };
     let section = match (scenario, backend) {
         ("kill", Backend::Sqlite) => scenario::kill::run::<SqliteConnection>(&target, dir, &size.kill, args.seed),
         ("kill", Backend::Postgres) => scenario::kill::run::<PgConnection>(&target, dir, &size.kill, args.seed),
-        ("abort", Backend::Sqlite) => scenario::abort::run::<SqliteConnection>(&target, dir, &size.abort),
-        ("abort", Backend::Postgres) => scenario::abort::run::<PgConnection>(&target, dir, &size.abort),
+        ("abort", Backend::Sqlite) => scenario::abort::run::<SqliteConnection>(&target, dir, &size.abort, !variant.is_empty()),
+        ("abort", Backend::Postgres) => scenario::abort::run::<PgConnection>(&target, dir, &size.abort, !variant.is_empty()),
         ("bad-rows", Backend::Sqlite) => scenario::bad_rows::run::<SqliteConnection>(&target, &size.bad_rows, args.seed),
         ("bad-rows", Backend::Postgres) => scenario::bad_rows::run::<PgConnection>(&target, &size.bad_rows, args.seed),
         (other, _) => Err(format!("unknown scenario {other}").into()),

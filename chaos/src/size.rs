@@ -56,6 +56,8 @@ pub struct AbortSize {
     pub updates: i64,
     /// Worker processes.
     pub workers: usize,
+    /// How often the poisoned shard gets a new row, in the variant where it does.
+    pub write_every: Duration,
 }
 
 /// Bad rows written by SQL and failing receivers, beside healthy traffic.
@@ -111,6 +113,7 @@ impl Size {
                 shards: 20,
                 updates: 3,
                 workers: 2,
+                write_every: Duration::from_millis(250),
             },
             bad_rows: BadRowsSize {
                 duration: Duration::from_secs(6),
@@ -151,6 +154,7 @@ impl Size {
                 shards: 20,
                 updates: 3,
                 workers: 2,
+                write_every: Duration::from_millis(250),
             },
             bad_rows: BadRowsSize {
                 duration: Duration::from_secs(40),

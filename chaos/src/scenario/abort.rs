@@ -3,9 +3,15 @@
 //! the process; the next drain backs the batch's shards off and delivers each alone, so
 //! the poisoned shard stops only itself, and its retries (each one more crash) come at a
 //! doubling interval. Then the fault is fixed and the shard is delivered.
+//!
+//! Two variants: the poisoned shard gets no new rows meanwhile, or it keeps getting them
+//! (its organisation is still being written to), which must not turn each new row into a
+//! retry, and so into one more crash.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_outbox::{outbox_context, Outbox, Receivers, ShardKey};
@@ -23,11 +29,22 @@ const POISONED: i64 = 7;
 /// SIGABRT.
 const SIGABRT: i32 = 6;
 
-/// Runs the scenario in `target`, with the children's files under `dir`.
-pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResult<Section> {
+/// Runs the scenario in `target`, with the children's files under `dir`; with `written`,
+/// another object of the poisoned shard is updated every `size.write_every` meanwhile.
+pub fn run<C: ChaosConn>(
+    target: &Target,
+    dir: &Path,
+    size: &AbortSize,
+    written: bool,
+) -> CResult<Section> {
     let backend = C::BACKEND;
     let mut section = Section::new(format!(
-        "a receiver that aborts its process: {}",
+        "a receiver that aborts its process ({}): {}",
+        if written {
+            "its shard keeps getting rows"
+        } else {
+            "no new rows in its shard"
+        },
         backend.name()
     ));
     let mut conn = C::open(&target.url)?;
@@ -67,13 +84,40 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         workers.push(spawn(&mut serial)?);
     }
     let started = Instant::now();
+    let stop_writes = Arc::new(AtomicBool::new(false));
+    let neighbour = POISONED + size.shards;
+    let writes = written.then(|| {
+        let (url, stop, every, shards) = (
+            target.url.clone(),
+            stop_writes.clone(),
+            size.write_every,
+            size.shards,
+        );
+        std::thread::spawn(move || -> CResult<u64> {
+            let mut conn = C::open(&url)?;
+            let mut count = 0;
+            while !stop.load(Ordering::Relaxed) {
+                outbox_context(&mut conn, |ctx| record_update(ctx, neighbour, shards))?;
+                count += 1;
+                std::thread::sleep(every);
+            }
+            Ok(count)
+        })
+    });
     let mut deaths: Vec<(Duration, Option<i32>)> = Vec::new();
     let mut others_delivered: Option<Duration> = None;
-    let others = size.objects - 1;
+    // The objects of the other shards (those after the poisoned key in its own shard
+    // wait behind it: a shard is delivered in order).
+    let poisoned_shard = POISONED % size.shards;
+    let others = conn.scalar(&format!(
+        "SELECT COUNT(*) AS v FROM source WHERE id % {shards} <> {poisoned_shard}",
+        shards = size.shards
+    ))?;
     let delivered_others = |conn: &mut C| -> CResult<i64> {
         Ok(conn.scalar(&format!(
             "SELECT COUNT(*) AS v FROM source s JOIN replica r ON r.id = s.id \
-             AND r.version = s.version WHERE s.id <> {POISONED}"
+             AND r.version = s.version WHERE s.id % {shards} <> {poisoned_shard}",
+            shards = size.shards
         ))?)
     };
     let mut last_poll = Instant::now();
@@ -92,6 +136,13 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    stop_writes.store(true, Ordering::Relaxed);
+    let neighbour_writes = match writes {
+        Some(thread) => thread
+            .join()
+            .map_err(|_| "the poisoned shard's writer panicked")??,
+        None => 0,
+    };
     let reader = Outbox::new(Receivers::<C>::new());
     let state = reader.shard_state(&mut conn, &shard)?;
     let poisoned_rows = conn.scalar(&format!(
@@ -99,10 +150,12 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
     ))?;
     let others_now = delivered_others(&mut conn)?;
 
-    // The fix: the receiver no longer aborts, and a new change to the object arrives,
-    // which makes its backed-off shard due at once.
+    // The fix: the receiver no longer aborts, a new change to the object arrives, and the
+    // operator retries the shard now rather than wait for its backoff (`unskip_shard`
+    // makes a shard due at once; the operations issue's `retry-now` is the same).
     conn.batch_execute("DELETE FROM poison")?;
     outbox_context(&mut conn, |ctx| record_update(ctx, POISONED, size.shards))?;
+    reader.unskip_shard(&mut conn, &shard)?;
     let deaths_before_fix = deaths.len();
     let fixed_after = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
         for worker in workers.iter_mut() {
@@ -111,10 +164,10 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
                 *worker = spawn(&mut serial)?;
             }
         }
-        Ok(conn.scalar(&format!(
+        Ok(conn.scalar(
             "SELECT COUNT(*) AS v FROM source s JOIN replica r ON r.id = s.id \
-             AND r.version = s.version WHERE s.id = {POISONED}"
-        ))? == 1)
+             AND r.version = s.version",
+        )? == size.objects)
     })?;
     let state_after = reader.shard_state(&mut conn, &shard)?;
     let rows_after = conn.scalar("SELECT COUNT(*) AS v FROM cell_outboxes")?;
@@ -128,10 +181,20 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
     }
 
     let duration = size.duration.as_secs_f64();
-    // One crash per attempt; attempt n waits 2^n s after the one before, so a run of D
-    // seconds sees about log2(D + 2) of them. Two workers can both take the shard in the
-    // moment between a crash and its recovery: allow twice that.
-    let bound = 2 * ((duration + 2.0).log2().floor() as usize + 1);
+    // One crash per attempt; attempt n is retried 2^n s after it, so a run of D seconds
+    // sees at most log2(D + 2) of them (SQLite fewer: a dead batch waits for its lease to
+    // expire first). One more is allowed for a crash that lands between another worker's
+    // look for dead batches and its next claim.
+    let bound = (duration + 2.0).log2().floor() as usize + 1;
+    // Deaths less than a second apart are one episode: a cascade through the workers.
+    let episodes = deaths
+        .iter()
+        .take(deaths_before_fix)
+        .zip(std::iter::once(None).chain(deaths.iter().map(Some)))
+        .filter(|((at, _), previous)| {
+            previous.is_none_or(|(before, _)| *at - *before >= Duration::from_secs(1))
+        })
+        .count();
     let timeline: Vec<String> = deaths
         .iter()
         .map(|(at, signal)| format!("{:.1} s ({})", at.as_secs_f64(), describe(*signal)))
@@ -141,10 +204,17 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         format!("{} / {} / {}", size.objects, size.shards, size.workers),
     );
     section.figure("poisoned run", secs(size.duration));
-    section.figure("worker deaths while poisoned", deaths_before_fix);
+    section.figure(
+        "new rows in the poisoned shard meanwhile",
+        format!("{neighbour_writes} (object {neighbour}, behind the poisoned key)"),
+    );
+    section.figure(
+        "worker deaths while poisoned / episodes (deaths under 1 s apart are one)",
+        format!("{deaths_before_fix} / {episodes}"),
+    );
     section.figure("deaths at", timeline.join(", "));
     section.figure(
-        "the other objects all delivered after",
+        "the other shards' objects all delivered after",
         others_delivered.map_or_else(|| "never".to_owned(), secs),
     );
     if let Some(state) = &state {
@@ -163,7 +233,7 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         );
     }
     section.figure(
-        "after the fix, the poisoned object delivered in",
+        "after the fix and a retry-now, its shard delivered in",
         fixed_after.map_or_else(|| "never".to_owned(), secs),
     );
 
@@ -183,7 +253,12 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         format!("{deaths_before_fix} deaths in {duration:.0} s (at most {bound})"),
     );
     section.check(
-        "every other object is delivered meanwhile",
+        "one crash per retry, not one per worker",
+        episodes == deaths_before_fix,
+        format!("{deaths_before_fix} deaths in {episodes} episodes"),
+    );
+    section.check(
+        "every other shard is delivered meanwhile",
         others_now == others,
         format!("{others_now}/{others}"),
     );
@@ -209,7 +284,7 @@ pub fn run<C: ChaosConn>(target: &Target, dir: &Path, size: &AbortSize) -> CResu
         format!("{poisoned_rows} rows of object {POISONED}"),
     );
     section.check(
-        "once fixed, the shard is delivered and forgets its failures",
+        "once fixed, the shard is delivered (every object equals its source) and forgets its failures",
         fixed_after.is_some() && state_after.is_none() && rows_after == 0,
         format!(
             "delivered: {}, state left: {}, rows left: {rows_after}",
