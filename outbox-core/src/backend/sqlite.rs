@@ -405,7 +405,10 @@ fn take_unleased(
 /// a worker that died, and its shards wait until a drain recovers it (backs them off and
 /// deletes it, in one transaction), so that no claim takes them back to the receiver that
 /// killed that worker first.
-fn leased_shards(conn: &mut SqliteConnection, table: OutboxTable) -> QueryResult<HashSet<ShardKey>> {
+fn leased_shards(
+    conn: &mut SqliteConnection,
+    table: OutboxTable,
+) -> QueryResult<HashSet<ShardKey>> {
     let leases = Prepared(
         diesel::sql_query("SELECT id, shards FROM outbox_drain_leases WHERE outbox_table = ?")
             .bind::<Text, _>(table.name()),
