@@ -225,18 +225,36 @@ fn run_one(
     }
     let mut target = match backend {
         Backend::Sqlite => Target::sqlite(dir, &format!("chaos{variant}")),
-        Backend::Postgres => Target::postgres(&args.postgres_url, &format!("{scenario}{variant}").replace('-', "_"))?,
+        Backend::Postgres => Target::postgres(
+            &args.postgres_url,
+            &format!("{scenario}{variant}").replace('-', "_"),
+        )?,
     };
     let section = match (scenario, backend) {
-        ("kill", Backend::Sqlite) => scenario::kill::run::<SqliteConnection>(&target, dir, &size.kill, args.seed),
-        ("kill", Backend::Postgres) => scenario::kill::run::<PgConnection>(&target, dir, &size.kill, args.seed),
-        ("abort", Backend::Sqlite) => scenario::abort::run::<SqliteConnection>(&target, dir, &size.abort, !variant.is_empty()),
-        ("abort", Backend::Postgres) => scenario::abort::run::<PgConnection>(&target, dir, &size.abort, !variant.is_empty()),
-        ("bad-rows", Backend::Sqlite) => scenario::bad_rows::run::<SqliteConnection>(&target, &size.bad_rows, args.seed),
-        ("bad-rows", Backend::Postgres) => scenario::bad_rows::run::<PgConnection>(&target, &size.bad_rows, args.seed),
+        ("kill", Backend::Sqlite) => {
+            scenario::kill::run::<SqliteConnection>(&target, dir, &size.kill, args.seed)
+        }
+        ("kill", Backend::Postgres) => {
+            scenario::kill::run::<PgConnection>(&target, dir, &size.kill, args.seed)
+        }
+        ("abort", Backend::Sqlite) => {
+            scenario::abort::run::<SqliteConnection>(&target, dir, &size.abort, !variant.is_empty())
+        }
+        ("abort", Backend::Postgres) => {
+            scenario::abort::run::<PgConnection>(&target, dir, &size.abort, !variant.is_empty())
+        }
+        ("bad-rows", Backend::Sqlite) => {
+            scenario::bad_rows::run::<SqliteConnection>(&target, &size.bad_rows, args.seed)
+        }
+        ("bad-rows", Backend::Postgres) => {
+            scenario::bad_rows::run::<PgConnection>(&target, &size.bad_rows, args.seed)
+        }
         (other, _) => Err(format!("unknown scenario {other}").into()),
     };
-    if section.as_ref().map_or(true, |section| section.failed().next().is_some()) {
+    if section
+        .as_ref()
+        .map_or(true, |section| section.failed().next().is_some())
+    {
         target.keep();
         println!("\n(database kept: {})", target.url);
     }
