@@ -108,7 +108,7 @@ impl Size {
                 settle: Duration::from_secs(120),
             },
             abort: AbortSize {
-                duration: Duration::from_secs(8),
+                duration: Duration::from_secs(6),
                 objects: 100,
                 shards: 20,
                 updates: 3,

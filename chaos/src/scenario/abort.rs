@@ -154,9 +154,18 @@ pub fn run<C: ChaosConn>(
     // operator retries the shard now rather than wait for its backoff (`unskip_shard`
     // makes a shard due at once; the operations issue's `retry-now` is the same).
     conn.batch_execute("DELETE FROM poison")?;
+    // A retry that read the poison before the fix committed may still be dying: give the
+    // supervisor a moment to see it, and count it before the fix.
+    std::thread::sleep(Duration::from_millis(500));
+    for worker in workers.iter_mut() {
+        if let Some(status) = worker.exited()? {
+            deaths.push((started.elapsed(), status.signal()));
+            *worker = spawn(&mut serial)?;
+        }
+    }
+    let deaths_before_fix = deaths.len();
     outbox_context(&mut conn, |ctx| record_update(ctx, POISONED, size.shards))?;
     reader.unskip_shard(&mut conn, &shard)?;
-    let deaths_before_fix = deaths.len();
     let fixed_after = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
         for worker in workers.iter_mut() {
             if let Some(status) = worker.exited()? {
