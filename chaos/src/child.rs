@@ -2,7 +2,8 @@
 //! each this same program run as `diesel-outbox-chaos child ROLE key=value ...`.
 //!
 //! A child stops when a file appears in the run's directory (`stop-writers`,
-//! `stop-workers`); its stdout and stderr go to `ROLE-N.log` there.
+//! `stop-workers`), or when the program that started it is gone; its stdout and stderr
+//! go to `ROLE-N.log` there.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -95,6 +96,12 @@ impl Proc {
     }
 }
 
+/// Whether a child should stop: its stop file exists, or its parent is gone (an
+/// interrupted run must not leave writers and workers behind).
+fn should_stop(stop: &Path, parent: u32) -> bool {
+    stop.exists() || std::os::unix::process::parent_id() != parent
+}
+
 /// Creates the stop file `name` in `dir`.
 pub fn signal_stop(dir: &Path, name: &str) -> CResult<()> {
     File::create(dir.join(name))?;
@@ -154,8 +161,9 @@ fn writer<C: ChaosConn>(options: &ChildArgs) -> CResult<()> {
     let mut rng = Rng::new(options.get("seed")?);
     let mut conn = C::open(&url)?;
     let stop = dir.join(STOP_WRITERS);
+    let parent = std::os::unix::process::parent_id();
     let (mut commits, mut errors) = (0u64, 0u64);
-    while !stop.exists() {
+    while !should_stop(&stop, parent) {
         let object = rng.below(objects) as i64;
         match outbox_context(&mut conn, |ctx| record_update(ctx, object, shards)) {
             Ok(_) => commits += 1,
@@ -209,7 +217,8 @@ fn worker<C: ChaosConn>(options: &ChildArgs) -> CResult<()> {
         },
     )?;
     let stop = dir.join(STOP_WORKERS);
-    while !stop.exists() {
+    let parent = std::os::unix::process::parent_id();
+    while !should_stop(&stop, parent) {
         std::thread::sleep(Duration::from_millis(20));
     }
     worker.stop();
