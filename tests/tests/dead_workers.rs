@@ -99,4 +99,42 @@ fn a_dead_workers_shard_waits_for_its_backoff_new_rows_or_not<C: TestConnection>
     assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
-backend_tests!(a_dead_workers_shard_waits_for_its_backoff_new_rows_or_not);
+/// A writer's flush never takes a shard a dead worker's lease lists (its lock, on
+/// PostgreSQL, died with the worker): the receiver that killed that worker would kill the
+/// writer. The periodic drain backs it off instead.
+fn a_flush_leaves_a_dead_workers_shard_alone<C: TestConnection>(conn: &mut C) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let outbox = Outbox::new(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |_conn: &mut C, _message: &OutboxMessage| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        },
+    ));
+    conn.batch_execute(DEAD_LEASE)
+        .expect("a dead worker's lease");
+    outbox
+        .context(conn, |ctx| {
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, 5, 1))?;
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, 7, 1))
+        })
+        .expect("commits");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the flush delivered shard 7 and left shard 5"
+    );
+    assert_eq!(conn.count("cell_outboxes"), 1);
+    let report = outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!((report.abandoned_batches, report.delivered), (1, 0));
+    assert!(outbox
+        .shard_state(conn, &ShardKey::cell(Scope::Organization, 5))
+        .expect("reads")
+        .is_some_and(|state| state.isolated));
+}
+
+backend_tests!(
+    a_dead_workers_shard_waits_for_its_backoff_new_rows_or_not,
+    a_flush_leaves_a_dead_workers_shard_alone
+);

@@ -248,13 +248,20 @@ impl OutboxConnection for PgConnection {
                 .to_owned(),
         };
         // Binds: $1 scopes, $2 identifiers, $3 cell names, $4 now, $5 the lease's
-        // seconds. A shard with stored state is failing or skipped: the flush leaves it to
-        // the periodic drain rather than make the writer pay for its trouble.
+        // seconds. A shard with stored state is failing or skipped, and a shard a lease
+        // lists is being delivered or was when its worker died (its lock died with it):
+        // the flush leaves them to the periodic drain rather than make the writer pay for
+        // another's trouble, or run a receiver that killed a worker.
         let candidates = format!(
             "candidates AS MATERIALIZED (SELECT * FROM ({wanted}) w \
-             WHERE NOT EXISTS (SELECT 1 FROM {states} st WHERE {same}))",
+             WHERE NOT EXISTS (SELECT 1 FROM {states} st WHERE {same}) \
+               AND NOT EXISTS (SELECT 1 FROM outbox_drain_leases l \
+                   CROSS JOIN LATERAL jsonb_array_elements(l.shards::jsonb) e(shard) \
+                   WHERE l.outbox_table = '{rows}' AND e.shard = jsonb_build_array({json})))",
             states = names.states,
             same = names.same_shard("st", "w"),
+            rows = names.rows,
+            json = names.shard_of("w"),
         );
         let bound = format!(
             "(SELECT MAX(o.id) FROM {rows} o WHERE {same})",
