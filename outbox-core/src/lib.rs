@@ -25,8 +25,8 @@
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
-//! [`testing`], [`apply`]. How the runtime is layered, and the life of one row from `save` to its
-//! deletion, is in the repository's `ARCHITECTURE.md`.
+//! [`testing`], [`apply`]. How the runtime is layered, and the life of one row from
+//! `save` to its deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
 //! `postgres`. The `mysql` feature is reserved for the MySQL / MariaDB backend.

@@ -172,6 +172,11 @@ impl<C: OutboxConnection> Server<C> {
     /// Applies each batch in `outbox`'s [`context`](Outbox::context), so that outbox rows
     /// the apply hooks write are flushed right after the batch commits (by default they
     /// wait for this silo's periodic drain).
+    ///
+    /// The flush runs before the answer is sent. If it sends changes back to the silo
+    /// that is waiting for this answer, and that silo is on SQLite, its drain holds its
+    /// database's write lock meanwhile: the two wait on each other until a busy timeout.
+    /// Leave such rows to the periodic drain.
     pub fn flush_with(mut self, outbox: Outbox<C>) -> Self {
         self.outbox = Some(outbox);
         self

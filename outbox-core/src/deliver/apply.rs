@@ -293,8 +293,9 @@ struct Accepted<C: OutboxConnection> {
 /// * [`Appliers::control`] (in a cell): the changes of a control model, from control
 ///   only, aimed at this cell only.
 ///
-/// [`Appliers::apply`] checks a batch, then applies each request in a savepoint of one
-/// transaction (an [`OutboxContext`]): a request whose hook fails is rolled back alone,
+/// [`Appliers::apply`] checks a batch, then applies it in one transaction (an
+/// [`OutboxContext`]): a request whose hook fails is rolled back alone (the batch is then
+/// applied again, each request in a savepoint of its own, so its hooks may run twice),
 /// and the later requests of its shard are not attempted, so that a shard's changes are
 /// applied in order. The outcomes say exactly which requests were committed.
 ///
@@ -491,7 +492,7 @@ impl<C: OutboxConnection> Appliers<C> {
         requests: &[ApplyRequest],
     ) -> Result<Vec<ApplyOutcome>, ApplyError> {
         self.check(caller, requests)?;
-        outbox_context(conn, |ctx| self.apply_in(ctx, caller, requests))
+        outbox_context(conn, |ctx| Ok(self.apply_checked(ctx, caller, requests)))
     }
 
     /// [`apply`](Self::apply) inside an open context: each request in a savepoint of
@@ -503,6 +504,36 @@ impl<C: OutboxConnection> Appliers<C> {
         requests: &[ApplyRequest],
     ) -> Result<Vec<ApplyOutcome>, ApplyError> {
         self.check(caller, requests)?;
+        Ok(self.apply_checked(ctx, caller, requests))
+    }
+
+    /// A checked batch in `ctx`. First the whole batch in one savepoint: two statements
+    /// for the batch rather than two per request. If a request fails, that savepoint is
+    /// rolled back and the batch is applied again, each request in a savepoint of its
+    /// own and none of a shard after one that failed.
+    fn apply_checked(
+        &self,
+        ctx: &mut OutboxContext<'_, C>,
+        caller: &SiloId,
+        requests: &[ApplyRequest],
+    ) -> Vec<ApplyOutcome> {
+        let whole = panic::catch_unwind(AssertUnwindSafe(|| {
+            outbox_context(ctx, |inner| {
+                requests.iter().try_for_each(|request| {
+                    let accepted = self.accepted_for(request)?;
+                    let mut apply = ApplyContext {
+                        ctx: &mut *inner,
+                        request,
+                        caller,
+                        local: &self.local,
+                    };
+                    run_hook(accepted, &mut apply)
+                })
+            })
+        }));
+        if matches!(whole, Ok(Ok(()))) {
+            return vec![ApplyOutcome::Applied; requests.len()];
+        }
         let mut stopped: HashSet<ShardKey> = HashSet::new();
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
@@ -519,7 +550,13 @@ impl<C: OutboxConnection> Appliers<C> {
             }
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        outcomes
+    }
+
+    fn accepted_for(&self, request: &ApplyRequest) -> Result<&Accepted<C>, BoxError> {
+        self.accepted
+            .get(&(request.outbox, request.category))
+            .ok_or_else(|| "no model of this category is applied here".into())
     }
 
     /// One request in a savepoint of `ctx`, its panics caught.
@@ -529,10 +566,13 @@ impl<C: OutboxConnection> Appliers<C> {
         caller: &SiloId,
         request: &ApplyRequest,
     ) -> ApplyOutcome {
-        let Some(accepted) = self.accepted.get(&(request.outbox, request.category)) else {
-            return ApplyOutcome::Failed {
-                error: "no model of this category is applied here".into(),
-            };
+        let accepted = match self.accepted_for(request) {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                return ApplyOutcome::Failed {
+                    error: error.to_string(),
+                }
+            }
         };
         // outbox_context rolls its savepoint back before a panic goes on.
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
