@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_outbox::apply::{
-    Appliers, ApplyContext, ApplyOutcome, ApplyRequest, CellApplyHooks, Change, Outgoing, Transport,
+    Appliers, ApplyContext, ApplyError, ApplyOutcome, ApplyRequest, CellApplyHooks, Change,
+    ControlApplyHooks, Outgoing, Refusal, Transport,
 };
 use diesel_outbox::silo::{tombstones, TombstoneTable};
 use diesel_outbox::{
-    BoxError, JsonPayload, ModelWrites, Outbox, OutboxTable, ReplicatedCell, ShardKey, SiloId,
+    BoxError, JsonPayload, ModelWrites, Outbox, OutboxTable, ReplicatedCell, ReplicatedControl,
+    ShardKey, SiloId,
 };
 use diesel_outbox_http::axum::{router, serve_in_background, Background};
 use diesel_outbox_http::signature::{
@@ -51,6 +53,33 @@ diesel::table! {
     project_replicas (id) { id -> BigInt, organization_id -> BigInt, name -> Text, cell_name -> Text }
 }
 
+diesel::table! {
+    /// Control's notices, each aimed at one cell.
+    notices (id) { id -> BigInt, organization_id -> BigInt, text -> Text, cell -> Text }
+}
+diesel::table! {
+    /// A cell's copies of them.
+    notice_replicas (id) { id -> BigInt, text -> Text }
+}
+
+const NOTICE_TABLES: &str = "
+    CREATE TABLE notices (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL,
+        text TEXT NOT NULL, cell TEXT NOT NULL);
+    CREATE TABLE notice_replicas (id BIGINT PRIMARY KEY, text TEXT NOT NULL);";
+
+/// A control model, aimed at the cell its `cell` field names.
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Selectable, Serialize, Deserialize, ReplicatedControl,
+)]
+#[diesel(table_name = notices)]
+#[outbox(category = Category::UserUpdate, cells = cell)]
+pub struct Notice {
+    pub id: i64,
+    pub organization_id: i64,
+    pub text: String,
+    pub cell: String,
+}
+
 const TABLES: &str = "
     CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL);
     CREATE TABLE project_replicas (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL,
@@ -77,9 +106,10 @@ pub struct ProjectReplica {
     pub cell_name: String,
 }
 
-/// Control's apply hooks, and the reads the tests make, per backend.
+/// The apply hooks, and the reads the tests make, per backend.
 trait Sql: TestConnection {
     fn replicas(&mut self) -> Vec<ProjectReplica>;
+    fn notice_replicas(&mut self) -> Vec<(i64, String)>;
 }
 
 macro_rules! per_backend {
@@ -119,7 +149,32 @@ macro_rules! per_backend {
             }
         }
 
+        impl ControlApplyHooks<$conn> for Notice {
+            fn apply_replication(
+                &self,
+                ctx: &mut ApplyContext<'_, '_, $conn>,
+            ) -> Result<(), BoxError> {
+                diesel::insert_into(notice_replicas::table)
+                    .values((
+                        notice_replicas::id.eq(self.id),
+                        notice_replicas::text.eq(&self.text),
+                    ))
+                    .on_conflict(notice_replicas::id)
+                    .do_update()
+                    .set(notice_replicas::text.eq(&self.text))
+                    .execute(ctx.connection())?;
+                Ok(())
+            }
+        }
+
         impl Sql for $conn {
+            fn notice_replicas(&mut self) -> Vec<(i64, String)> {
+                notice_replicas::table
+                    .order(notice_replicas::id)
+                    .load(self)
+                    .expect("read notice_replicas")
+            }
+
             fn replicas(&mut self) -> Vec<ProjectReplica> {
                 project_replicas::table
                     .order(project_replicas::id)
@@ -222,6 +277,8 @@ struct Raw {
     /// The body actually sent.
     body: Vec<u8>,
     key: Option<SigningKey>,
+    /// Sent without `content-length` (chunked): the server sees the size only by reading.
+    chunked: bool,
 }
 
 impl Raw {
@@ -233,6 +290,7 @@ impl Raw {
             signed_body: body.clone(),
             body,
             key: Some(key.clone()),
+            chunked: false,
         }
     }
 
@@ -263,7 +321,13 @@ impl Raw {
                 .header(NONCE_HEADER, &self.nonce)
                 .header(SIGNATURE_HEADER, signature);
         }
-        let mut response = request.send(&self.body[..]).expect("control answers");
+        let sent = if self.chunked {
+            let mut reader = &self.body[..];
+            request.send(ureq::SendBody::from_reader(&mut reader))
+        } else {
+            request.send(&self.body[..])
+        };
+        let mut response = sent.expect("control answers");
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().expect("a body");
         let code = serde_json::from_str::<serde_json::Value>(&body)
@@ -316,6 +380,18 @@ where
             &control.eu,
             batch(&[project_request(1, 7, &big_name, "eu")]),
         ),
+        413,
+        "too_large",
+    ));
+    let mut chunked = Raw::new(
+        "cell:eu",
+        &control.eu,
+        batch(&[project_request(1, 7, &big_name, "eu")]),
+    );
+    chunked.chunked = true;
+    cases.push((
+        "an oversized body without content-length",
+        chunked,
         413,
         "too_large",
     ));
@@ -634,7 +710,112 @@ where
     assert!(db.conn().replicas().is_empty());
 }
 
+fn notice_request(id: i64, cell: &str, state: serde_json::Value) -> ApplyRequest {
+    ApplyRequest {
+        outbox: OutboxTable::Control,
+        table: "notices".into(),
+        category: 2,
+        object_identifier: id,
+        shard_scope: 0,
+        shard_identifier: 5,
+        cell: cell.into(),
+        change: Change::Replicate { state },
+    }
+}
+
+/// Without a transport: a cell applies control's changes aimed at it, from control only;
+/// a state that is not the object it claims to be fails that request alone; a deletion
+/// records the cell's tombstone.
+fn a_cell_applies_only_controls_changes_aimed_at_it<D: TestDb>(db: &D)
+where
+    D::Conn: Sql,
+    Notice: ControlApplyHooks<D::Conn>,
+{
+    let mut conn = db.conn();
+    conn.batch_execute(NOTICE_TABLES).expect("tables");
+    let eu = SiloId::cell("eu");
+    let appliers = Appliers::<D::Conn>::new(eu.clone()).control::<Notice>();
+    let state = |id: i64, text: &str| serde_json::json!({"id": id, "organization_id": 5, "text": text, "cell": "eu"});
+    let good = notice_request(1, "eu", state(1, "hello"));
+
+    let refused = |outcome: Result<Vec<ApplyOutcome>, ApplyError>| match outcome {
+        Err(ApplyError::Refused(refusal)) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let aimed_elsewhere = notice_request(1, "us", state(1, "hello"));
+    assert!(matches!(
+        refused(appliers.apply(&mut conn, &SiloId::Control, &[aimed_elsewhere])),
+        Refusal::WrongTarget { .. }
+    ));
+    let from_a_cell = refused(appliers.apply(&mut conn, &SiloId::cell("us"), &[good.clone()]));
+    assert!(
+        from_a_cell
+            .to_string()
+            .contains("control-outbox changes are sent by control"),
+        "{from_a_cell}"
+    );
+    let mut cell_outbox = good.clone();
+    cell_outbox.outbox = OutboxTable::Cell;
+    let wrong_way = refused(appliers.apply(&mut conn, &SiloId::cell("eu"), &[cell_outbox]));
+    assert!(
+        wrong_way.to_string().contains("no model of this category"),
+        "{wrong_way}"
+    );
+    assert!(
+        conn.notice_replicas().is_empty(),
+        "a refusal applies nothing"
+    );
+
+    // Request 2 claims to be object 2 but carries object 9: it fails alone, and its
+    // shard's later request (3) is not attempted; request 4 of another shard is applied.
+    let mut other_shard = notice_request(4, "eu", state(4, "other shard"));
+    other_shard.shard_identifier = 6;
+    let mut other_state = state(4, "other shard");
+    other_state["organization_id"] = 6.into();
+    other_shard.change = Change::Replicate { state: other_state };
+    let batch = [
+        good.clone(),
+        notice_request(2, "eu", state(9, "impostor")),
+        notice_request(3, "eu", state(3, "after")),
+        other_shard,
+    ];
+    let outcomes = appliers
+        .apply(&mut conn, &SiloId::Control, &batch)
+        .expect("applied");
+    assert!(
+        outcomes[0].is_applied() && outcomes[3].is_applied(),
+        "{outcomes:?}"
+    );
+    let error = |index: usize| match &outcomes[index] {
+        ApplyOutcome::Failed { error } => error.clone(),
+        ApplyOutcome::Applied => panic!("request {index} should have failed"),
+    };
+    assert!(error(1).contains("is object 9"), "{}", error(1));
+    assert!(error(2).contains("not attempted"), "{}", error(2));
+    let ids: Vec<i64> = conn.notice_replicas().iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![1, 4]);
+
+    let mut delete = good;
+    delete.change = Change::Delete {
+        payload: Some(serde_json::json!({"why": "expired"})),
+    };
+    for _ in 0..2 {
+        let outcomes = appliers.apply(&mut conn, &SiloId::Control, &[delete.clone()]);
+        assert_eq!(outcomes.expect("applied"), vec![ApplyOutcome::Applied]);
+    }
+    let cell_tombstones = tombstones(&mut conn, TombstoneTable::Cell, None).expect("tombstones");
+    assert_eq!(cell_tombstones.len(), 1);
+    assert_eq!(
+        (
+            cell_tombstones[0].table_name.as_str(),
+            cell_tombstones[0].object_identifier
+        ),
+        ("notices", 1)
+    );
+}
+
 backend_db_tests!(
+    a_cell_applies_only_controls_changes_aimed_at_it,
     every_refusal_has_its_own_status_and_applies_nothing,
     a_replayed_request_is_refused_and_changes_nothing,
     a_request_applied_twice_changes_nothing,
