@@ -5,6 +5,7 @@
 //!     cargo run --release -p diesel-outbox-http --example bench
 //!     cargo run --release -p diesel-outbox-http --example bench -- --rows 20000 --shards 1000 --rounds 5
 //!     cargo run -p diesel-outbox-http --example bench -- --tiny          (a smoke run)
+//!     ... -- --postgres-only                                              (skip SQLite)
 //!
 //! PostgreSQL runs too when `OUTBOX_BENCH_POSTGRES_URL` (or `OUTBOX_POSTGRES_URL`) is set:
 //! two schemas of their own (cell and control), dropped afterwards.
@@ -13,6 +14,8 @@
 //! `drain_due_shards` until the outbox is empty; the variants take turns, round after
 //! round, and each figure is the median. The ratio is the variant's rows/s over the no-op
 //! receiver's: the share of the bare drain's throughput that survives replication.
+//! "Requests built, not sent" is the sending silo's own share (each model loaded by id
+//! and serialised): the rest of the HTTP row's cost is the wire and control's work.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -145,11 +148,30 @@ impl<C> BatchReceiver<C> for NoOp {
     }
 }
 
+/// The sending silo's share of the work: each request built (the model loaded by id and
+/// serialised), nothing sent.
+struct BuildOnly<C>(Outgoing<C>);
+
+impl<C: OutboxConnection> BatchReceiver<C> for BuildOnly<C> {
+    fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
+        let local = SiloId::cell("eu");
+        for message in messages {
+            let request = self
+                .0
+                .request(conn, &local, message)
+                .map_err(BatchError::whole)?;
+            std::hint::black_box(request);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
     rows: i64,
     shards: i64,
     rounds: usize,
+    sqlite: bool,
 }
 
 /// Two databases: the cell's and control's, and how to open connections to each.
@@ -255,6 +277,8 @@ impl Drop for Postgres {
 /// One way of delivering the cell's rows.
 struct Variant<C> {
     name: &'static str,
+    /// Whether it replicates into control (the others only measure the sending side).
+    writes_control: bool,
     outbox: Outbox<C>,
     samples: Vec<f64>,
 }
@@ -283,6 +307,7 @@ where
     let mut variants = vec![
         Variant {
             name: "no-op batch receiver (floor)",
+            writes_control: false,
             outbox: Outbox::new(Receivers::new().batch_for(
                 OutboxTable::Cell,
                 &Category::ALL,
@@ -291,12 +316,24 @@ where
             samples: Vec::new(),
         },
         Variant {
+            name: "requests built, not sent",
+            writes_control: false,
+            outbox: Outbox::new(Receivers::new().batch_for(
+                OutboxTable::Cell,
+                &Category::ALL,
+                BuildOnly(Outgoing::new().cell::<Item>()),
+            )),
+            samples: Vec::new(),
+        },
+        Variant {
             name: "signed HTTP to control",
+            writes_control: true,
             outbox: Outbox::new(Receivers::new().remote(Outgoing::new().cell::<Item>(), transport)),
             samples: Vec::new(),
         },
         Variant {
             name: "direct connection to control",
+            writes_control: true,
             outbox: Outbox::new(Receivers::for_silos(direct).replicated_cell::<Item>()),
             samples: Vec::new(),
         },
@@ -329,10 +366,10 @@ where
                 )
                 .into());
             }
-            let expected = if variant.name.starts_with("no-op") {
-                0
-            } else {
+            let expected = if variant.writes_control {
                 sizes.rows
+            } else {
+                0
             };
             let replicas = control.replicas()?;
             if replicas != expected {
@@ -396,6 +433,7 @@ fn sizes() -> Result<Sizes, BoxError> {
         rows: 20_000,
         shards: 1_000,
         rounds: 3,
+        sqlite: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -406,17 +444,14 @@ fn sizes() -> Result<Sizes, BoxError> {
             "--rows" => sizes.rows = value()?,
             "--shards" => sizes.shards = value()?,
             "--rounds" => sizes.rounds = usize::try_from(value()?)?,
+            "--postgres-only" => sizes.sqlite = false,
             "--tiny" => {
-                sizes = Sizes {
-                    rows: 200,
-                    shards: 20,
-                    rounds: 1,
-                }
+                (sizes.rows, sizes.shards, sizes.rounds) = (200, 20, 1);
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}: --rows N --shards N --rounds N --tiny"
-                )
+                "unknown argument {other}: --rows N --shards N --rounds N --postgres-only --tiny"
+            )
                 .into())
             }
         }
@@ -429,10 +464,12 @@ fn main() -> Result<(), BoxError> {
     let sizes = sizes()?;
     let dir = std::env::temp_dir().join(format!("diesel-outbox-http-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let sqlite = Sqlite { dir: dir.clone() };
-    let outcome = run(&sqlite, sizes);
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome?;
+    if sizes.sqlite {
+        let sqlite = Sqlite { dir: dir.clone() };
+        let outcome = run(&sqlite, sizes);
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome?;
+    }
 
     let url = std::env::var("OUTBOX_BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("OUTBOX_POSTGRES_URL"));
