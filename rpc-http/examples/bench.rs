@@ -308,11 +308,7 @@ where
         Variant {
             name: "no-op batch receiver (floor)",
             writes_control: false,
-            outbox: Outbox::new(Receivers::new().batch_for(
-                OutboxTable::Cell,
-                &Category::ALL,
-                NoOp,
-            )),
+            outbox: Outbox::new(Receivers::new().batch_for(OutboxTable::Cell, Category::ALL, NoOp)),
             samples: Vec::new(),
         },
         Variant {
@@ -320,7 +316,7 @@ where
             writes_control: false,
             outbox: Outbox::new(Receivers::new().batch_for(
                 OutboxTable::Cell,
-                &Category::ALL,
+                Category::ALL,
                 BuildOnly(Outgoing::new().cell::<Item>()),
             )),
             samples: Vec::new(),

@@ -747,7 +747,8 @@ where
         refused(appliers.apply(&mut conn, &SiloId::Control, &[aimed_elsewhere])),
         Refusal::WrongTarget { .. }
     ));
-    let from_a_cell = refused(appliers.apply(&mut conn, &SiloId::cell("us"), &[good.clone()]));
+    let from_a_cell =
+        refused(appliers.apply(&mut conn, &SiloId::cell("us"), std::slice::from_ref(&good)));
     assert!(
         from_a_cell
             .to_string()
