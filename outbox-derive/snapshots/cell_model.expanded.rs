@@ -7,9 +7,25 @@ pub struct Project {
     pub name: String,
     pub description: Option<String>,
 }
+
+// ::diesel_outbox::__outbox_derive! { "0.1.0", ... } wraps:
+
 #[doc(hidden)]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    unused_attributes,
+    unused_qualifications,
+    unused_extern_crates,
+    missing_docs,
+    unreachable_pub,
+    clippy::absolute_paths,
+    clippy::used_underscore_binding,
+    clippy::needless_lifetimes,
+    clippy::missing_docs_in_private_items
+)]
 const _: () = {
-    use ::diesel_outbox::__private as __outbox;
+    use ::diesel_outbox::__private_0_1_0 as __outbox;
     #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
     #[diesel(
         table_name = projects,
@@ -19,7 +35,7 @@ const _: () = {
     )]
     #[doc(hidden)]
     pub struct __OutboxRow<'__outbox> {
-        #[diesel(column_name = id)]
+        #[diesel(column_name = id, skip_update)]
         id: &'__outbox i64,
         #[diesel(column_name = organization_id)]
         organization_id: &'__outbox i64,
@@ -28,6 +44,7 @@ const _: () = {
         #[diesel(column_name = description)]
         description: ::core::option::Option<&'__outbox String>,
     }
+    #[automatically_derived]
     impl<'__outbox> __OutboxRow<'__outbox> {
         fn of(model: &'__outbox Project) -> Self {
             __OutboxRow {
@@ -38,6 +55,7 @@ const _: () = {
             }
         }
     }
+    #[automatically_derived]
     impl __outbox::ReplicatedCell for Project {
         type Category = Category::ProjectUpdate;
         const TABLE_NAME: &'static str = "projects";
@@ -56,6 +74,7 @@ const _: () = {
             ::core::result::Result::Ok(::core::option::Option::None)
         }
     }
+    #[automatically_derived]
     impl __outbox::OutboxRows for Project {
         fn outbox_rows_into(
             &self,
@@ -64,30 +83,35 @@ const _: () = {
             __outbox::cell_rows_into(self, out)
         }
     }
+    #[automatically_derived]
     impl __outbox::ModelIdentity for Project {
         const TABLE: &'static str = "projects";
         fn identity(&self) -> i64 {
             __outbox::Identifier::to_identifier(&self.id)
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("id") }> for Project {
         type Value = i64;
         fn field(&self) -> &i64 {
             &self.id
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("organization_id") }> for Project {
         type Value = i64;
         fn field(&self) -> &i64 {
             &self.organization_id
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("name") }> for Project {
         type Value = String;
         fn field(&self) -> &String {
             &self.name
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("description") }> for Project {
         type Value = Option<String>;
         fn field(&self) -> &Option<String> {
@@ -98,8 +122,10 @@ const _: () = {
         trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
             fn check() {}
         }
+        #[automatically_derived]
         impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
         struct DerivesInsertable;
+        #[automatically_derived]
         impl<
             T: __outbox::diesel::Insertable<projects::table>,
         > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
@@ -107,8 +133,10 @@ const _: () = {
         trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
             fn check() {}
         }
+        #[automatically_derived]
         impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
         struct DerivesAsChangeset;
+        #[automatically_derived]
         impl<
             T: __outbox::diesel::AsChangeset,
         > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
@@ -116,43 +144,46 @@ const _: () = {
     };
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
-            impl __outbox::ModelWrites < $conn > for Project { const COLUMNS : usize =
-            4usize; fn insert_rows(conn : & mut $conn, models : & [Self]) ->
-            __outbox::Result < () > { if let [model] = models {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for Project {
+            const COLUMNS : usize = 4usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
-            .values(__OutboxRow::of(model)), conn,) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < __OutboxRow <
-            '_ >> = models.iter().map(__OutboxRow::of).collect();
+            .values(__OutboxRow::of(model)), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
-            .values(rows), conn,) ?; ::core::result::Result::Ok(()) } fn update_row(conn
-            : & mut $conn, model : & Self) -> __outbox::Result < usize > { let target =
+            .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
+            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < usize > { let target =
             __outbox::diesel::QueryDsl::find(projects::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self]) -> __outbox::Result < () > { use
-            __outbox::diesel::ExpressionMethods as _; if let [model] = models {
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { use __outbox::diesel::ExpressionMethods as _; if let [model] =
+            models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(__OutboxRow::of(model)).on_conflict(projects::id).do_update()
             .set((projects::organization_id
             .eq(__outbox::diesel::upsert::excluded(projects::organization_id)),
             projects::name.eq(__outbox::diesel::upsert::excluded(projects::name)),
             projects::description
-            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn,) ?;
-            return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec <
-            __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
+            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn) ?;
+            return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > =
+            models.iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(projects::table)
             .values(rows).on_conflict(projects::id).do_update()
             .set((projects::organization_id
             .eq(__outbox::diesel::upsert::excluded(projects::organization_id)),
             projects::name.eq(__outbox::diesel::upsert::excluded(projects::name)),
             projects::description
-            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn,) ?;
+            .eq(__outbox::diesel::upsert::excluded(projects::description)),)), conn) ?;
             ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
-            [i64]) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("projects", * id)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
-            __outbox::diesel::QueryDsl::filter(projects::table, projects::id
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("projects", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target
+            = __outbox::diesel::QueryDsl::filter(projects::table, projects::id
             .eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
             .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
@@ -240,8 +271,7 @@ const _: () = {
             let id = __outbox::Identifier::to_identifier(&id);
             __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
         }
-        /// Inserts all `models` with one INSERT (split only at the backend's
-        /// bind-parameter limit) and records their outbox rows.
+        ///Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn insert_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -254,9 +284,7 @@ const _: () = {
         {
             __outbox::insert(ctx, models)
         }
-        /// Updates every model's row by primary key (one UPDATE each: SQL has no
-        /// portable multi-row UPDATE; `save_all` is one statement) and records
-        /// their outbox rows.
+        ///Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn update_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -270,8 +298,7 @@ const _: () = {
         {
             __outbox::update(ctx, models)
         }
-        /// Inserts or updates all `models` with one upsert statement and records
-        /// their outbox rows.
+        ///Inserts or updates all `models` with one upsert statement (split only at the backend's bind-parameter limit) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn save_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -322,25 +349,24 @@ const _: () = {
 
 // `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:
 
+#[automatically_derived]
 impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     const COLUMNS: usize = 4usize;
     fn insert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         if let [model] = models {
-            __outbox::diesel::RunQueryDsl::execute(
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(projects::table)
                     .values(__OutboxRow::of(model)),
                 conn,
             )?;
             return ::core::result::Result::Ok(());
         }
-        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
-            .iter()
-            .map(__OutboxRow::of)
-            .collect();
-        __outbox::diesel::RunQueryDsl::execute(
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(projects::table).values(rows),
             conn,
         )?;
@@ -349,6 +375,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn update_row(
         conn: &mut diesel::sqlite::SqliteConnection,
         model: &Self,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<usize> {
         let target = __outbox::diesel::QueryDsl::find(projects::table, &model.id);
         ::core::result::Result::Ok(
@@ -361,10 +388,11 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn upsert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
         if let [model] = models {
-            __outbox::diesel::RunQueryDsl::execute(
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(projects::table)
                     .values(__OutboxRow::of(model))
                     .on_conflict(projects::id)
@@ -387,11 +415,8 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
             )?;
             return ::core::result::Result::Ok(());
         }
-        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
-            .iter()
-            .map(__OutboxRow::of)
-            .collect();
-        __outbox::diesel::RunQueryDsl::execute(
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(projects::table)
                 .values(rows)
                 .on_conflict(projects::id)
@@ -413,6 +438,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Project {
     fn delete_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         ids: &[i64],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<::std::vec::Vec<Self>> {
         use __outbox::diesel::ExpressionMethods as _;
         let keys = ids

@@ -6,9 +6,25 @@ pub struct User {
     pub id: i64,
     pub name: String,
 }
+
+// ::diesel_outbox::__outbox_derive! { "0.1.0", ... } wraps:
+
 #[doc(hidden)]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    unused_attributes,
+    unused_qualifications,
+    unused_extern_crates,
+    missing_docs,
+    unreachable_pub,
+    clippy::absolute_paths,
+    clippy::used_underscore_binding,
+    clippy::needless_lifetimes,
+    clippy::missing_docs_in_private_items
+)]
 const _: () = {
-    use ::diesel_outbox::__private as __outbox;
+    use ::diesel_outbox::__private_0_1_0 as __outbox;
     #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
     #[diesel(
         table_name = users,
@@ -18,11 +34,12 @@ const _: () = {
     )]
     #[doc(hidden)]
     pub struct __OutboxRow<'__outbox> {
-        #[diesel(column_name = id)]
+        #[diesel(column_name = id, skip_update)]
         id: &'__outbox i64,
         #[diesel(column_name = name)]
         name: &'__outbox String,
     }
+    #[automatically_derived]
     impl<'__outbox> __OutboxRow<'__outbox> {
         fn of(model: &'__outbox User) -> Self {
             __OutboxRow {
@@ -31,6 +48,7 @@ const _: () = {
             }
         }
     }
+    #[automatically_derived]
     impl __outbox::ReplicatedControl for User {
         type Category = Category::UserUpdate;
         const TABLE_NAME: &'static str = "users";
@@ -50,6 +68,7 @@ const _: () = {
             __outbox::CellNames::cell_names(&User::cells(self))
         }
     }
+    #[automatically_derived]
     impl __outbox::OutboxRows for User {
         fn outbox_rows_into(
             &self,
@@ -58,18 +77,21 @@ const _: () = {
             __outbox::control_rows_into(self, out)
         }
     }
+    #[automatically_derived]
     impl __outbox::ModelIdentity for User {
         const TABLE: &'static str = "users";
         fn identity(&self) -> i64 {
             __outbox::Identifier::to_identifier(&self.id)
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("id") }> for User {
         type Value = i64;
         fn field(&self) -> &i64 {
             &self.id
         }
     }
+    #[automatically_derived]
     impl __outbox::NamedField<{ __outbox::field_id("name") }> for User {
         type Value = String;
         fn field(&self) -> &String {
@@ -80,8 +102,10 @@ const _: () = {
         trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
             fn check() {}
         }
+        #[automatically_derived]
         impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
         struct DerivesInsertable;
+        #[automatically_derived]
         impl<
             T: __outbox::diesel::Insertable<users::table>,
         > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
@@ -89,8 +113,10 @@ const _: () = {
         trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
             fn check() {}
         }
+        #[automatically_derived]
         impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
         struct DerivesAsChangeset;
+        #[automatically_derived]
         impl<
             T: __outbox::diesel::AsChangeset,
         > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
@@ -98,34 +124,37 @@ const _: () = {
     };
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
-            impl __outbox::ModelWrites < $conn > for User { const COLUMNS : usize =
-            2usize; fn insert_rows(conn : & mut $conn, models : & [Self]) ->
-            __outbox::Result < () > { if let [model] = models {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(__OutboxRow::of(model)), conn,) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < __OutboxRow <
-            '_ >> = models.iter().map(__OutboxRow::of).collect();
+            .values(__OutboxRow::of(model)), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(rows), conn,) ?; ::core::result::Result::Ok(()) } fn update_row(conn
-            : & mut $conn, model : & Self) -> __outbox::Result < usize > { let target =
+            .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
+            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < usize > { let target =
             __outbox::diesel::QueryDsl::find(users::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
             .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self]) -> __outbox::Result < () > { use
-            __outbox::diesel::ExpressionMethods as _; if let [model] = models {
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { use __outbox::diesel::ExpressionMethods as _; if let [model] =
+            models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
             .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)),
-            conn,) ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
-            < __OutboxRow < '_ >> = models.iter().map(__OutboxRow::of).collect();
+            conn) ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
+            < _ > = models.iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(rows).on_conflict(users::id).do_update().set((users::name
-            .eq(__outbox::diesel::upsert::excluded(users::name)),)), conn,) ?;
+            .eq(__outbox::diesel::upsert::excluded(users::name)),)), conn) ?;
             ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
-            [i64]) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
-            < ::std::vec::Vec < _ >> > () ?; let target =
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id))
+            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
             __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
             .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
@@ -213,8 +242,7 @@ const _: () = {
             let id = __outbox::Identifier::to_identifier(&id);
             __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
         }
-        /// Inserts all `models` with one INSERT (split only at the backend's
-        /// bind-parameter limit) and records their outbox rows.
+        ///Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn insert_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -227,9 +255,7 @@ const _: () = {
         {
             __outbox::insert(ctx, models)
         }
-        /// Updates every model's row by primary key (one UPDATE each: SQL has no
-        /// portable multi-row UPDATE; `save_all` is one statement) and records
-        /// their outbox rows.
+        ///Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn update_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -243,8 +269,7 @@ const _: () = {
         {
             __outbox::update(ctx, models)
         }
-        /// Inserts or updates all `models` with one upsert statement and records
-        /// their outbox rows.
+        ///Inserts or updates all `models` with one upsert statement (split only at the backend's bind-parameter limit) and records their outbox rows.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn save_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -295,25 +320,24 @@ const _: () = {
 
 // `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:
 
+#[automatically_derived]
 impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     const COLUMNS: usize = 2usize;
     fn insert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         if let [model] = models {
-            __outbox::diesel::RunQueryDsl::execute(
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(users::table)
                     .values(__OutboxRow::of(model)),
                 conn,
             )?;
             return ::core::result::Result::Ok(());
         }
-        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
-            .iter()
-            .map(__OutboxRow::of)
-            .collect();
-        __outbox::diesel::RunQueryDsl::execute(
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(users::table).values(rows),
             conn,
         )?;
@@ -322,6 +346,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn update_row(
         conn: &mut diesel::sqlite::SqliteConnection,
         model: &Self,
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<usize> {
         let target = __outbox::diesel::QueryDsl::find(users::table, &model.id);
         ::core::result::Result::Ok(
@@ -334,10 +359,11 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn upsert_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         models: &[Self],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<()> {
         use __outbox::diesel::ExpressionMethods as _;
         if let [model] = models {
-            __outbox::diesel::RunQueryDsl::execute(
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(users::table)
                     .values(__OutboxRow::of(model))
                     .on_conflict(users::id)
@@ -349,11 +375,8 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
             )?;
             return ::core::result::Result::Ok(());
         }
-        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models
-            .iter()
-            .map(__OutboxRow::of)
-            .collect();
-        __outbox::diesel::RunQueryDsl::execute(
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(users::table)
                 .values(rows)
                 .on_conflict(users::id)
@@ -366,6 +389,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
     fn delete_rows(
         conn: &mut diesel::sqlite::SqliteConnection,
         ids: &[i64],
+        _token: __outbox::Token<'_, Self>,
     ) -> __outbox::Result<::std::vec::Vec<Self>> {
         use __outbox::diesel::ExpressionMethods as _;
         let keys = ids

@@ -5,19 +5,23 @@
 //! of the same release (one clear error otherwise).
 //!
 //! What is generated, in order:
-//! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields: the
-//!    only way to write the table, and unnameable outside the block, so the model itself
-//!    cannot be passed to `insert_into(..).values(..)` or `update(..).set(..)`;
+//! 1. a hidden row type, `Insertable` + `AsChangeset`, borrowing the model's fields (a
+//!    `serialize_as` field is cloned) and carrying the model's write keys, so that
+//!    diesel's own derives give them their meaning: the only way to write the table, and
+//!    unnameable outside the block, so the model itself cannot be passed to
+//!    `insert_into(..).values(..)` or `update(..).set(..)`;
 //! 2. the `ReplicatedCell` / `ReplicatedControl` impl (category, identifiers, payload);
 //! 3. `NamedField` impls, through which a scope's declaration finds its shard field;
-//! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with;
+//! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with: the
+//!    row's INSERT and UPDATE, and an upsert that is one statement for many models unless
+//!    the model's keys make each model's update its own;
 //! 5. the write methods, which all take `&mut OutboxContext`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{Cells, Model, Payload, Shard, Silo};
+use crate::ast::{option_inner, Cells, Derive, Model, Payload, Shard};
 
 pub fn model(model: &Model<'_>) -> TokenStream {
     let row = row_type(model);
@@ -81,65 +85,109 @@ pub fn stubs(ident: &syn::Ident) -> TokenStream {
     wrap(write_methods(ident, None))
 }
 
+/// The hidden row: the model's fields as diesel's own `Insertable` and `AsChangeset` see
+/// them, with the model's write-affecting `#[diesel(...)]` keys passed through, so that
+/// each write means what those derives would make it mean. Unless the model says
+/// otherwise, the whole state is written: `None` is NULL, never "leave as is" or DEFAULT.
 fn row_type(model: &Model<'_>) -> TokenStream {
     let table = &model.table;
-    let key = model.key().ident;
     let ident = model.ident;
+    let key_column = &model.key().column;
+    let (none_as_default, none_as_null) = (model.none_as_default, model.none_as_null);
     let mut fields = Vec::new();
     let mut inits = Vec::new();
-    for field in &model.fields {
-        let (name, column) = (field.ident, &field.column);
-        // `Option<&T>` rather than `&Option<T>`: diesel's expressions exist for the former.
-        let (ty, init) = match option_inner(field.ty) {
-            Some(inner) => (
+    let mut borrows = false;
+    for (index, field) in model.row_fields() {
+        let name = field.ident;
+        let mut keys = vec![{
+            let column = &field.column;
+            quote!(column_name = #column)
+        }];
+        if !model.inserts(index) {
+            keys.push(quote!(skip_insertion));
+        }
+        // The key too: diesel finds the key by column name, `skip_update` says it plainly.
+        if !model.updates(index) {
+            keys.push(quote!(skip_update));
+        }
+        if let Some(value) = field.none_as_default {
+            keys.push(quote!(treat_none_as_default_value = #value));
+        }
+        if let Some(value) = field.none_as_null {
+            keys.push(quote!(treat_none_as_null = #value));
+        }
+        let (ty, init) = match (&field.serialize_as, option_inner(field.ty)) {
+            // diesel converts the owned value with `Into`; the model is borrowed, so the
+            // field is cloned first (an error at the field's type if it is not `Clone`).
+            (Some(target), _) => {
+                keys.push(quote!(serialize_as = #target));
+                let ty = field.ty;
+                let init = quote_spanned!(ty.span()=> ::core::clone::Clone::clone(&model.#name));
+                (quote!(#ty), init)
+            }
+            // `Option<&T>` rather than `&Option<T>`: diesel's expressions exist for the former.
+            (None, Some(inner)) => (
                 quote!(::core::option::Option<&'__outbox #inner>),
                 quote!(model.#name.as_ref()),
             ),
-            None => {
+            (None, None) => {
                 let ty = field.ty;
                 (quote!(&'__outbox #ty), quote!(&model.#name))
             }
         };
-        fields.push(quote!(#[diesel(column_name = #column)] #name: #ty));
+        borrows |= field.serialize_as.is_none();
+        fields.push(quote!(#[diesel(#(#keys),*)] #name: #ty));
         inits.push(quote!(#name: #init));
     }
+    let as_changeset = updates_any(model).then(|| quote!(, __outbox::diesel::AsChangeset));
+    let (lifetime, model_ref) = if borrows {
+        (quote!(<'__outbox>), quote!(&'__outbox #ident))
+    } else {
+        (quote!(), quote!(&#ident))
+    };
     quote! {
-        // The model's whole state is written: `None` is NULL, never "leave as is" or DEFAULT.
-        #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
+        #[derive(__outbox::diesel::Insertable #as_changeset)]
         #[diesel(
             table_name = #table,
-            primary_key(#key),
-            treat_none_as_default_value = false,
-            treat_none_as_null = true
+            primary_key(#key_column),
+            treat_none_as_default_value = #none_as_default,
+            treat_none_as_null = #none_as_null
         )]
         #[doc(hidden)]
-        pub struct __OutboxRow<'__outbox> { #(#fields),* }
+        pub struct __OutboxRow #lifetime { #(#fields),* }
 
         #[automatically_derived]
-        impl<'__outbox> __OutboxRow<'__outbox> {
-            fn of(model: &'__outbox #ident) -> Self {
+        impl #lifetime __OutboxRow #lifetime {
+            fn of(model: #model_ref) -> Self {
                 __OutboxRow { #(#inits),* }
             }
         }
     }
 }
 
-/// `T` if `ty` is written `Option<T>` (with any path prefix).
-fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
-    let syn::Type::Path(path) = ty else {
-        return None;
-    };
-    let segment = path.path.segments.last()?;
-    if segment.ident != "Option" {
-        return None;
+/// Whether an UPDATE of the model writes any column.
+fn updates_any(model: &Model<'_>) -> bool {
+    (0..model.fields.len()).any(|index| model.updates(index))
+}
+
+/// When an UPDATE of `model` (a `&Self` in the generated code) writes nothing: every
+/// column it would write is a `None` it leaves as is. `None` when it always writes one.
+fn changes_nothing(model: &Model<'_>) -> Option<TokenStream> {
+    let mut nones = Vec::new();
+    for (index, field) in model.fields.iter().enumerate() {
+        if !model.updates(index) {
+            continue;
+        }
+        if !model.updates_skip_none(index) {
+            return None;
+        }
+        let name = field.ident;
+        nones.push(quote!(model.#name.is_none()));
     }
-    let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
-        return None;
-    };
-    match args.args.first() {
-        Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 => Some(inner),
-        _ => None,
-    }
+    Some(match nones.as_slice() {
+        [] => quote!(true),
+        _ => quote!(#(#nones)&&*),
+    })
 }
 
 fn replicated_impl(model: &Model<'_>) -> TokenStream {
@@ -171,8 +219,8 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             quote!(__outbox::JsonPayload::encode(&#path(self)).map(::core::option::Option::Some))
         }
     };
-    let (trait_name, rows_into, cells) = match (&model.silo, &model.cells) {
-        (Silo::Control, Some(cells)) => {
+    let (trait_name, rows_into, cells) = match (&model.derive, &model.cells) {
+        (Derive::Control, Some(cells)) => {
             let list = match cells {
                 Cells::Field(index) => {
                     let field = &model.fields[*index];
@@ -255,20 +303,44 @@ fn no_bypass_check(model: &Model<'_>) -> TokenStream {
     }
 }
 
+/// `NamedField` for every field, so that a scope's declaration (`shard: field`) finds its
+/// shard. A field whose stored value may differ from the model's (`skip_insertion`,
+/// `skip_update`, computed) answers with a type that is no identifier, so that a scope
+/// naming it fails to compile with that type's name as the reason.
 fn named_field_impls(model: &Model<'_>) -> TokenStream {
     let ident = model.ident;
-    let impls = model.fields.iter().map(|field| {
-        let (name, ty) = (field.ident, field.ty);
-        let key = name.to_string();
-        quote! {
-            #[automatically_derived]
-            impl __outbox::NamedField<{ __outbox::field_id(#key) }> for #ident {
-                type Value = #ty;
-                fn field(&self) -> &#ty { &self.#name }
+    let mut not_stored = false;
+    let impls: Vec<TokenStream> = model
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let (name, ty) = (field.ident, field.ty);
+            let key = name.to_string();
+            let stored = model.inserts(index) && (model.updates(index) || model.is_key(index));
+            let (value, access) = if stored {
+                (quote!(#ty), quote!(&self.#name))
+            } else {
+                not_stored = true;
+                let marker = quote!(ShardFieldMustBeWrittenByInsertAndUpdate);
+                (marker.clone(), quote!(&#marker))
+            };
+            quote! {
+                #[automatically_derived]
+                impl __outbox::NamedField<{ __outbox::field_id(#key) }> for #ident {
+                    type Value = #value;
+                    fn field(&self) -> &#value { #access }
+                }
             }
+        })
+        .collect();
+    let marker = not_stored.then(|| {
+        quote! {
+            #[doc(hidden)]
+            pub struct ShardFieldMustBeWrittenByInsertAndUpdate;
         }
     });
-    quote!(#(#impls)*)
+    quote!(#marker #(#impls)*)
 }
 
 fn model_writes(model: &Model<'_>) -> TokenStream {
@@ -287,104 +359,208 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
     let key = model.key();
-    let (key_ident, key_ty, key_column) = (key.ident, key.ty, &key.column);
-    let columns = model.fields.len();
+    let (key_ty, key_column) = (key.ty, &key.column);
+    let columns = (0..model.fields.len())
+        .filter(|&index| model.inserts(index))
+        .count();
     let table_name = model.table_name();
-    let updates = model.value_fields().map(|field| {
-        let column = &field.column;
-        quote!(#table::#column.eq(__outbox::diesel::upsert::excluded(#table::#column)))
-    });
-    let updates: Vec<TokenStream> = updates.collect();
+    let insert_rows = insert_rows(model);
+    let update_row = update_row(model);
+    let upsert_rows = if model.upserts_one_by_one() {
+        upsert_rows_one_by_one(model)
+    } else {
+        upsert_rows_at_once(model)
+    };
     quote! {
         #[automatically_derived]
         impl __outbox::ModelWrites<#conn> for #ident {
-                    const COLUMNS: usize = #columns;
+            const COLUMNS: usize = #columns;
 
-                    fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
-                        // One row: a fixed statement, which diesel caches as a prepared statement
-                        // (a multi-row VALUES list never is).
-                        if let [model] = models {
-                            __outbox::diesel::RunQueryDsl::execute(
-                                __outbox::diesel::insert_into(#table::table).values(__OutboxRow::of(model)),
-                                conn,
-                            )?;
-                            return ::core::result::Result::Ok(());
-                        }
-                        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
-                        __outbox::diesel::RunQueryDsl::execute(
-                            __outbox::diesel::insert_into(#table::table).values(rows),
-                            conn,
-                        )?;
-                        ::core::result::Result::Ok(())
-                    }
+            fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
+                #insert_rows
+            }
 
-                    fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_>) -> __outbox::Result<usize> {
-                        let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key_ident);
-                        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
-                            __outbox::diesel::update(target).set(__OutboxRow::of(model)),
-                            conn,
-                        )?)
-                    }
+            fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_, Self>) -> __outbox::Result<usize> {
+                #update_row
+            }
 
-                    fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_>) -> __outbox::Result<()> {
-                        use __outbox::diesel::ExpressionMethods as _;
-                        if let [model] = models {
-                            __outbox::diesel::RunQueryDsl::execute(
-                                __outbox::diesel::insert_into(#table::table)
-                                    .values(__OutboxRow::of(model))
-                                    .on_conflict(#table::#key_column)
-                                    .do_update()
-                                    .set((#(#updates,)*)),
-                                conn,
-                            )?;
-                            return ::core::result::Result::Ok(());
-                        }
-                        let rows: ::std::vec::Vec<__OutboxRow<'_>> = models.iter().map(__OutboxRow::of).collect();
-                        __outbox::diesel::RunQueryDsl::execute(
-                            __outbox::diesel::insert_into(#table::table)
-                                .values(rows)
-                                .on_conflict(#table::#key_column)
-                                .do_update()
-                                .set((#(#updates,)*)),
-                            conn,
-                        )?;
-                        ::core::result::Result::Ok(())
-                    }
+            fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
+                #upsert_rows
+            }
 
-                    fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_>) -> __outbox::Result<::std::vec::Vec<Self>> {
-                        use __outbox::diesel::ExpressionMethods as _;
-                        let keys = ids
-                            .iter()
-                            .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
-                            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
-                        let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
-                        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(
-                            __outbox::diesel::delete(target).returning(
-                                <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
-                            ),
-                            conn,
-                        )?)
-                    }
+            fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_, Self>) -> __outbox::Result<::std::vec::Vec<Self>> {
+                use __outbox::diesel::ExpressionMethods as _;
+                let keys = ids
+                    .iter()
+                    .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
+                    .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+                let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
+                ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(
+                    __outbox::diesel::delete(target).returning(
+                        <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
+                    ),
+                    conn,
+                )?)
+            }
 
-                    fn load_row(conn: &mut #conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
-                        let key = __outbox::primary_key::<#key_ty>(#table_name, id)?;
-                        let query = __outbox::diesel::QueryDsl::select(
-                            __outbox::diesel::QueryDsl::find(#table::table, key),
-                            <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
-                        );
-                        ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(
-                            __outbox::diesel::RunQueryDsl::first(query, conn),
-                        )?)
-                    }
-                }
+            fn load_row(conn: &mut #conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
+                let key = __outbox::primary_key::<#key_ty>(#table_name, id)?;
+                let query = __outbox::diesel::QueryDsl::select(
+                    __outbox::diesel::QueryDsl::find(#table::table, key),
+                    <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                );
+                ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(
+                    __outbox::diesel::RunQueryDsl::first(query, conn),
+                )?)
+            }
+        }
+    }
+}
+
+/// `execute(statement)`, its count of rows discarded (the callers check nothing by it).
+fn execute(statement: TokenStream) -> TokenStream {
+    quote! {
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(#statement, conn)?;
+    }
+}
+
+fn insert_rows(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let one = execute(
+        quote!(__outbox::diesel::insert_into(#table::table).values(__OutboxRow::of(model))),
+    );
+    let many = execute(quote!(__outbox::diesel::insert_into(#table::table).values(rows)));
+    quote! {
+        // One row: a fixed statement, which diesel caches as a prepared statement (a
+        // multi-row VALUES list never is).
+        if let [model] = models {
+            #one
+            return ::core::result::Result::Ok(());
+        }
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        #many
+        ::core::result::Result::Ok(())
+    }
+}
+
+/// The UPDATE by primary key; when the model has nothing to write, whether its row exists
+/// (so that a missing row is still `ModelNotFound`, and an existing one records its row).
+fn update_row(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let key = model.key().ident;
+    let found = quote! {
+        let found: bool = __outbox::diesel::RunQueryDsl::get_result(
+            __outbox::diesel::select(__outbox::diesel::dsl::exists(
+                __outbox::diesel::QueryDsl::find(#table::table, &model.#key),
+            )),
+            conn,
+        )?;
+    };
+    let update = quote! {
+        let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key);
+        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
+            __outbox::diesel::update(target).set(__OutboxRow::of(model)),
+            conn,
+        )?)
+    };
+    if !updates_any(model) {
+        return quote! {
+            #found
+            ::core::result::Result::Ok(usize::from(found))
+        };
+    }
+    match changes_nothing(model) {
+        None => update,
+        Some(nothing) => quote! {
+            if #nothing {
+                #found
+                return ::core::result::Result::Ok(usize::from(found));
+            }
+            #update
+        },
+    }
+}
+
+/// One INSERT ... ON CONFLICT for all models: each updated column takes the value its
+/// INSERT wrote (`excluded`), which is the model's whenever the model has no per-row rule.
+fn upsert_rows_at_once(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let key_column = &model.key().column;
+    let sets: Vec<TokenStream> = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| model.updates(*index))
+        .map(|(_, field)| {
+            let column = &field.column;
+            quote!(#table::#column.eq(__outbox::diesel::upsert::excluded(#table::#column)))
+        })
+        .collect();
+    let action = if sets.is_empty() {
+        quote!(do_nothing())
+    } else {
+        quote!(do_update().set((#(#sets,)*)))
+    };
+    let one = execute(quote! {
+        __outbox::diesel::insert_into(#table::table)
+            .values(__OutboxRow::of(model))
+            .on_conflict(#table::#key_column)
+            .#action
+    });
+    let many = execute(quote! {
+        __outbox::diesel::insert_into(#table::table)
+            .values(rows)
+            .on_conflict(#table::#key_column)
+            .#action
+    });
+    quote! {
+        use __outbox::diesel::ExpressionMethods as _;
+        if let [model] = models {
+            #one
+            return ::core::result::Result::Ok(());
+        }
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        #many
+        ::core::result::Result::Ok(())
+    }
+}
+
+/// One INSERT ... ON CONFLICT per model, for models whose conflict branch must write
+/// something other than what the INSERT wrote (DEFAULT inserted but NULL updated, a `None`
+/// left as is, a `skip_insertion` column updated): the INSERT is the hidden row's
+/// `Insertable`, the conflict branch its `AsChangeset`, exactly as `insert` and `update`.
+fn upsert_rows_one_by_one(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let key_column = &model.key().column;
+    let do_nothing = execute(quote!(statement.do_nothing()));
+    let do_update = execute(quote!(statement.do_update().set(__OutboxRow::of(model))));
+    let write = match changes_nothing(model) {
+        _ if !updates_any(model) => do_nothing,
+        None => do_update,
+        Some(nothing) => quote! {
+            if #nothing {
+                #do_nothing
+            } else {
+                #do_update
+            }
+        },
+    };
+    quote! {
+        for model in models {
+            let statement = __outbox::diesel::insert_into(#table::table)
+                .values(__OutboxRow::of(model))
+                .on_conflict(#table::#key_column);
+            #write
+        }
+        ::core::result::Result::Ok(())
     }
 }
 
 /// The write methods, all taking `&mut OutboxContext`; with no model, their bodies are
 /// unreachable stubs.
 fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
-    let rows = match model.map(|model| model.silo) {
-        Some(Silo::Control) => "one control outbox row per target cell",
+    let rows = match model.map(|model| model.derive) {
+        Some(Derive::Control) => "one control outbox row per target cell",
         _ => "its cell outbox row",
     };
     let body = |call: TokenStream| match model {
@@ -430,6 +606,7 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
     let delete_doc = format!(
         "Deletes this model's row and records {rows}, as the row was. Returns whether it existed."
     );
+    let (insert_all_doc, update_all_doc, save_all_doc) = bulk_docs(model);
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -457,20 +634,16 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             pub fn delete_by_id<C>(#ctx, id: impl __outbox::Identifier) -> __outbox::Result<bool>
             where #write_bound { #delete_by_id }
 
-            /// Inserts all `models` with one INSERT (split only at the backend's
-            /// bind-parameter limit) and records their outbox rows.
+            #[doc = #insert_all_doc]
             #allow
             pub fn insert_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #insert_all }
 
-            /// Updates every model's row by primary key (one UPDATE each: SQL has no
-            /// portable multi-row UPDATE; `save_all` is one statement) and records
-            /// their outbox rows.
+            #[doc = #update_all_doc]
             #allow
             pub fn update_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()>
             where #write_bound #identity { #update_all }
 
-            /// Inserts or updates all `models` with one upsert statement and records
-            /// their outbox rows.
+            #[doc = #save_all_doc]
             #allow
             pub fn save_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #save_all }
 
@@ -486,4 +659,27 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
             pub fn delete_by_ids<C>(#ctx, ids: &[i64]) -> __outbox::Result<usize> where #write_bound { #delete_by_ids }
         }
     }
+}
+
+/// The bulk methods' docs, saying how many statements this model's writes take.
+fn bulk_docs(model: Option<&Model<'_>>) -> (String, String, String) {
+    let defaults = model
+        .is_some_and(|model| (0..model.fields.len()).any(|index| model.inserts_default(index)));
+    let one_by_one = model.is_some_and(Model::upserts_one_by_one);
+    let insert_all = if defaults {
+        "Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit; on SQLite, which has no DEFAULT in a VALUES list, diesel writes a `None` inserted as DEFAULT with one INSERT per model) and records their outbox rows."
+    } else {
+        "Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit) and records their outbox rows."
+    };
+    let update_all = "Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows.";
+    let save_all = if one_by_one {
+        "Inserts or updates every model, one upsert each (this model's `#[diesel(...)]` keys make each model's update its own: one SET clause cannot say it for many rows), and records their outbox rows."
+    } else {
+        "Inserts or updates all `models` with one upsert statement (split only at the backend's bind-parameter limit) and records their outbox rows."
+    };
+    (
+        insert_all.to_owned(),
+        update_all.to_owned(),
+        save_all.to_owned(),
+    )
 }

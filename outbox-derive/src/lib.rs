@@ -4,7 +4,7 @@
 //! Each derive runs three steps in one direction: [`attr`] parses the `#[outbox]` and
 //! `#[diesel]` attributes, [`valid`] checks them into an [`ast::Model`] (collecting every
 //! error with its span), and [`expand`] generates the code. The two entry points differ
-//! only in the silo they ask for.
+//! only in the derive they ask for.
 
 extern crate proc_macro;
 

@@ -3,9 +3,9 @@
 use proc_macro2::TokenStream;
 use syn::DeriveInput;
 
-use crate::ast::Silo;
+use crate::ast::Derive;
 use crate::replicated_cell::expand_or_errors;
 
 pub fn derive(input: &DeriveInput) -> TokenStream {
-    expand_or_errors(input, Silo::Control)
+    expand_or_errors(input, Derive::Control)
 }

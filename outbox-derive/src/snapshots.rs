@@ -6,19 +6,22 @@ use std::path::PathBuf;
 
 use syn::{parse_quote, DeriveInput};
 
-use crate::ast::Silo;
+use crate::ast::Derive;
 use crate::{expand, replicated_cell, replicated_control, valid};
 
-/// The derive's output, then (since formatters leave macro bodies alone) the body of the
-/// per-backend `macro_rules!` expanded for SQLite.
-fn check(name: &str, input: &DeriveInput, silo: Silo, tokens: proc_macro2::TokenStream) {
-    let file: syn::File = parse_quote! { #input #tokens };
-    let model = valid::model(input, silo).expect("valid model");
+/// The derive's output, with the body of its `__outbox_derive!` version gate formatted as
+/// items, then (since formatters leave macro bodies alone) the body of the per-backend
+/// `macro_rules!` expanded for SQLite.
+fn check(name: &str, input: &DeriveInput, derive: Derive, tokens: proc_macro2::TokenStream) {
+    let (version, items) = gated_items(tokens);
+    let file: syn::File = parse_quote! { #input };
+    let model = valid::model(input, derive).expect("valid model");
     let writes = expand::writes_impl(&model, &quote::quote!(diesel::sqlite::SqliteConnection));
     let writes: syn::File = parse_quote! { #writes };
     let expanded = format!(
-        "{}\n// `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:\n\n{}",
+        "{}\n// ::diesel_outbox::__outbox_derive! {{ {version:?}, ... }} wraps:\n\n{}\n// `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:\n\n{}",
         prettyplease::unparse(&file),
+        prettyplease::unparse(&items),
         prettyplease::unparse(&writes)
     );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,6 +37,22 @@ fn check(name: &str, input: &DeriveInput, silo: Silo, tokens: proc_macro2::Token
         stored == expanded,
         "the expansion of {name} changed; review it and run UPDATE_SNAPSHOTS=1 cargo test -p diesel-outbox-derive\n--- new expansion ---\n{expanded}"
     );
+}
+
+/// The version literal and the items of `::diesel_outbox::__outbox_derive! { "x.y.z", items }`.
+fn gated_items(tokens: proc_macro2::TokenStream) -> (String, syn::File) {
+    let gate: syn::ItemMacro = syn::parse2(tokens).expect("the expansion is one macro call");
+    let last = gate.mac.path.segments.last().expect("a macro path");
+    assert_eq!(
+        last.ident, "__outbox_derive",
+        "the expansion is gated by version"
+    );
+    let parser = |input: syn::parse::ParseStream<'_>| {
+        let version: syn::LitStr = input.parse()?;
+        input.parse::<syn::Token![,]>()?;
+        Ok((version.value(), input.parse::<syn::File>()?))
+    };
+    syn::parse::Parser::parse2(parser, gate.mac.tokens).expect("version, then items")
 }
 
 #[test]
@@ -52,7 +71,7 @@ fn cell_model() {
     check(
         "cell_model",
         &input,
-        Silo::Cell,
+        Derive::Cell,
         replicated_cell::derive(&input),
     );
 }
@@ -72,7 +91,42 @@ fn control_model() {
     check(
         "control_model",
         &input,
-        Silo::Control,
+        Derive::Control,
         replicated_control::derive(&input),
+    );
+}
+
+/// Every write-affecting diesel key a replicated model may carry, passed through to the
+/// hidden row, and the per-model upsert it calls for.
+#[test]
+fn diesel_attributes_model() {
+    let input: DeriveInput = parse_quote! {
+        #[derive(Queryable, Selectable, ReplicatedCell)]
+        #[diesel(table_name = crate::schema::documents, check_for_backend(diesel::sqlite::Sqlite))]
+        #[diesel(treat_none_as_null = false)]
+        #[outbox(category = Category::DocumentUpdate)]
+        pub struct Document {
+            #[diesel(column_name = document_id)]
+            pub id: i64,
+            #[outbox(shard)]
+            pub organization_id: i64,
+            #[diesel(serialize_as = String)]
+            pub title: Title,
+            #[diesel(treat_none_as_default_value = true, treat_none_as_null = true)]
+            pub status: Option<String>,
+            pub summary: Option<String>,
+            #[diesel(skip_insertion)]
+            pub revision: i32,
+            #[diesel(skip_update)]
+            pub created_by: String,
+            #[diesel(select_expression = crate::schema::documents::title.concat("!"), select_expression_type = diesel::dsl::Concat<crate::schema::documents::title, &'static str>)]
+            pub shout: String,
+        }
+    };
+    check(
+        "diesel_attributes_model",
+        &input,
+        Derive::Cell,
+        replicated_cell::derive(&input),
     );
 }

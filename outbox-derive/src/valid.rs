@@ -2,23 +2,23 @@
 //! what the correct form is.
 
 use proc_macro2::Span;
-use syn::{Data, DeriveInput, Fields, Ident, Path};
+use syn::{Data, DeriveInput, Fields, Ident, Path, Type};
 
-use crate::ast::{Cells, Field, Model, Payload, Shard, Silo};
+use crate::ast::{option_inner, Cells, Derive, Field, Model, Payload, Shard};
 use crate::attr::{self, FieldAttrs, PayloadAttr};
 use crate::ctxt::Ctxt;
 
-/// Checks `input` for `silo`'s derive. Every problem found is reported, not just the first.
-pub fn model(input: &DeriveInput, silo: Silo) -> syn::Result<Model<'_>> {
+/// Checks `input` for the derive `kind`. Every problem found is reported, not just the first.
+pub fn model(input: &DeriveInput, kind: Derive) -> syn::Result<Model<'_>> {
     let mut cx = Ctxt::default();
-    let model = check(&mut cx, input, silo);
+    let model = check(&mut cx, input, kind);
     cx.check()?;
     // `check` returns `None` only after recording an error.
     model.ok_or_else(|| syn::Error::new(Span::call_site(), "invalid replicated model"))
 }
 
-fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<'a>> {
-    let derive = silo.derive_name();
+fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, kind: Derive) -> Option<Model<'a>> {
+    let derive = kind.derive_name();
     let named = named_fields(cx, input, derive)?;
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
@@ -33,11 +33,21 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
     for field in named {
         let attrs = attr::parse_field_attrs(cx, &field.attrs);
         let ident = field.ident.as_ref()?;
-        let column = attrs.column_name.clone().unwrap_or_else(|| ident.clone());
+        check_field_attrs(cx, ident, &field.ty, &attrs);
         fields.push(Field {
             ident,
             ty: &field.ty,
-            column,
+            column: attrs
+                .column_name
+                .get()
+                .cloned()
+                .unwrap_or_else(|| ident.clone()),
+            skip_insertion: attrs.skip_insertion.get().is_some(),
+            skip_update: attrs.skip_update.get().is_some(),
+            computed: attrs.select_expression.get().is_some(),
+            serialize_as: attrs.serialize_as.get().cloned(),
+            none_as_default: attrs.none_as_default.get().copied(),
+            none_as_null: attrs.none_as_null.get().copied(),
         });
         field_attrs.push(attrs);
     }
@@ -51,13 +61,16 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
             ),
         );
     }
-    let table = diesel.table_name.clone().unwrap_or_else(|| {
+    let table = diesel.table_name.get().cloned().unwrap_or_else(|| {
         Path::from(Ident::new(
             &infer_table_name(&input.ident.to_string()),
             input.ident.span(),
         ))
     });
     let key = primary_key(cx, input, &fields, diesel.primary_key.as_deref());
+    if let Some(key) = key {
+        check_key_is_written(cx, &fields[key], &field_attrs[key]);
+    }
     if fields.len() < 2 {
         cx.error_spanned_by(
             &input.ident,
@@ -65,6 +78,11 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
         );
     }
     let shard = shard(cx, &fields, &field_attrs, outbox.shard.get());
+    if let (Some(Shard::Field(index)), Some(key)) = (&shard, key) {
+        if *index != key {
+            check_shard_is_written(cx, &fields[*index], &field_attrs[*index]);
+        }
+    }
     let payload = match outbox.payload.value {
         None => Payload::None,
         Some((_, PayloadAttr::Model)) => Payload::Model,
@@ -72,7 +90,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
     };
     let cells = cells(
         cx,
-        silo,
+        kind,
         input,
         &fields,
         &field_attrs,
@@ -81,7 +99,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
     );
 
     Some(Model {
-        silo,
+        derive: kind,
         ident: &input.ident,
         table,
         fields,
@@ -91,7 +109,82 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, silo: Silo) -> Option<Model<
         payload,
         cells,
         flush: outbox.flush.get().copied().unwrap_or(true),
+        none_as_default: diesel.none_as_default.get().copied().unwrap_or(false),
+        none_as_null: diesel.none_as_null.get().copied().unwrap_or(true),
     })
+}
+
+/// What a field's diesel keys cannot mean on a replicated model, whichever field it is.
+fn check_field_attrs(cx: &mut Ctxt, ident: &Ident, ty: &Type, attrs: &FieldAttrs) {
+    if let Some(span) = attrs.embed.span() {
+        cx.syn_error(syn::Error::new(
+            span,
+            "`#[diesel(embed)]` cannot be replicated: the embedded struct's columns would be written through its own `Insertable`/`AsChangeset` for this table, a write that records no outbox row; declare its fields on the model itself",
+        ));
+    }
+    let not_option = option_inner(ty).is_none();
+    for (key, span) in [
+        ("treat_none_as_default_value", attrs.none_as_default.span()),
+        ("treat_none_as_null", attrs.none_as_null.span()),
+    ] {
+        if let (Some(span), true) = (span, not_option) {
+            cx.syn_error(syn::Error::new(
+                span,
+                format!("`{key}` applies to `Option` fields (diesel's rule): `{ident}` is never `None`; remove the attribute"),
+            ));
+        }
+    }
+}
+
+/// The primary key is the object identifier every outbox row of the model records: the
+/// table must hold exactly the model's value.
+fn check_key_is_written(cx: &mut Ctxt, key: &Field<'_>, attrs: &FieldAttrs) {
+    let name = key.ident;
+    let problems = [
+        (
+            attrs.skip_insertion.span(),
+            format!("the primary key `{name}` cannot be `skip_insertion`: it is the object identifier the outbox row records, so the insert must write the model's value (a key the database assigns is not known when the row is recorded)"),
+        ),
+        (
+            attrs.select_expression.span(),
+            format!("the primary key `{name}` cannot be a `select_expression`: it is the object identifier the outbox row records, a column of the table"),
+        ),
+        (
+            attrs.serialize_as.span(),
+            format!("the primary key `{name}` cannot be `serialize_as`: the key is looked up and converted to the object identifier as it is; give the field the column's own type"),
+        ),
+    ];
+    report_all(cx, problems);
+}
+
+/// The shard of a model's outbox rows is read from the model: the table must hold the same
+/// value, or its rows and their outbox rows disagree about the shard.
+fn check_shard_is_written(cx: &mut Ctxt, shard: &Field<'_>, attrs: &FieldAttrs) {
+    let name = shard.ident;
+    let why = "its outbox rows take the shard from the model, so every write must store the model's value";
+    let problems = [
+        (
+            attrs.skip_insertion.span(),
+            format!("the shard field `{name}` cannot be `skip_insertion`: {why}"),
+        ),
+        (
+            attrs.skip_update.span(),
+            format!("the shard field `{name}` cannot be `skip_update`: {why}"),
+        ),
+        (
+            attrs.select_expression.span(),
+            format!("the shard field `{name}` cannot be a `select_expression`: {why}, and a computed field is not stored"),
+        ),
+    ];
+    report_all(cx, problems);
+}
+
+fn report_all<const N: usize>(cx: &mut Ctxt, problems: [(Option<Span>, String); N]) {
+    for (span, message) in problems {
+        if let Some(span) = span {
+            cx.syn_error(syn::Error::new(span, message));
+        }
+    }
 }
 
 fn named_fields<'a>(
@@ -226,7 +319,7 @@ fn shard(
 
 fn cells(
     cx: &mut Ctxt,
-    silo: Silo,
+    kind: Derive,
     input: &DeriveInput,
     fields: &[Field<'_>],
     attrs: &[FieldAttrs],
@@ -236,7 +329,7 @@ fn cells(
     let marked: Vec<usize> = (0..fields.len())
         .filter(|&i| attrs[i].cells.get().is_some())
         .collect();
-    if silo == Silo::Cell {
+    if kind == Derive::Cell {
         if let Some(span) =
             named_span.or_else(|| marked.first().and_then(|&i| attrs[i].cells.span()))
         {
@@ -292,8 +385,8 @@ mod tests {
     use super::*;
     use syn::parse_quote;
 
-    fn errors(input: DeriveInput, silo: Silo) -> String {
-        match model(&input, silo) {
+    fn errors(input: DeriveInput, kind: Derive) -> String {
+        match model(&input, kind) {
             Ok(_) => String::new(),
             Err(error) => error
                 .into_iter()
@@ -319,7 +412,7 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Project { id: i64, #[outbox(shard)] organization_id: i64, name: String }
         };
-        let model = model(&input, Silo::Cell).expect("valid");
+        let model = model(&input, Derive::Cell).expect("valid");
         assert_eq!(model.table_name(), "projects");
         assert_eq!(model.key().ident, "id");
         assert!(matches!(model.shard, Shard::Field(1)));
@@ -331,7 +424,7 @@ mod tests {
             #[outbox(shard = nope, colour = red)]
             struct Project { name: String }
         };
-        let message = errors(input, Silo::Cell);
+        let message = errors(input, Derive::Cell);
         assert!(
             message.contains("unknown `outbox` attribute `colour`"),
             "{message}"
@@ -347,12 +440,12 @@ mod tests {
             #[outbox(category = Category::UserUpdate)]
             struct User { id: i64, name: String }
         };
-        assert!(errors(control, Silo::Control).contains("needs the target cells"));
+        assert!(errors(control, Derive::Control).contains("needs the target cells"));
         let cell: DeriveInput = parse_quote! {
             #[outbox(category = Category::ProjectUpdate, cells = regions)]
             struct Project { id: i64, name: String }
         };
-        assert!(errors(cell, Silo::Cell).contains("`ReplicatedControl` models only"));
+        assert!(errors(cell, Derive::Cell).contains("`ReplicatedControl` models only"));
     }
 
     #[test]
@@ -362,7 +455,7 @@ mod tests {
             struct User { id: i64, regions: Vec<String> }
         };
         assert!(matches!(
-            model(&by_field, Silo::Control).expect("valid").cells,
+            model(&by_field, Derive::Control).expect("valid").cells,
             Some(Cells::Field(1))
         ));
         let by_function: DeriveInput = parse_quote! {
@@ -370,7 +463,7 @@ mod tests {
             struct User { id: i64, name: String }
         };
         assert!(matches!(
-            model(&by_function, Silo::Control).expect("valid").cells,
+            model(&by_function, Derive::Control).expect("valid").cells,
             Some(Cells::Function(_))
         ));
     }
@@ -382,6 +475,138 @@ mod tests {
             #[outbox(category = Category::ProjectUpdate)]
             struct Pair { a: i64, b: i64, c: i64 }
         };
-        assert!(errors(input, Silo::Cell).contains("composite primary keys"));
+        assert!(errors(input, Derive::Cell).contains("composite primary keys"));
+    }
+
+    #[test]
+    fn diesel_reading_keys_are_accepted_and_change_no_write() {
+        let input: DeriveInput = parse_quote! {
+            #[diesel(table_name = projects, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+            #[diesel(belongs_to(Organization, foreign_key = organization_id), sql_type = Row)]
+            #[diesel(base_query = projects::table.order(projects::id), base_query_type = Q<A, B>)]
+            #[diesel(aggregate, not_sized, foreign_derive)]
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                id: i64,
+                #[diesel(deserialize_as = Map<String, i64>, sql_type = Nullable<Text>)]
+                organization_id: i64,
+                name: String,
+            }
+        };
+        let model = model(&input, Derive::Cell).expect("valid");
+        assert_eq!(model.table_name(), "projects");
+        assert!(!model.upserts_one_by_one());
+        assert!((0..3).all(|index| model.inserts(index)));
+        assert!((1..3).all(|index| model.updates(index)));
+    }
+
+    #[test]
+    fn unknown_diesel_keys_are_errors() {
+        let input: DeriveInput = parse_quote! {
+            #[diesel(table = projects)]
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project { id: i64, #[diesel(skip_updates)] name: String }
+        };
+        let message = errors(input, Derive::Cell);
+        assert!(
+            message.contains("unknown `diesel` attribute `table`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("unknown `diesel` field attribute `skip_updates`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn diesel_1_attribute_forms_that_change_a_write_are_refused() {
+        let input: DeriveInput = parse_quote! {
+            #[table_name = "legacy_projects"]
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project { id: i64, #[column_name = "org"] organization_id: i64, #[sql_type = "Text"] name: String }
+        };
+        let message = errors(input, Derive::Cell);
+        assert!(
+            message.contains("the deprecated `#[table_name ...]`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("the deprecated `#[column_name ...]`"),
+            "{message}"
+        );
+        assert!(!message.contains("sql_type"), "{message}");
+    }
+
+    #[test]
+    fn write_keys_decide_each_write() {
+        let input: DeriveInput = parse_quote! {
+            #[diesel(treat_none_as_null = false)]
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project {
+                #[diesel(column_name = "type")]
+                id: i64,
+                #[diesel(skip_insertion)]
+                revision: i32,
+                #[diesel(skip_update)]
+                author: String,
+                #[diesel(select_expression = projects::name.concat("!"))]
+                shout: String,
+                #[diesel(treat_none_as_default_value = true, treat_none_as_null = true)]
+                theme: Option<String>,
+                note: Option<String>,
+                #[diesel(serialize_as = String)]
+                title: Title,
+            }
+        };
+        let model = model(&input, Derive::Cell).expect("valid");
+        assert_eq!(model.fields[0].column.to_string(), "r#type");
+        let inserts: Vec<bool> = (0..7).map(|index| model.inserts(index)).collect();
+        assert_eq!(inserts, [true, false, true, false, true, true, true]);
+        let updates: Vec<bool> = (0..7).map(|index| model.updates(index)).collect();
+        assert_eq!(updates, [false, true, false, false, true, true, true]);
+        assert!(model.inserts_default(4) && !model.inserts_default(5));
+        assert!(!model.updates_skip_none(4) && model.updates_skip_none(5));
+        assert!(model.upserts_one_by_one());
+        assert_eq!(
+            model.row_fields().count(),
+            6,
+            "the computed field is not in the row"
+        );
+    }
+
+    #[test]
+    fn the_key_and_the_shard_are_stored_as_the_model_holds_them() {
+        let input: DeriveInput = parse_quote! {
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project {
+                #[diesel(skip_insertion, serialize_as = i64)]
+                id: i64,
+                #[outbox(shard)]
+                #[diesel(skip_update)]
+                organization_id: i64,
+                #[diesel(embed, treat_none_as_null = true)]
+                naming: Naming,
+            }
+        };
+        let message = errors(input, Derive::Cell);
+        for expected in [
+            "the primary key `id` cannot be `skip_insertion`",
+            "the primary key `id` cannot be `serialize_as`",
+            "the shard field `organization_id` cannot be `skip_update`",
+            "`#[diesel(embed)]` cannot be replicated",
+            "`treat_none_as_null` applies to `Option` fields",
+        ] {
+            assert!(message.contains(expected), "{expected} in {message}");
+        }
+    }
+
+    #[test]
+    fn a_shard_that_is_the_key_may_carry_skip_update() {
+        let input: DeriveInput = parse_quote! {
+            #[outbox(category = Category::UserUpdate, cells = regions)]
+            struct User { #[outbox(shard)] #[diesel(skip_update)] id: i64, regions: Vec<String> }
+        };
+        assert!(model(&input, Derive::Control).is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! The derives on every backend: each write method leaves exactly the expected model rows
-//! and outbox rows.
+//! and outbox rows, and each write-affecting `#[diesel(...)]` key a model carries means
+//! what diesel's own `Insertable` / `AsChangeset` make it mean.
 
 use diesel::prelude::*;
 use diesel_outbox::category::{OutboxCategory, OutboxScope};
@@ -17,6 +18,7 @@ diesel_outbox::outbox_scopes_and_categories! {
         OrganizationUpdate = 1 { scope: Organization, silo: both },
         ProjectUpdate = 2 { scope: Organization, silo: cell },
         UserUpdate = 3 { scope: User, silo: control },
+        AttributeUpdate = 4 { scope: Organization, silo: cell },
     }
 }
 
@@ -119,6 +121,11 @@ backend_tests!(
     bulk_insert_of_a_thousand_models_is_one_insert_each,
     bulk_save_and_delete,
     control_models_write_one_row_per_cell,
+    treat_none_as_null_false_leaves_none_columns_on_update_and_save,
+    an_update_with_nothing_to_write_checks_the_row_and_records_it,
+    treat_none_as_default_value_inserts_default_and_updates_null,
+    skip_insertion_and_skip_update_leave_their_columns,
+    column_name_serialize_as_and_computed_fields,
 );
 
 fn insert_writes_the_model_and_its_row<C: TestConnection>(conn: &mut C)
@@ -312,4 +319,430 @@ where
     outbox_context(conn, |ctx| User::delete_by_id(ctx, 7)).expect("delete");
     assert_eq!(conn.count("control_outboxes"), 4);
     assert_eq!(conn.count("users"), 0);
+}
+
+// ---- `#[diesel(...)]` keys that change what a write does.
+
+diesel::table! {
+    drafts (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        title -> Text,
+        body -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tags (id) {
+        id -> BigInt,
+        label -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    settings (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        theme -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        number -> Integer,
+        opened_by -> Text,
+        subject -> Text,
+    }
+}
+
+diesel::table! {
+    labels (label_id) {
+        label_id -> BigInt,
+        org -> BigInt,
+        name -> Text,
+        shade -> Text,
+    }
+}
+
+/// `treat_none_as_null = false`: an update leaves a `None` column as it is, except where
+/// the field says `treat_none_as_null = true`. Inserts still write NULL.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = drafts, treat_none_as_null = false)]
+#[outbox(category = Category::AttributeUpdate)]
+pub struct Draft {
+    pub id: i64,
+    pub organization_id: i64,
+    pub title: String,
+    pub body: Option<String>,
+    #[diesel(treat_none_as_null = true)]
+    pub note: Option<String>,
+}
+
+/// Every column an update writes may be `None`: an update of `None` writes nothing.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = tags, treat_none_as_null = false)]
+#[outbox(category = Category::AttributeUpdate)]
+pub struct Tag {
+    #[outbox(shard)]
+    pub id: i64,
+    pub label: Option<String>,
+}
+
+/// `treat_none_as_default_value = true`: an insert writes the column's DEFAULT for `None`;
+/// an update (the derive's default, `treat_none_as_null`) writes NULL.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = settings)]
+#[outbox(category = Category::AttributeUpdate)]
+pub struct Setting {
+    pub id: i64,
+    pub organization_id: i64,
+    #[diesel(treat_none_as_default_value = true)]
+    pub theme: Option<String>,
+}
+
+/// `skip_insertion`: the insert leaves `number` to its DEFAULT, updates write it;
+/// `skip_update`: the insert writes `opened_by`, updates leave it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = tickets)]
+#[outbox(category = Category::AttributeUpdate)]
+pub struct Ticket {
+    pub id: i64,
+    pub organization_id: i64,
+    #[diesel(skip_insertion)]
+    pub number: i32,
+    #[diesel(skip_update)]
+    pub opened_by: String,
+    pub subject: String,
+}
+
+/// A name kept as typed but stored upper case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shouted(pub String);
+
+impl From<Shouted> for String {
+    fn from(name: Shouted) -> String {
+        name.0.to_uppercase()
+    }
+}
+
+impl From<String> for Shouted {
+    fn from(stored: String) -> Shouted {
+        Shouted(stored)
+    }
+}
+
+/// `column_name` (an identifier and a string), `serialize_as`, and a computed field
+/// (`select_expression`), which no write touches.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, ReplicatedCell)]
+#[diesel(table_name = labels, primary_key(id))]
+#[outbox(category = Category::AttributeUpdate, shard = organization)]
+pub struct Label {
+    #[diesel(column_name = label_id)]
+    pub id: i64,
+    #[diesel(column_name = "org")]
+    pub organization: i64,
+    #[diesel(serialize_as = String, deserialize_as = String)]
+    pub name: Shouted,
+    #[diesel(select_expression = labels::shade.concat("!"), select_expression_type = diesel::dsl::Concat<labels::shade, &'static str>)]
+    pub shade_shouted: String,
+    pub shade: String,
+}
+
+fn create_attribute_tables<C: TestConnection>(conn: &mut C) {
+    conn.batch_execute(
+        "CREATE TABLE drafts (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL,
+                              title TEXT NOT NULL, body TEXT NULL, note TEXT NULL);
+         CREATE TABLE tags (id BIGINT PRIMARY KEY, label TEXT NULL);
+         CREATE TABLE settings (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL,
+                                theme TEXT NULL DEFAULT 'light');
+         CREATE TABLE tickets (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL,
+                               number INTEGER NOT NULL DEFAULT 7, opened_by TEXT NOT NULL,
+                               subject TEXT NOT NULL);
+         CREATE TABLE labels (label_id BIGINT PRIMARY KEY, org BIGINT NOT NULL,
+                              name TEXT NOT NULL, shade TEXT NOT NULL);",
+    )
+    .expect("create attribute tables");
+}
+
+/// Whether exactly one row of `table` satisfies `condition` (SQL, the same on every
+/// backend): what the table really holds, read past the model.
+fn holds<C: TestConnection>(conn: &mut C, table: &str, condition: &str) -> bool {
+    conn.scalar(&format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE {condition}"
+    )) == 1
+}
+
+/// The object identifiers of the cell outbox rows, in order.
+fn recorded_objects<C: TestConnection>(conn: &mut C) -> Vec<i64> {
+    conn.cell_rows()
+        .iter()
+        .map(|row| row.object_identifier)
+        .collect()
+}
+
+fn draft(id: i64, body: Option<&str>, note: Option<&str>) -> Draft {
+    Draft {
+        id,
+        organization_id: 5,
+        title: format!("draft {id}"),
+        body: body.map(str::to_owned),
+        note: note.map(str::to_owned),
+    }
+}
+
+fn treat_none_as_null_false_leaves_none_columns_on_update_and_save<C: TestConnection>(conn: &mut C)
+where
+    Draft: diesel_outbox::ModelWrites<C>,
+{
+    create_attribute_tables(conn);
+    // Inserts write the whole state: `None` is NULL.
+    let first = draft(1, Some("body 1"), Some("note 1"));
+    let second = draft(2, None, None);
+    outbox_context(conn, |ctx| {
+        Draft::insert_all(ctx, &[first.clone(), second.clone()])
+    })
+    .expect("insert");
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 2 AND body IS NULL AND note IS NULL"
+    ));
+
+    // `body: None` is left as it is; `note` says `treat_none_as_null = true`: NULL.
+    let mut renamed = draft(1, None, None);
+    renamed.title = "renamed".into();
+    outbox_context(conn, |ctx| renamed.update(ctx)).expect("update");
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 1 AND title = 'renamed' AND body = 'body 1' AND note IS NULL"
+    ));
+    // A `Some` is written.
+    outbox_context(conn, |ctx| draft(1, Some("body 2"), None).update(ctx)).expect("update");
+    assert!(holds(conn, "drafts", "id = 1 AND body = 'body 2'"));
+
+    // `save` of an existing row is an update by the same rule; of a new row an insert.
+    outbox_context(conn, |ctx| draft(1, None, Some("note 3")).save(ctx)).expect("save");
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 1 AND title = 'draft 1' AND body = 'body 2' AND note = 'note 3'"
+    ));
+    // `save_all`, mixed: each model's own `None`s are left, one upsert per model.
+    let log = StatementLog::attach(conn);
+    outbox_context(conn, |ctx| {
+        Draft::save_all(
+            ctx,
+            &[
+                draft(1, None, None),
+                draft(2, Some("body 2b"), None),
+                draft(3, None, Some("note 3c")),
+            ],
+        )
+    })
+    .expect("save_all");
+    assert_eq!(log.matching(&["INSERT", "drafts"]).len(), 3);
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 1 AND body = 'body 2' AND note IS NULL"
+    ));
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 2 AND body = 'body 2b' AND note IS NULL"
+    ));
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 3 AND body IS NULL AND note = 'note 3c'"
+    ));
+    // `update_all` by the same rule.
+    outbox_context(conn, |ctx| {
+        Draft::update_all(ctx, &[draft(2, None, Some("n")), draft(3, Some("b"), None)])
+    })
+    .expect("update_all");
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 2 AND body = 'body 2b' AND note = 'n'"
+    ));
+    assert!(holds(
+        conn,
+        "drafts",
+        "id = 3 AND body = 'b' AND note IS NULL"
+    ));
+    assert_eq!(
+        recorded_objects(conn),
+        vec![1, 2, 1, 1, 1, 1, 2, 3, 2, 3],
+        "one outbox row per model written"
+    );
+}
+
+fn an_update_with_nothing_to_write_checks_the_row_and_records_it<C: TestConnection>(conn: &mut C)
+where
+    Tag: diesel_outbox::ModelWrites<C>,
+{
+    create_attribute_tables(conn);
+    let tagged = Tag {
+        id: 1,
+        label: Some("red".into()),
+    };
+    let blank = |id| Tag { id, label: None };
+    outbox_context(conn, |ctx| tagged.insert(ctx)).expect("insert");
+    // Nothing to write: the row is only checked, and the write still records its row.
+    let log = StatementLog::attach(conn);
+    outbox_context(conn, |ctx| blank(1).update(ctx)).expect("update of nothing");
+    assert!(log.matching(&["UPDATE", "tags"]).is_empty());
+    assert!(holds(conn, "tags", "id = 1 AND label = 'red'"));
+    let missing = outbox_context(conn, |ctx| blank(9).update(ctx));
+    assert!(
+        matches!(
+            missing,
+            Err(Error::ModelNotFound {
+                table: "tags",
+                object_identifier: 9
+            })
+        ),
+        "{missing:?}"
+    );
+    // `save`: an existing row is kept as it is, a new one inserted with NULL.
+    outbox_context(conn, |ctx| Tag::save_all(ctx, &[blank(1), blank(2)])).expect("save");
+    assert!(holds(conn, "tags", "id = 1 AND label = 'red'"));
+    assert!(holds(conn, "tags", "id = 2 AND label IS NULL"));
+    assert_eq!(recorded_objects(conn), vec![1, 1, 1, 2]);
+}
+
+fn treat_none_as_default_value_inserts_default_and_updates_null<C: TestConnection>(conn: &mut C)
+where
+    Setting: diesel_outbox::ModelWrites<C>,
+{
+    create_attribute_tables(conn);
+    let setting = |id: i64, theme: Option<&str>| Setting {
+        id,
+        organization_id: 3,
+        theme: theme.map(str::to_owned),
+    };
+    outbox_context(conn, |ctx| setting(1, None).insert(ctx)).expect("insert");
+    assert!(holds(conn, "settings", "id = 1 AND theme = 'light'"));
+    outbox_context(conn, |ctx| {
+        Setting::insert_all(ctx, &[setting(2, Some("dark")), setting(3, None)])
+    })
+    .expect("insert_all");
+    assert!(holds(conn, "settings", "id = 2 AND theme = 'dark'"));
+    assert!(holds(conn, "settings", "id = 3 AND theme = 'light'"));
+    // An update writes NULL (the update's rule, `treat_none_as_null`, is the default).
+    outbox_context(conn, |ctx| setting(2, None).update(ctx)).expect("update");
+    assert!(holds(conn, "settings", "id = 2 AND theme IS NULL"));
+    // `save`: a new row's `None` is the DEFAULT, an existing row's is NULL.
+    outbox_context(conn, |ctx| {
+        Setting::save_all(ctx, &[setting(3, None), setting(4, None)])
+    })
+    .expect("save_all");
+    assert!(holds(conn, "settings", "id = 3 AND theme IS NULL"));
+    assert!(holds(conn, "settings", "id = 4 AND theme = 'light'"));
+    outbox_context(conn, |ctx| setting(4, Some("dark")).save(ctx)).expect("save");
+    assert!(holds(conn, "settings", "id = 4 AND theme = 'dark'"));
+    assert_eq!(recorded_objects(conn), vec![1, 2, 3, 2, 3, 4, 4]);
+}
+
+fn skip_insertion_and_skip_update_leave_their_columns<C: TestConnection>(conn: &mut C)
+where
+    Ticket: diesel_outbox::ModelWrites<C>,
+{
+    create_attribute_tables(conn);
+    let ticket = |id: i64, number: i32, opened_by: &str, subject: &str| Ticket {
+        id,
+        organization_id: 8,
+        number,
+        opened_by: opened_by.to_owned(),
+        subject: subject.to_owned(),
+    };
+    // The insert leaves `number` to the column's DEFAULT (7) and writes `opened_by`.
+    outbox_context(conn, |ctx| ticket(1, 100, "ada", "s1").insert(ctx)).expect("insert");
+    assert!(holds(
+        conn,
+        "tickets",
+        "id = 1 AND number = 7 AND opened_by = 'ada' AND subject = 's1'"
+    ));
+    // The update writes `number` and leaves `opened_by`.
+    outbox_context(conn, |ctx| ticket(1, 100, "bob", "s2").update(ctx)).expect("update");
+    assert!(holds(
+        conn,
+        "tickets",
+        "id = 1 AND number = 100 AND opened_by = 'ada' AND subject = 's2'"
+    ));
+    // `save`: an insert for a new row, an update for an existing one, each as above.
+    outbox_context(conn, |ctx| {
+        Ticket::save_all(
+            ctx,
+            &[ticket(1, 101, "carl", "s3"), ticket(2, 200, "dora", "t1")],
+        )
+    })
+    .expect("save_all");
+    assert!(holds(
+        conn,
+        "tickets",
+        "id = 1 AND number = 101 AND opened_by = 'ada' AND subject = 's3'"
+    ));
+    assert!(holds(
+        conn,
+        "tickets",
+        "id = 2 AND number = 7 AND opened_by = 'dora' AND subject = 't1'"
+    ));
+    assert_eq!(recorded_objects(conn), vec![1, 1, 1, 2]);
+}
+
+fn column_name_serialize_as_and_computed_fields<C: TestConnection>(conn: &mut C)
+where
+    Label: diesel_outbox::ModelWrites<C>,
+{
+    create_attribute_tables(conn);
+    let label = |id: i64, name: &str, shade: &str| Label {
+        id,
+        organization: 4,
+        name: Shouted(name.to_owned()),
+        shade_shouted: "never written".to_owned(),
+        shade: shade.to_owned(),
+    };
+    outbox_context(conn, |ctx| label(1, "urgent", "red").insert(ctx)).expect("insert");
+    assert!(holds(
+        conn,
+        "labels",
+        "label_id = 1 AND org = 4 AND name = 'URGENT' AND shade = 'red'"
+    ));
+    // Many rows: one statement, `excluded` for every written column.
+    let log = StatementLog::attach(conn);
+    outbox_context(conn, |ctx| {
+        Label::save_all(ctx, &[label(1, "later", "blue"), label(2, "new", "green")])
+    })
+    .expect("save_all");
+    assert_eq!(log.matching(&["INSERT", "labels"]).len(), 1);
+    assert!(holds(
+        conn,
+        "labels",
+        "label_id = 1 AND name = 'LATER' AND shade = 'blue'"
+    ));
+    outbox_context(conn, |ctx| label(2, "renamed", "green").update(ctx)).expect("update");
+    assert!(holds(conn, "labels", "label_id = 2 AND name = 'RENAMED'"));
+    // Read back through `Selectable`: the computed field is computed.
+    let stored = <Label as diesel_outbox::ModelWrites<C>>::load_row(conn, 2).expect("loads");
+    assert_eq!(
+        stored,
+        Some(Label {
+            name: Shouted("RENAMED".into()),
+            shade_shouted: "green!".into(),
+            ..label(2, "", "green")
+        })
+    );
+    // A delete returns the row through `Selectable`, the computed field included.
+    let deleted = outbox_context(conn, |ctx| Label::delete_by_ids(ctx, &[1, 2])).expect("delete");
+    assert_eq!(deleted, 2);
+    assert_eq!(conn.count("labels"), 0);
+    let rows = conn.cell_rows();
+    assert_eq!(recorded_objects(conn), vec![1, 1, 2, 2, 1, 2]);
+    assert!(rows.iter().all(|row| row.shard_identifier == 4));
 }

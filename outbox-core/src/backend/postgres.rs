@@ -8,14 +8,14 @@
 
 use chrono::NaiveDateTime;
 use diesel::pg::PgConnection;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
     decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
 };
-use super::shared::{shared_statements, NULL_TEXT};
+use super::shared::{bind_scan, shared_statements, NULL_TEXT};
 use super::sql::{
     numbered, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow, Names, Prepared,
 };
@@ -136,13 +136,7 @@ impl OutboxConnection for PgConnection {
                 lease_seconds: "$7",
             },
         );
-        let query = diesel::sql_query(text)
-            .bind::<BigInt, _>(scan.from_id)
-            .bind::<BigInt, _>(scan.to_id)
-            .bind::<BigInt, _>(scan.scan_rows)
-            .bind::<Timestamp, _>(now)
-            .bind::<Bool, _>(scan.ignore_schedule)
-            .bind::<BigInt, _>(scan.max_shards)
+        let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now)
             .bind::<BigInt, _>(scan.lease_seconds);
         let rows = Prepared(query).load::<ClaimRow>(self)?;
         Ok(claim_from_rows(table, rows))
@@ -172,13 +166,7 @@ impl OutboxConnection for PgConnection {
             states = names.states,
             same = names.same_shard("st", "c"),
         );
-        let query = diesel::sql_query(text)
-            .bind::<BigInt, _>(scan.from_id)
-            .bind::<BigInt, _>(scan.to_id)
-            .bind::<BigInt, _>(scan.scan_rows)
-            .bind::<Timestamp, _>(now)
-            .bind::<Bool, _>(scan.ignore_schedule)
-            .bind::<BigInt, _>(scan.max_shards);
+        let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
         let rows = Prepared(query).load::<ClaimRow>(self)?;
         Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
     }

@@ -2,11 +2,13 @@
 //! each backend's `impl OutboxConnection` (a generic function would need higher-ranked
 //! bounds on diesel's statement types, which the type system cannot express).
 
+use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Integer, Text};
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Text, Timestamp};
 
+use super::claim::DueScan;
 use crate::key::shard::ShardKey;
 
 /// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
@@ -28,6 +30,28 @@ where
     query
         .bind::<Integer, _>(shard.scope)
         .bind::<BigInt, _>(shard.identifier)
+}
+
+/// Binds a periodic claim's scan in the order both backends' statements number them:
+/// from id, to id, rows, now, ignore schedules, shards at most.
+pub(crate) fn bind_scan<'f, DB>(
+    query: BoxedSqlQuery<'f, DB, SqlQuery>,
+    scan: &DueScan,
+    now: NaiveDateTime,
+) -> BoxedSqlQuery<'f, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Timestamp> + HasSqlType<Bool>,
+    i64: ToSql<BigInt, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    query
+        .bind::<BigInt, _>(scan.from_id)
+        .bind::<BigInt, _>(scan.to_id)
+        .bind::<BigInt, _>(scan.scan_rows)
+        .bind::<Timestamp, _>(now)
+        .bind::<Bool, _>(scan.ignore_schedule)
+        .bind::<BigInt, _>(scan.max_shards)
 }
 
 /// A typed NULL text column, on every backend.

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
+use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel::sqlite::SqliteConnection;
 use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -19,7 +19,7 @@ use super::claim::{
     decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
     WindowRequest,
 };
-use super::shared::{bind_shard, shared_statements, NULL_TEXT};
+use super::shared::{bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
     BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
     StateRow,
@@ -125,16 +125,8 @@ impl OutboxConnection for SqliteConnection {
         let names = Names::of(table);
         let text = due_candidates(&names);
         immediate(self, |conn| {
-            let rows = Prepared(
-                diesel::sql_query(text)
-                    .bind::<BigInt, _>(scan.from_id)
-                    .bind::<BigInt, _>(scan.to_id)
-                    .bind::<BigInt, _>(scan.scan_rows)
-                    .bind::<Timestamp, _>(now)
-                    .bind::<Bool, _>(scan.ignore_schedule)
-                    .bind::<BigInt, _>(scan.max_shards),
-            )
-            .load::<ClaimRow>(conn)?;
+            let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
+            let rows = Prepared(query).load::<ClaimRow>(conn)?;
             let mut claim = Claim::empty(table);
             let mut candidates = Vec::new();
             for row in rows {
@@ -160,16 +152,8 @@ impl OutboxConnection for SqliteConnection {
         scan: &DueScan,
         now: NaiveDateTime,
     ) -> QueryResult<Vec<ShardKey>> {
-        let rows = Prepared(
-            diesel::sql_query(due_candidates(&Names::of(table)))
-                .bind::<BigInt, _>(scan.from_id)
-                .bind::<BigInt, _>(scan.to_id)
-                .bind::<BigInt, _>(scan.scan_rows)
-                .bind::<Timestamp, _>(now)
-                .bind::<Bool, _>(scan.ignore_schedule)
-                .bind::<BigInt, _>(scan.max_shards),
-        )
-        .load::<ClaimRow>(self)?;
+        let query = diesel::sql_query(due_candidates(&Names::of(table))).into_boxed();
+        let rows = Prepared(bind_scan(query, scan, now)).load::<ClaimRow>(self)?;
         Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
     }
 

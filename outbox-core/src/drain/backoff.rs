@@ -10,8 +10,12 @@ use crate::key::shard::ShardKey;
 
 /// The smallest delay of the backoff.
 const MIN_DELAY: Duration = Duration::seconds(1);
-/// The largest delay of the backoff.
-const MAX_DELAY: Duration = Duration::hours(1);
+/// The largest delay of the backoff: a failing shard is retried at least this often.
+/// A broker that deduplicates redelivered rows (e.g. by message id) must remember ids for
+/// longer than this.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// [`MAX_BACKOFF`] as a chrono duration, for schedule arithmetic.
+const MAX_DELAY: Duration = Duration::seconds(MAX_BACKOFF.as_secs() as i64);
 
 /// When a shard whose previous schedule was `previous` is retried, failing at `now`.
 pub(crate) fn next_schedule(previous: Option<&ShardState>, now: NaiveDateTime) -> NaiveDateTime {

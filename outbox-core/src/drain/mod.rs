@@ -36,6 +36,7 @@ pub(crate) mod round;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
 pub use crate::key::error::{DeliveryFailure, FailureCause};
+pub use backoff::MAX_BACKOFF;
 pub use metrics::{Metrics, NoMetrics};
 pub use options::{DrainOptions, DueShards};
 pub use report::DrainReport;

@@ -13,14 +13,22 @@ use std::marker::PhantomData;
 /// Proof that the caller is diesel-outbox's runtime. It cannot be built outside the
 /// crate, cloned, or kept past the call that received it (its lifetime is the call's), so
 /// a method that takes one cannot be called by application code.
+///
+/// `For` names what the token is for: a model's own SQL takes a `Token<'_, Model>`, so
+/// that even a hand-written `ModelWrites` impl, which receives a token when the runtime
+/// calls it, cannot pass it on to another model's methods or the connection's.
 #[derive(Debug)]
-pub struct Token<'call> {
+pub struct Token<'call, For: ?Sized = ()> {
     call: PhantomData<fn(&'call ()) -> &'call ()>,
+    target: PhantomData<fn() -> *const For>,
 }
 
-impl Token<'_> {
+impl<For: ?Sized> Token<'_, For> {
     /// A token for one call of the runtime.
     pub(crate) fn new() -> Self {
-        Token { call: PhantomData }
+        Token {
+            call: PhantomData,
+            target: PhantomData,
+        }
     }
 }

@@ -109,7 +109,10 @@ pub(crate) struct Committed {
 
 /// Something an [`outbox_context`] can be opened on: a connection (a new transaction) or
 /// an enclosing [`OutboxContext`] (a savepoint whose rows go to the enclosing context).
-pub trait ContextHost {
+///
+/// Sealed: implemented for every [`OutboxConnection`] and for [`OutboxContext`] only (an
+/// implementation of its own would receive the runtime's token).
+pub trait ContextHost: sealed::Sealed {
     /// The connection type.
     type Connection: OutboxConnection;
 
@@ -124,6 +127,13 @@ pub struct HostParts<'h, C> {
     conn: &'h mut C,
     parent: Option<(&'h mut OutboxBuffer, usize)>,
 }
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<C: OutboxConnection> sealed::Sealed for C {}
+impl<C: OutboxConnection> sealed::Sealed for OutboxContext<'_, C> {}
 
 impl<C: OutboxConnection> ContextHost for C {
     type Connection = C;

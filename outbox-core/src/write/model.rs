@@ -25,7 +25,7 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// | `#[outbox(payload)]` | rows carry the model serialised with serde (default: no payload; receivers reload the object) |
 /// | `#[outbox(payload = path)]` | rows carry `path(&model)` serialised with serde |
 /// | `#[outbox(flush = false)]` | writes are not flushed after commit: the periodic drain delivers them |
-/// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them; the key must be one column, `id` by default |
+/// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them: one table; the key must be one column, `id` by default; a column name may be an identifier or a string |
 ///
 /// It generates these methods, all taking the [`OutboxContext`](crate::OutboxContext) and
 /// never a connection: `insert`, `update`, `save` (upsert), `delete`, `delete_by_id`, and
@@ -41,8 +41,46 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// outbox row), so it is a compile error too: "multiple impls satisfying `Project:
 /// ReplicatedModelsMustNotDeriveInsertable<_>` found" (or `...AsChangeset<_>`).
 ///
-/// `None` in an `Option` field is written as NULL (the whole state is written, never
-/// "leave as is" or DEFAULT).
+/// By default the model's whole state is written: `None` in an `Option` field is NULL in
+/// an insert and in an update, never "leave as is" or DEFAULT.
+///
+/// # diesel's write keys
+///
+/// The `#[diesel(...)]` keys that change a write keep the meaning diesel's own
+/// `Insertable` and `AsChangeset` give them; `save` inserts a new row as `insert` would
+/// and updates an existing one as `update` would:
+///
+/// | key (struct or field) | `insert`, `insert_all` | `update`, `update_all` | `save`, `save_all` |
+/// | --- | --- | --- | --- |
+/// | `treat_none_as_default_value = true` | a `None` is the column's DEFAULT (on SQLite, which has no DEFAULT in a VALUES list, diesel makes `insert_all` one INSERT per model) | no effect: `None` is NULL unless `treat_none_as_null = false` | a new row's `None` is the DEFAULT, an existing row's as `update`; one upsert per model |
+/// | `treat_none_as_null = false` | no effect: `None` is NULL | a `None` leaves its column as it is; with nothing left to write, the row is only checked to exist (`Error::ModelNotFound` if not) and the outbox row recorded | an existing row's `None`s are left (with nothing to write the row is kept as it is: `ON CONFLICT DO NOTHING`); one upsert per model |
+/// | `skip_insertion` (field) | the column is left to its DEFAULT | written | a new row as `insert`, an existing one as `update`; one upsert per model |
+/// | `skip_update` (field) | written | left as it is | left as it is in an existing row |
+/// | `serialize_as = T` (field) | written as `T::from(field.clone())`: the field must be `Clone` | the same | the same |
+/// | `select_expression` (field) | never written: a computed field is not a column | never written | never written |
+///
+/// "One upsert per model": a multi-row upsert has one SET clause for all its rows, which
+/// cannot leave one row's `None` and write another's, so `save_all` of such a model runs
+/// one statement per model (in the same transaction). Any other model's `save_all` is one
+/// statement.
+///
+/// diesel's keys that only its reading derives use are accepted and change no write:
+/// `check_for_backend`, `belongs_to`, `sql_type`, `deserialize_as`,
+/// `select_expression_type`, `base_query`, `base_query_type`, `sqlite_type`,
+/// `postgres_type`, `mysql_type`, `aggregate`, `not_sized`, `foreign_derive`.
+///
+/// These do not compile, each with an error at the key that says why: `embed` (its
+/// columns would be written by the embedded struct's own `Insertable`, recording no outbox
+/// row), a second `table_name`, `treat_none_as_*` on a field that is not an `Option`,
+/// `skip_insertion`, `select_expression` or `serialize_as` on the primary key (the object
+/// identifier), `skip_insertion`, `skip_update` or `select_expression` on the shard field
+/// (its outbox rows take the shard from the model, so the table must store the same
+/// value; when the field is the one the scope names, the error is
+/// "`ShardFieldMustBeWrittenByInsertAndUpdate` cannot be used as an outbox shard"), any
+/// key diesel does not define, and diesel 1's forms of the keys that change a write
+/// (`#[table_name = ".."]`, `#[primary_key(..)]`, `#[changeset_options(..)]`,
+/// `#[column_name = ".."]`, which diesel 2 still reads under `with-deprecated`): write them
+/// as `#[diesel(...)]`.
 ///
 /// ```
 /// use diesel::prelude::*;
@@ -287,7 +325,7 @@ impl<T: CellNames> CellNames for BTreeSet<T> {
 /// generic over the connection: `fn f<C: OutboxConnection>(..) where Project: ModelWrites<C>`.
 ///
 /// Its methods write the model's table without recording outbox rows, so each takes a
-/// [`Token`] that only the runtime can make: the generated write methods (`insert`,
+/// [`Token`] for this model that only the runtime can make: the generated write methods (`insert`,
 /// `save`, ...) are what applications call, inside an
 /// [`outbox_context`](crate::outbox_context).
 ///
@@ -296,14 +334,17 @@ pub trait ModelWrites<C>: Sized {
     /// Bind parameters per model row (its column count).
     const COLUMNS: usize;
     /// One multi-row INSERT of `models`.
-    fn insert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    fn insert_rows(conn: &mut C, models: &[Self], token: Token<'_, Self>) -> Result<()>;
     /// UPDATE of one model by primary key; the number of rows changed.
-    fn update_row(conn: &mut C, model: &Self, token: Token<'_>) -> Result<usize>;
+    fn update_row(conn: &mut C, model: &Self, token: Token<'_, Self>) -> Result<usize>;
     /// One multi-row INSERT ... ON CONFLICT (primary key) DO UPDATE.
-    fn upsert_rows(conn: &mut C, models: &[Self], token: Token<'_>) -> Result<()>;
+    fn upsert_rows(conn: &mut C, models: &[Self], token: Token<'_, Self>) -> Result<()>;
     /// DELETE by primary keys, returning the deleted rows as they were.
-    fn delete_rows(conn: &mut C, object_identifiers: &[i64], token: Token<'_>)
-        -> Result<Vec<Self>>;
+    fn delete_rows(
+        conn: &mut C,
+        object_identifiers: &[i64],
+        token: Token<'_, Self>,
+    ) -> Result<Vec<Self>>;
     /// SELECT by primary key.
     fn load_row(conn: &mut C, object_identifier: i64) -> Result<Option<Self>>;
 }

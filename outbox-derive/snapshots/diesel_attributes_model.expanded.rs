@@ -1,0 +1,503 @@
+#[derive(Queryable, Selectable, ReplicatedCell)]
+#[diesel(
+    table_name = crate::schema::documents,
+    check_for_backend(diesel::sqlite::Sqlite)
+)]
+#[diesel(treat_none_as_null = false)]
+#[outbox(category = Category::DocumentUpdate)]
+pub struct Document {
+    #[diesel(column_name = document_id)]
+    pub id: i64,
+    #[outbox(shard)]
+    pub organization_id: i64,
+    #[diesel(serialize_as = String)]
+    pub title: Title,
+    #[diesel(treat_none_as_default_value = true, treat_none_as_null = true)]
+    pub status: Option<String>,
+    pub summary: Option<String>,
+    #[diesel(skip_insertion)]
+    pub revision: i32,
+    #[diesel(skip_update)]
+    pub created_by: String,
+    #[diesel(
+        select_expression = crate::schema::documents::title.concat("!"),
+        select_expression_type = diesel::dsl::Concat<crate::schema::documents::title,
+        &'static
+        str>
+    )]
+    pub shout: String,
+}
+
+// ::diesel_outbox::__outbox_derive! { "0.1.0", ... } wraps:
+
+#[doc(hidden)]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    unused_attributes,
+    unused_qualifications,
+    unused_extern_crates,
+    missing_docs,
+    unreachable_pub,
+    clippy::absolute_paths,
+    clippy::used_underscore_binding,
+    clippy::needless_lifetimes,
+    clippy::missing_docs_in_private_items
+)]
+const _: () = {
+    use ::diesel_outbox::__private_0_1_0 as __outbox;
+    #[derive(__outbox::diesel::Insertable, __outbox::diesel::AsChangeset)]
+    #[diesel(
+        table_name = crate::schema::documents,
+        primary_key(document_id),
+        treat_none_as_default_value = false,
+        treat_none_as_null = false
+    )]
+    #[doc(hidden)]
+    pub struct __OutboxRow<'__outbox> {
+        #[diesel(column_name = document_id, skip_update)]
+        id: &'__outbox i64,
+        #[diesel(column_name = organization_id)]
+        organization_id: &'__outbox i64,
+        #[diesel(column_name = title, serialize_as = String)]
+        title: Title,
+        #[diesel(
+            column_name = status,
+            treat_none_as_default_value = true,
+            treat_none_as_null = true
+        )]
+        status: ::core::option::Option<&'__outbox String>,
+        #[diesel(column_name = summary)]
+        summary: ::core::option::Option<&'__outbox String>,
+        #[diesel(column_name = revision, skip_insertion)]
+        revision: &'__outbox i32,
+        #[diesel(column_name = created_by, skip_update)]
+        created_by: &'__outbox String,
+    }
+    #[automatically_derived]
+    impl<'__outbox> __OutboxRow<'__outbox> {
+        fn of(model: &'__outbox Document) -> Self {
+            __OutboxRow {
+                id: &model.id,
+                organization_id: &model.organization_id,
+                title: ::core::clone::Clone::clone(&model.title),
+                status: model.status.as_ref(),
+                summary: model.summary.as_ref(),
+                revision: &model.revision,
+                created_by: &model.created_by,
+            }
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::ReplicatedCell for Document {
+        type Category = Category::DocumentUpdate;
+        const TABLE_NAME: &'static str = "documents";
+        const FLUSH: bool = true;
+        fn object_identifier(&self) -> i64 {
+            __outbox::Identifier::to_identifier(&self.id)
+        }
+        fn shard_identifier(&self) -> i64 {
+            __outbox::Identifier::to_identifier(&self.organization_id)
+        }
+        fn outbox_payload(
+            &self,
+        ) -> __outbox::Result<::core::option::Option<__outbox::JsonPayload>> {
+            ::core::result::Result::Ok(::core::option::Option::None)
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::OutboxRows for Document {
+        fn outbox_rows_into(
+            &self,
+            out: &mut ::std::vec::Vec<__outbox::OutboxWrite>,
+        ) -> __outbox::Result<()> {
+            __outbox::cell_rows_into(self, out)
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::ModelIdentity for Document {
+        const TABLE: &'static str = "documents";
+        fn identity(&self) -> i64 {
+            __outbox::Identifier::to_identifier(&self.id)
+        }
+    }
+    #[doc(hidden)]
+    pub struct ShardFieldMustBeWrittenByInsertAndUpdate;
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("id") }> for Document {
+        type Value = i64;
+        fn field(&self) -> &i64 {
+            &self.id
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("organization_id") }> for Document {
+        type Value = i64;
+        fn field(&self) -> &i64 {
+            &self.organization_id
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("title") }> for Document {
+        type Value = Title;
+        fn field(&self) -> &Title {
+            &self.title
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("status") }> for Document {
+        type Value = Option<String>;
+        fn field(&self) -> &Option<String> {
+            &self.status
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("summary") }> for Document {
+        type Value = Option<String>;
+        fn field(&self) -> &Option<String> {
+            &self.summary
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("revision") }> for Document {
+        type Value = ShardFieldMustBeWrittenByInsertAndUpdate;
+        fn field(&self) -> &ShardFieldMustBeWrittenByInsertAndUpdate {
+            &ShardFieldMustBeWrittenByInsertAndUpdate
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("created_by") }> for Document {
+        type Value = ShardFieldMustBeWrittenByInsertAndUpdate;
+        fn field(&self) -> &ShardFieldMustBeWrittenByInsertAndUpdate {
+            &ShardFieldMustBeWrittenByInsertAndUpdate
+        }
+    }
+    #[automatically_derived]
+    impl __outbox::NamedField<{ __outbox::field_id("shout") }> for Document {
+        type Value = ShardFieldMustBeWrittenByInsertAndUpdate;
+        fn field(&self) -> &ShardFieldMustBeWrittenByInsertAndUpdate {
+            &ShardFieldMustBeWrittenByInsertAndUpdate
+        }
+    }
+    const _: fn() = || {
+        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+            fn check() {}
+        }
+        #[automatically_derived]
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
+        struct DerivesInsertable;
+        #[automatically_derived]
+        impl<
+            T: __outbox::diesel::Insertable<crate::schema::documents::table>,
+        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
+        let _ = <Document as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
+        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            fn check() {}
+        }
+        #[automatically_derived]
+        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
+        struct DerivesAsChangeset;
+        #[automatically_derived]
+        impl<
+            T: __outbox::diesel::AsChangeset,
+        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
+        let _ = <Document as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+    };
+    macro_rules! __outbox_model_writes {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
+            const COLUMNS : usize = 6usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(rows), conn) ?;
+            ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
+            Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
+            let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { for model in models { let statement =
+            __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model)).on_conflict(crate
+            ::schema::documents::document_id); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), conn) ?; } ::core::result::Result::Ok(()) } fn
+            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), conn,) ?) }
+            fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
+            ::core::option::Option < Self >> { let key = __outbox::primary_key:: < i64 >
+            ("documents", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, key), < Self as
+            __outbox::diesel::SelectableHelper << $conn as __outbox::diesel::Connection >
+            ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } }
+        };
+    }
+    ::diesel_outbox::__outbox_for_each_connection!(__outbox_model_writes);
+    #[automatically_derived]
+    impl Document {
+        ///Inserts this model and records its cell outbox row, in `ctx`'s transaction.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn insert<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::insert(ctx, ::core::slice::from_ref(self))
+        }
+        ///Updates this model's row (by primary key) and records its cell outbox row. Fails with `Error::ModelNotFound` if the row does not exist.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn update<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            __outbox::update(ctx, ::core::slice::from_ref(self))
+        }
+        ///Inserts this model or, if its primary key exists, updates it (one upsert), and records its cell outbox row.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn save<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::save(ctx, ::core::slice::from_ref(self))
+        }
+        ///Deletes this model's row and records its cell outbox row, as the row was. Returns whether it existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete<C>(
+            &self,
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+        ) -> __outbox::Result<bool>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            let id = <Self as __outbox::ModelIdentity>::identity(self);
+            __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        }
+        /// Deletes the object with this identifier, if it exists, and records its
+        /// outbox rows. Returns whether it existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_by_id<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            id: impl __outbox::Identifier,
+        ) -> __outbox::Result<bool>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            let id = __outbox::Identifier::to_identifier(&id);
+            __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        }
+        ///Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit; on SQLite, which has no DEFAULT in a VALUES list, diesel writes a `None` inserted as DEFAULT with one INSERT per model) and records their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn insert_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::insert(ctx, models)
+        }
+        ///Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn update_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            __outbox::update(ctx, models)
+        }
+        ///Inserts or updates every model, one upsert each (this model's `#[diesel(...)]` keys make each model's update its own: one SET clause cannot say it for many rows), and records their outbox rows.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn save_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<()>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::save(ctx, models)
+        }
+        /// Deletes the rows of all `models` with one DELETE and records their
+        /// outbox rows. Returns how many existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_all<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            models: &[Self],
+        ) -> __outbox::Result<usize>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+            Self: __outbox::ModelIdentity,
+        {
+            let ids: ::std::vec::Vec<i64> = models
+                .iter()
+                .map(<Self as __outbox::ModelIdentity>::identity)
+                .collect();
+            __outbox::delete::<C, Self>(ctx, &ids)
+        }
+        /// Deletes the objects with these identifiers with one DELETE and records
+        /// their outbox rows. Returns how many existed.
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        pub fn delete_by_ids<C>(
+            ctx: &mut __outbox::OutboxContext<'_, C>,
+            ids: &[i64],
+        ) -> __outbox::Result<usize>
+        where
+            C: __outbox::OutboxConnection,
+            Self: __outbox::ModelWrites<C>,
+            Self: __outbox::OutboxRows,
+        {
+            __outbox::delete::<C, Self>(ctx, ids)
+        }
+    }
+};
+
+// `__outbox_model_writes!(diesel::sqlite::SqliteConnection)` expands to:
+
+#[automatically_derived]
+impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
+    const COLUMNS: usize = 6usize;
+    fn insert_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        models: &[Self],
+        _token: __outbox::Token<'_, Self>,
+    ) -> __outbox::Result<()> {
+        if let [model] = models {
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::insert_into(crate::schema::documents::table)
+                    .values(__OutboxRow::of(model)),
+                conn,
+            )?;
+            return ::core::result::Result::Ok(());
+        }
+        let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
+        let _: usize = __outbox::diesel::RunQueryDsl::execute(
+            __outbox::diesel::insert_into(crate::schema::documents::table).values(rows),
+            conn,
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn update_row(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        model: &Self,
+        _token: __outbox::Token<'_, Self>,
+    ) -> __outbox::Result<usize> {
+        let target = __outbox::diesel::QueryDsl::find(
+            crate::schema::documents::table,
+            &model.id,
+        );
+        ::core::result::Result::Ok(
+            __outbox::diesel::RunQueryDsl::execute(
+                __outbox::diesel::update(target).set(__OutboxRow::of(model)),
+                conn,
+            )?,
+        )
+    }
+    fn upsert_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        models: &[Self],
+        _token: __outbox::Token<'_, Self>,
+    ) -> __outbox::Result<()> {
+        for model in models {
+            let statement = __outbox::diesel::insert_into(
+                    crate::schema::documents::table,
+                )
+                .values(__OutboxRow::of(model))
+                .on_conflict(crate::schema::documents::document_id);
+            let _: usize = __outbox::diesel::RunQueryDsl::execute(
+                statement.do_update().set(__OutboxRow::of(model)),
+                conn,
+            )?;
+        }
+        ::core::result::Result::Ok(())
+    }
+    fn delete_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        ids: &[i64],
+        _token: __outbox::Token<'_, Self>,
+    ) -> __outbox::Result<::std::vec::Vec<Self>> {
+        use __outbox::diesel::ExpressionMethods as _;
+        let keys = ids
+            .iter()
+            .map(|id| __outbox::primary_key::<i64>("documents", *id))
+            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+        let target = __outbox::diesel::QueryDsl::filter(
+            crate::schema::documents::table,
+            crate::schema::documents::document_id.eq_any(keys),
+        );
+        ::core::result::Result::Ok(
+            __outbox::diesel::RunQueryDsl::get_results(
+                __outbox::diesel::delete(target)
+                    .returning(
+                        <Self as __outbox::diesel::SelectableHelper<
+                            <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+                        >>::as_returning(),
+                    ),
+                conn,
+            )?,
+        )
+    }
+    fn load_row(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        id: i64,
+    ) -> __outbox::Result<::core::option::Option<Self>> {
+        let key = __outbox::primary_key::<i64>("documents", id)?;
+        let query = __outbox::diesel::QueryDsl::select(
+            __outbox::diesel::QueryDsl::find(crate::schema::documents::table, key),
+            <Self as __outbox::diesel::SelectableHelper<
+                <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+            >>::as_select(),
+        );
+        ::core::result::Result::Ok(
+            __outbox::diesel::OptionalExtension::optional(
+                __outbox::diesel::RunQueryDsl::first(query, conn),
+            )?,
+        )
+    }
+}
