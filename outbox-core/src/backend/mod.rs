@@ -116,24 +116,23 @@ pub trait OutboxConnection:
         F: FnOnce(&mut Self) -> std::result::Result<T, E>,
         E: From<diesel::result::Error>;
 
-    /// Leases of `table` whose worker is gone. On PostgreSQL the caller now holds each
-    /// one's lock and must [`release_leases`](Self::release_leases) them.
+    /// Leases of `table` whose worker is gone, oldest first, except `own` (the lease of
+    /// the claim this connection holds). Another drain may be recovering one of them at
+    /// the same time: [`forget_lease`](Self::forget_lease) tells which of the two does.
     #[doc(hidden)]
     fn abandoned_leases(
         &mut self,
         token: Token<'_>,
         table: OutboxTable,
         now: NaiveDateTime,
+        own: Option<i64>,
     ) -> QueryResult<Vec<Lease>>;
 
     /// Deletes a lease; whether it still existed (inside a drain transaction, so that an
-    /// abandoned lease is turned into backoffs exactly once).
+    /// abandoned lease is turned into backoffs exactly once: a drain recovering the same
+    /// lease meanwhile makes this wait for its commit, then find the lease gone).
     #[doc(hidden)]
     fn forget_lease(&mut self, token: Token<'_>, lease: i64) -> QueryResult<bool>;
-
-    /// Lets go of leases taken by [`abandoned_leases`](Self::abandoned_leases).
-    #[doc(hidden)]
-    fn release_leases(&mut self, token: Token<'_>, leases: &[i64]) -> QueryResult<()>;
 
     /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
     /// held by this connection alone (PostgreSQL: a session advisory lock; SQLite: the
@@ -159,8 +158,9 @@ pub trait OutboxConnection:
         now: NaiveDateTime,
     ) -> QueryResult<Vec<ShardKey>>;
 
-    /// Claims one due shard that must be delivered alone (a worker died while delivering
-    /// its batch), if there is one.
+    /// Claims one shard that must be delivered alone (a worker died while delivering its
+    /// batch) and whose schedule has passed, if there is one: new rows do not make it
+    /// due sooner.
     #[doc(hidden)]
     fn claim_isolated_shard(
         &mut self,

@@ -74,17 +74,29 @@ impl OutboxConnection for PgConnection {
         _token: Token<'_>,
         table: OutboxTable,
         _now: NaiveDateTime,
+        own: Option<i64>,
     ) -> QueryResult<Vec<Lease>> {
         // A live worker holds its lease's lock from the statement that wrote the lease
-        // until after the commit that deleted it: a lease whose lock we get is abandoned,
-        // if it still exists once we hold the lock (the caller deletes it to find out).
+        // until after the commit that deleted it: a lease whose lock we get is abandoned.
+        // The lock is let go at once: a drain recovering the lease deletes its row in
+        // the transaction that backs its shards off, so another drain that finds it
+        // meanwhile waits on that row (in `forget_lease`) rather than skip it and claim
+        // its shards back to the receiver that killed their worker. Our own lease is left
+        // out: a session's advisory locks are re-entrant, so its lock would be "got".
         let text = format!(
-            "SELECT id, shards FROM outbox_drain_leases \
-             WHERE outbox_table = $1 AND pg_try_advisory_lock({key})",
+            "WITH tried AS MATERIALIZED (SELECT id, shards, pg_try_advisory_lock({key}) AS got \
+                 FROM outbox_drain_leases WHERE outbox_table = $1 \
+                 AND id IS DISTINCT FROM $2) \
+             SELECT id, shards FROM tried \
+             WHERE CASE WHEN got THEN pg_advisory_unlock({key}) ELSE FALSE END ORDER BY id",
             key = lease_key("id")
         );
-        let found = Prepared(diesel::sql_query(text).bind::<Text, _>(table.name()))
-            .load::<LeaseRow>(self)?;
+        let found = Prepared(
+            diesel::sql_query(text)
+                .bind::<Text, _>(table.name())
+                .bind::<Nullable<BigInt>, _>(own),
+        )
+        .load::<LeaseRow>(self)?;
         Ok(found
             .into_iter()
             .map(|lease| Lease {
@@ -102,20 +114,6 @@ impl OutboxConnection for PgConnection {
         )
         .execute(self)?;
         Ok(deleted > 0)
-    }
-
-    fn release_leases(&mut self, _token: Token<'_>, leases: &[i64]) -> QueryResult<()> {
-        if leases.is_empty() {
-            return Ok(());
-        }
-        let text = format!(
-            "SELECT COUNT(*) AS value FROM unnest($1::int8[]) AS l(id) \
-             WHERE pg_advisory_unlock({key})",
-            key = lease_key("l.id")
-        );
-        Prepared(diesel::sql_query(text).bind::<Array<BigInt>, _>(leases.to_vec()))
-            .get_result::<BigIntValue>(self)?;
-        Ok(())
     }
 
     fn claim_due_shards(
@@ -179,19 +177,33 @@ impl OutboxConnection for PgConnection {
         lease_seconds: i64,
     ) -> QueryResult<Claim> {
         let names = Names::of(table);
-        // Binds: $1 now, $2 the lease's seconds. A new row (past `covered_id`) makes the
-        // shard due at once, as for every shard.
+        // Binds: $1 now, $2 the lease's seconds. Unlike a failing shard, an isolated one
+        // waits for its schedule even when new rows arrive: each attempt may cost a
+        // process, and a shard still being written to would otherwise crash a worker per
+        // new row. A shard listed in a lease is left alone even when its lock is free:
+        // its worker died and the lease is not recovered yet (the recovery backs it off
+        // and deletes the lease in one transaction); taking it now would let the receiver
+        // that killed that worker kill this one too. The leases are read only when an
+        // isolated shard is due (rarely), once; among the 64 due first, at most one per
+        // worker can be leased (an isolated shard is claimed alone).
         let candidates = format!(
-            "candidates AS MATERIALIZED (\
-                 SELECT {shard}, 0::int8 AS first_id FROM {states} st \
-                 WHERE st.isolated AND NOT st.skipped \
-                   AND (st.scheduled_for <= $1 OR EXISTS (SELECT 1 FROM {rows} o \
-                        WHERE {same} AND o.id > st.covered_id)) \
-                 ORDER BY st.scheduled_for LIMIT 1)",
-            shard = names.shard_of("st"),
+            "due_isolated AS MATERIALIZED (\
+                 SELECT {st_shard}, st.scheduled_for FROM {states} st \
+                 WHERE st.isolated AND NOT st.skipped AND st.scheduled_for <= $1 \
+                 ORDER BY st.scheduled_for LIMIT 64), \
+             leased AS MATERIALIZED (\
+                 SELECT e.value AS shard FROM outbox_drain_leases l \
+                 CROSS JOIN LATERAL jsonb_array_elements(l.shards::jsonb) e \
+                 WHERE l.outbox_table = '{rows}' AND EXISTS (SELECT 1 FROM due_isolated)), \
+             candidates AS MATERIALIZED (\
+                 SELECT {d_shard}, 0::int8 AS first_id FROM due_isolated d \
+                 WHERE NOT EXISTS (SELECT 1 FROM leased x \
+                     WHERE x.shard = jsonb_build_array({d_shard})) \
+                 ORDER BY d.scheduled_for LIMIT 1)",
+            st_shard = names.shard_of("st"),
+            d_shard = names.shard_of("d"),
             states = names.states,
             rows = names.rows,
-            same = names.same_shard("o", "st"),
         );
         let text = claim_statement(
             &names,

@@ -86,11 +86,13 @@ impl OutboxConnection for SqliteConnection {
         _token: Token<'_>,
         table: OutboxTable,
         now: NaiveDateTime,
+        _own: Option<i64>,
     ) -> QueryResult<Vec<Lease>> {
+        // Our own lease was just written: it has not expired.
         let found = Prepared(
             diesel::sql_query(
                 "SELECT id, shards FROM outbox_drain_leases \
-                 WHERE outbox_table = ? AND expires_at < ?",
+                 WHERE outbox_table = ? AND expires_at < ? ORDER BY id",
             )
             .bind::<Text, _>(table.name())
             .bind::<Timestamp, _>(now),
@@ -108,11 +110,6 @@ impl OutboxConnection for SqliteConnection {
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
         Ok(delete_lease(self, Some(lease))? > 0)
-    }
-
-    fn release_leases(&mut self, _token: Token<'_>, _leases: &[i64]) -> QueryResult<()> {
-        // Nothing holds a lease on SQLite but the row itself.
-        Ok(())
     }
 
     fn claim_due_shards(
@@ -165,15 +162,13 @@ impl OutboxConnection for SqliteConnection {
         lease_seconds: i64,
     ) -> QueryResult<Claim> {
         let names = Names::of(table);
+        // An isolated shard waits for its schedule even when new rows arrive (see the
+        // PostgreSQL claim).
         let text = format!(
             "SELECT {columns} FROM {states} st WHERE st.isolated AND NOT st.skipped \
-             AND (st.scheduled_for <= ? OR EXISTS (SELECT 1 FROM {rows} o \
-                  WHERE {same} AND o.id > st.covered_id)) \
-             ORDER BY st.scheduled_for LIMIT 1",
+             AND st.scheduled_for <= ? ORDER BY st.scheduled_for LIMIT 1",
             columns = state_select(&names),
             states = names.states,
-            rows = names.rows,
-            same = names.same_shard("o", "st"),
         );
         immediate(self, |conn| {
             let found = Prepared(diesel::sql_query(text).bind::<Timestamp, _>(now))
@@ -362,7 +357,7 @@ fn take_unleased(
     if candidates.is_empty() {
         return Ok(());
     }
-    let leased = live_leased_shards(conn, claim.table, now)?;
+    let leased = leased_shards(conn, claim.table)?;
     for candidate in candidates {
         if leased.contains(&candidate.key) {
             claim.busy += 1;
@@ -390,19 +385,17 @@ fn take_unleased(
     Ok(())
 }
 
-/// The shards of `table` that a live lease lists.
-fn live_leased_shards(
+/// The shards of `table` that a lease lists, expired or not: an expired lease belongs to
+/// a worker that died, and its shards wait until a drain recovers it (backs them off and
+/// deletes it, in one transaction), so that no claim takes them back to the receiver that
+/// killed that worker first.
+fn leased_shards(
     conn: &mut SqliteConnection,
     table: OutboxTable,
-    now: NaiveDateTime,
 ) -> QueryResult<HashSet<ShardKey>> {
     let leases = Prepared(
-        diesel::sql_query(
-            "SELECT id, shards FROM outbox_drain_leases \
-             WHERE outbox_table = ? AND expires_at >= ?",
-        )
-        .bind::<Text, _>(table.name())
-        .bind::<Timestamp, _>(now),
+        diesel::sql_query("SELECT id, shards FROM outbox_drain_leases WHERE outbox_table = ?")
+            .bind::<Text, _>(table.name()),
     )
     .load::<LeaseRow>(conn)?;
     Ok(leases

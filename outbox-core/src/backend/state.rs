@@ -26,7 +26,9 @@ pub struct ShardState {
     /// row kept.
     pub skipped: bool,
     /// A worker died while delivering this shard's batch: it is delivered alone until it
-    /// succeeds, so that a receiver that kills its process stops only its own shard.
+    /// succeeds, so that a receiver that kills its process stops only its own shard, and
+    /// only at its schedule (new rows do not make it due sooner: each attempt may cost a
+    /// process).
     pub isolated: bool,
     /// Failed attempts since the last success.
     pub attempts: i32,

@@ -1,28 +1,80 @@
 //! Batches that dead workers left behind: their leases, found and turned into backoffs.
 
+use std::collections::HashSet;
+
 use super::backoff::shard_failure;
 use super::report::DrainReport;
 use super::Drainer;
+use crate::backend::claim::Claim;
 use crate::backend::OutboxConnection;
 use crate::key::error::Error;
-use crate::key::shard::OutboxTable;
+use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
+
+/// Backs off the batches of workers that died (see [`recover_abandoned`]), then gives
+/// back the shards of `claim` that were in them.
+///
+/// Run after each claim: a worker that died just before it let go of its shards, which
+/// the claim may have taken; delivering them would hand them back to the receiver that
+/// killed that worker (an abort), and kill this one too. Checked after the claim rather
+/// than before, there is no moment in between for such a death to slip through.
+pub(crate) fn without_abandoned<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    mut claim: Claim,
+    report: &mut DrainReport,
+) -> Result<Claim, Error> {
+    let abandoned = recover_abandoned(drainer, conn, claim.table, claim.lease, report)?;
+    if abandoned.is_empty() || claim.shards.is_empty() {
+        return Ok(claim);
+    }
+    let (given_back, kept) = claim
+        .shards
+        .into_iter()
+        .partition(|shard| abandoned.contains(&shard.key));
+    claim.shards = kept;
+    let given_back = Claim {
+        shards: given_back,
+        lease: None,
+        ..Claim::empty(claim.table)
+    };
+    if !given_back.shards.is_empty() {
+        tracing::warn!(
+            shards = given_back.shards.len(),
+            "claimed shards of a batch whose worker had just died: given back, backed off"
+        );
+        conn.release_claim(Token::new(), &given_back)?;
+    }
+    if claim.shards.is_empty() {
+        // Nothing left to deliver: the lease goes too.
+        conn.release_claim(Token::new(), &claim)?;
+        claim.lease = None;
+    }
+    Ok(claim)
+}
 
 /// Backs off the shards of batches whose worker died while delivering them (a receiver
 /// that aborted its process, say): each is then delivered alone until it succeeds, so a
-/// receiver that kills its process stops only its own shard.
-pub(crate) fn recover_abandoned<C: OutboxConnection>(
+/// receiver that kills its process stops only its own shard. `own` is the lease of the
+/// claim this connection holds, if any. Returns the shards of every such batch found,
+/// whether this call or another drain recovered it.
+fn recover_abandoned<C: OutboxConnection>(
     drainer: &Drainer<C>,
     conn: &mut C,
     table: OutboxTable,
+    own: Option<i64>,
     report: &mut DrainReport,
-) -> Result<(), Error> {
+) -> Result<HashSet<ShardKey>, Error> {
     let now = drainer.clock.now();
-    let leases = conn.abandoned_leases(Token::new(), table, now)?;
+    let leases = conn.abandoned_leases(Token::new(), table, now, own)?;
     if leases.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
-    let ids: Vec<i64> = leases.iter().map(|lease| lease.id).collect();
+    let abandoned: HashSet<ShardKey> = leases
+        .iter()
+        .filter_map(|lease| lease.shards.clone())
+        .flatten()
+        .collect();
     let recovered = conn.drain_transaction(Token::new(), |conn| {
         let mut recovered = 0;
         for lease in &leases {
@@ -62,8 +114,6 @@ pub(crate) fn recover_abandoned<C: OutboxConnection>(
         }
         Ok::<_, diesel::result::Error>(recovered)
     });
-    let released = conn.release_leases(Token::new(), &ids);
     report.abandoned_batches += recovered?;
-    released?;
-    Ok(())
+    Ok(abandoned)
 }

@@ -1,12 +1,14 @@
 //! The periodic drain: one call of `drain_due_shards`.
 //!
-//! Per table: first the leases that dead workers left behind (their shards back off, to
-//! be delivered alone), then shards that must be delivered alone, then batches of due
-//! shards, each found and claimed with one statement from the oldest rows and the due
-//! schedules, until nothing due can be claimed or the call's limit is reached.
+//! Per table: shards that must be delivered alone, then batches of due shards, each found
+//! and claimed with one statement from the oldest rows and the due schedules, until
+//! nothing due can be claimed or the call's limit is reached. After each claim, the
+//! leases that dead workers left behind are found and their shards backed off (to be
+//! delivered alone), and given back if the claim took them.
 
 use super::batch;
 use super::options::DueShards;
+use super::recover::without_abandoned;
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::DueScan;
@@ -54,13 +56,13 @@ fn drain_table<C: OutboxConnection>(
     report: &mut DrainReport,
 ) -> Result<(), Error> {
     let _span = tracing::debug_span!("outbox.drain", table = %table).entered();
-    super::recover::recover_abandoned(drainer, conn, table, report)?;
     let mut claimed = 0;
     if schedules == Schedules::Honour {
         while claimed < due.limit {
             let now = drainer.clock.now();
             let lease = drainer.options.lease_seconds();
             let claim = conn.claim_isolated_shard(Token::new(), table, now, lease)?;
+            let claim = without_abandoned(drainer, conn, claim, report)?;
             if claim.shards.is_empty() {
                 report.shards_not_claimed += claim.busy;
                 break;
@@ -93,6 +95,7 @@ fn drain_table<C: OutboxConnection>(
             lease_seconds: drainer.options.lease_seconds(),
         };
         let claim = conn.claim_due_shards(Token::new(), table, &scan, drainer.clock.now())?;
+        let claim = without_abandoned(drainer, conn, claim, report)?;
         let reached_end = claim.scanned_rows < scan.scan_rows;
         if claim.shards.is_empty() {
             report.shards_not_claimed += claim.busy;
