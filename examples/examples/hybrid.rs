@@ -1,6 +1,7 @@
-//! The hybrid-cloud demo: one control database and two cells (eu, us), users replicated
-//! from control to their cells, organizations from the cells to control, a cell that is
-//! unreachable for a while, deletions mirrored through tombstones.
+//! The hybrid-cloud demo: control and two cells (eu, us) as three services on loopback,
+//! each with only its own database, talking over signed HTTP: users replicated from
+//! control to their cells, organizations from the cells to control, a cell whose service
+//! stops for a while, deletions mirrored through tombstones.
 //!
 //! SQLite files in a temp dir by default:
 //!     cargo run -p diesel-outbox-examples --example hybrid
@@ -8,9 +9,10 @@
 //!     OUTBOX_DEMO_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
 //!         cargo run -p diesel-outbox-examples --features postgres --example hybrid
 
+use diesel_outbox::BoxError;
 use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), BoxError> {
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("OUTBOX_DEMO_POSTGRES_URL") {
         return postgres::run(&url);
@@ -24,10 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         setup: Some("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;".into()),
     };
     println!(
-        "Three SQLite databases in {}: control, eu and us.\n",
+        "Three SQLite databases in {}: control, eu and us.",
         dir.display()
     );
     let mut world = Deployment::<diesel::SqliteConnection>::create(&urls)?;
+    introduce(&world);
     let check = run_story(&mut world, &mut |line| println!("{line}"))?;
     drop(world);
     std::fs::remove_dir_all(&dir)?;
@@ -42,9 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod postgres {
     use diesel::connection::SimpleConnection;
     use diesel::{Connection, PgConnection};
+    use diesel_outbox::BoxError;
     use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
 
-    pub fn run(base: &str) -> Result<(), Box<dyn std::error::Error>> {
+    pub fn run(base: &str) -> Result<(), BoxError> {
         let schemas = ["outbox_demo_control", "outbox_demo_eu", "outbox_demo_us"];
         let mut admin = PgConnection::establish(base)?;
         for schema in schemas {
@@ -63,10 +67,11 @@ mod postgres {
             setup: None,
         };
         println!(
-            "Three PostgreSQL schemas in {base}: {}.\n",
+            "Three PostgreSQL schemas in {base}: {}.",
             schemas.join(", ")
         );
         let mut world = Deployment::<PgConnection>::create(&urls)?;
+        super::introduce(&world);
         let check = run_story(&mut world, &mut |line| println!("{line}"))?;
         drop(world);
         for schema in schemas {
@@ -78,4 +83,22 @@ mod postgres {
             Err("the deployment did not converge".into())
         }
     }
+}
+
+/// Where each silo's service listens.
+fn introduce<C: diesel_outbox_examples::hybrid::DemoSql>(world: &Deployment<C>) {
+    let silos = std::iter::once(diesel_outbox::SiloId::Control).chain(
+        world
+            .cells
+            .keys()
+            .map(|name| diesel_outbox::SiloId::cell(name.clone())),
+    );
+    let listening: Vec<String> = silos
+        .filter_map(|silo| {
+            let url = world.service(&silo)?.url();
+            Some(format!("{silo} at {url}"))
+        })
+        .collect();
+    println!("Each silo is a service with its own database only; they talk over signed HTTP:");
+    println!("{}.\n", listening.join(", "));
 }

@@ -19,12 +19,14 @@
 //!   [`Receivers::replicated_cell`]: what processing does with a replicated model;
 //! * [`SiloDirectory`] and [`Receivers::for_silos`]: how a silo reaches the others, and
 //!   [`silo::tombstones`] of objects deleted there;
+//! * [`apply`]: silos that talk over a transport (e.g. the signed HTTP one of
+//!   `diesel-outbox-http`) instead of writing each other's databases;
 //! * [`testing::drain_until_empty`]: "run the outboxes" in a test.
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
-//! [`testing`], [`inspect`]. How the runtime is layered, and the life of one row from `save` to its
-//! deletion, is in the repository's `ARCHITECTURE.md`.
+//! [`testing`], [`inspect`], [`apply`]. How the runtime is layered, and the life of one
+//! row from `save` to its deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
 //! `postgres`. The `mysql` feature is reserved for the MySQL / MariaDB backend.
@@ -100,6 +102,30 @@ pub mod silo {
     pub use crate::deliver::tombstone::{record_tombstone, tombstones};
     pub use crate::key::silo_id::SiloId;
     pub use crate::row::tombstone::{Tombstone, TombstoneTable};
+}
+
+/// Silos that talk over a transport instead of writing each other's databases: the
+/// request a replicated model's change becomes, the sending silo's receiver, and the
+/// receiving silo's appliers.
+///
+/// * sending silo: [`Outgoing`](apply::Outgoing) lists the models it sends, and
+///   [`Receivers::remote`] registers a [`RemoteReceiver`](apply::RemoteReceiver) that
+///   turns each delivered row into an [`ApplyRequest`](apply::ApplyRequest) (the model's
+///   state, or a deletion) and hands a batch of them to a [`Transport`](apply::Transport);
+/// * receiving silo: [`Appliers`](apply::Appliers) checks that the caller may send each
+///   request and applies it in its own transaction: the model's
+///   [`CellApplyHooks`](apply::CellApplyHooks) or [`ControlApplyHooks`](apply::ControlApplyHooks),
+///   and for a deletion the tombstone first; the [`ApplyOutcome`](apply::ApplyOutcome)s
+///   say exactly what was committed.
+///
+/// The crate `diesel-outbox-http` is a signed HTTP transport for them. The direct-database
+/// [`SiloDirectory`] remains for single-database and test setups.
+pub mod apply {
+    pub use crate::deliver::apply::{
+        Appliers, ApplyContext, ApplyError, CellApplyHooks, ControlApplyHooks, Refusal,
+    };
+    pub use crate::deliver::remote::{Outgoing, RemoteReceiver, Transport};
+    pub use crate::deliver::request::{ApplyOutcome, ApplyRequest, Change};
 }
 
 /// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.

@@ -1,10 +1,12 @@
 //! The hybrid-cloud scenario end to end, on SQLite files and on PostgreSQL schemas (one
-//! control, two cells): convergence, a cell that fails its first connections, and hooks
-//! that are idempotent.
+//! control, two cells): convergence over signed HTTP (three services on loopback) and
+//! through direct connections, a cell whose server is down (its shards alone back off), a
+//! cell that fails its first connections, and hooks that are idempotent.
 
 use chrono::Duration;
 use diesel_outbox::{
-    CellReplicationHooks, ControlReplicationHooks, JsonPayload, ModelWrites, ReplicationContext,
+    CellReplicationHooks, ControlReplicationHooks, JsonPayload, ModelWrites, OutboxTable,
+    ReplicationContext,
 };
 use diesel_outbox_examples::hybrid::{
     run_story, DemoSql, Deployment, Organization, OrganizationMapping, SiloUrls, User, UserReplica,
@@ -74,12 +76,33 @@ impl Silos for PgSilos {
     }
 }
 
-fn the_story_converges<S: Silos>(silos: &S)
+/// Over signed HTTP (the demo) or through direct connections.
+#[derive(Clone, Copy, Debug)]
+enum Wiring {
+    Http,
+    Direct,
+}
+
+fn deploy<S: Silos>(silos: &S, wiring: Wiring) -> Deployment<S::Conn>
+where
+    User: ModelWrites<S::Conn>,
+    Organization: ModelWrites<S::Conn>,
+{
+    let urls = silos.urls();
+    let world = match wiring {
+        Wiring::Http => Deployment::<S::Conn>::create(&urls).expect("deployment over HTTP"),
+        Wiring::Direct => Deployment::<S::Conn>::create_direct(&urls).expect("direct deployment"),
+    };
+    assert_eq!(world.over_http(), matches!(wiring, Wiring::Http));
+    world
+}
+
+fn the_story_converges<S: Silos>(silos: &S, wiring: Wiring)
 where
     User: ModelWrites<S::Conn> + ControlReplicationHooks<S::Conn>,
     Organization: ModelWrites<S::Conn> + CellReplicationHooks<S::Conn>,
 {
-    let mut world = Deployment::<S::Conn>::create(&silos.urls()).expect("deployment");
+    let mut world = deploy(silos, wiring);
     let mut told = Vec::new();
     let check = run_story(&mut world, &mut |line| told.push(line.to_owned())).expect("story");
     assert!(
@@ -133,12 +156,84 @@ where
     );
 }
 
+/// Over HTTP: us's server is down while control saves users. eu gets them at once; the
+/// rows for us stay and only us's shards back off; once us is back they are delivered.
+fn a_cell_whose_server_is_down_backs_off_only_its_shards<S: Silos>(silos: &S)
+where
+    User: ModelWrites<S::Conn>,
+    Organization: ModelWrites<S::Conn>,
+{
+    let mut world = deploy(silos, Wiring::Http);
+    world.cut("us").expect("stop us");
+    assert!(!world
+        .service(&diesel_outbox::SiloId::cell("us"))
+        .expect("us")
+        .is_running());
+    for user in [
+        User::new(1, "Ada", &["eu"]),
+        User::new(2, "Bob", &["eu", "us"]),
+        User::new(3, "Carol", &["us"]),
+    ] {
+        world
+            .save_user(&user)
+            .expect("save: a flush failure never fails the writer");
+    }
+    let eu = world
+        .cell("eu")
+        .expect("eu")
+        .conn
+        .user_replicas()
+        .expect("eu");
+    assert_eq!(eu.iter().map(|u| u.id).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(world
+        .cell("us")
+        .expect("us")
+        .conn
+        .user_replicas()
+        .expect("us")
+        .is_empty());
+
+    let control = &mut world.control;
+    let states = control
+        .outbox
+        .shard_states(&mut control.conn, OutboxTable::Control)
+        .expect("states");
+    let mut failing: Vec<(String, i64)> = states
+        .iter()
+        .map(|state| {
+            let cell = state.shard.cell_name().unwrap_or_default().to_owned();
+            (cell, state.shard.shard().identifier)
+        })
+        .collect();
+    failing.sort();
+    assert_eq!(
+        failing,
+        vec![("us".to_owned(), 2), ("us".to_owned(), 3)],
+        "only us's shards back off: {states:#?}"
+    );
+    assert!(states.iter().all(|state| state.attempts == 1));
+    let waiting = diesel_outbox::testing::control_records(&mut control.conn).expect("rows");
+    assert!(
+        waiting.iter().all(|row| row.cell_name == "us"),
+        "{waiting:#?}"
+    );
+    assert_eq!(waiting.len(), 2);
+
+    world.restore("us").expect("start us again");
+    world.advance(Duration::seconds(3));
+    let report = world.drain().expect("drain");
+    assert_eq!(report.delivered, 2, "{:#?}", report.failures);
+    let check = world.check().expect("check");
+    assert!(check.converged(), "{:#?}", check.problems);
+    assert_eq!(check.user_replicas, 4);
+}
+
 fn a_cell_that_fails_its_first_connections_catches_up<S: Silos>(silos: &S)
 where
     User: ModelWrites<S::Conn> + ControlReplicationHooks<S::Conn>,
     Organization: ModelWrites<S::Conn> + CellReplicationHooks<S::Conn>,
 {
-    let mut world = Deployment::<S::Conn>::create(&silos.urls()).expect("deployment");
+    let mut world = deploy(silos, Wiring::Direct);
     world.faults("us").expect("us").fail_next(3);
     let users = [
         User::new(1, "Ada", &["eu"]),
@@ -237,7 +332,7 @@ where
     User: ModelWrites<S::Conn> + ControlReplicationHooks<S::Conn>,
     Organization: ModelWrites<S::Conn> + CellReplicationHooks<S::Conn>,
 {
-    let mut world = Deployment::<S::Conn>::create(&silos.urls()).expect("deployment");
+    let mut world = deploy(silos, Wiring::Direct);
     world
         .save_user(&User::new(2, "Bob", &["eu", "us"]))
         .expect("save");
@@ -256,7 +351,7 @@ where
     let (first, second) = twice::<S>(&mut world, |world| {
         let control = &mut world.control;
         let mut ctx =
-            ReplicationContext::new(&mut control.conn, 2, 2, Some("us"), Some(&control.silos));
+            ReplicationContext::new(&mut control.conn, 2, 2, Some("us"), control.silos.as_ref());
         bob.handle_async_replication(&mut ctx, "us", 2)
             .expect("replicate user");
     });
@@ -268,7 +363,7 @@ where
     };
     let (first, second) = twice::<S>(&mut world, |world| {
         let us = world.cell("us").expect("us");
-        let mut ctx = ReplicationContext::new(&mut us.conn, 20, 20, None, Some(&us.silos));
+        let mut ctx = ReplicationContext::new(&mut us.conn, 20, 20, None, us.silos.as_ref());
         globex
             .handle_async_replication(&mut ctx, 20)
             .expect("replicate organization");
@@ -278,7 +373,7 @@ where
     let (first, second) = twice::<S>(&mut world, |world| {
         let control = &mut world.control;
         let mut ctx =
-            ReplicationContext::new(&mut control.conn, 2, 2, Some("us"), Some(&control.silos));
+            ReplicationContext::new(&mut control.conn, 2, 2, Some("us"), control.silos.as_ref());
         <User as ControlReplicationHooks<S::Conn>>::handle_async_deletion(
             &mut ctx,
             "us",
@@ -292,7 +387,7 @@ where
 
     let (first, second) = twice::<S>(&mut world, |world| {
         let us = world.cell("us").expect("us");
-        let mut ctx = ReplicationContext::new(&mut us.conn, 20, 20, None, Some(&us.silos));
+        let mut ctx = ReplicationContext::new(&mut us.conn, 20, 20, None, us.silos.as_ref());
         <Organization as CellReplicationHooks<S::Conn>>::handle_async_deletion(
             &mut ctx, 20, 20, None,
         )
@@ -305,8 +400,18 @@ mod sqlite {
     use super::*;
 
     #[test]
-    fn the_story_converges() {
-        super::the_story_converges(&SqliteSilos::new());
+    fn the_story_converges_over_http() {
+        super::the_story_converges(&SqliteSilos::new(), Wiring::Http);
+    }
+
+    #[test]
+    fn the_story_converges_through_direct_connections() {
+        super::the_story_converges(&SqliteSilos::new(), Wiring::Direct);
+    }
+
+    #[test]
+    fn a_cell_whose_server_is_down_backs_off_only_its_shards() {
+        super::a_cell_whose_server_is_down_backs_off_only_its_shards(&SqliteSilos::new());
     }
 
     #[test]
@@ -325,9 +430,21 @@ mod postgres {
     use super::*;
 
     #[test]
-    fn the_story_converges() {
+    fn the_story_converges_over_http() {
         let Some(silos) = PgSilos::new() else { return };
-        super::the_story_converges(&silos);
+        super::the_story_converges(&silos, Wiring::Http);
+    }
+
+    #[test]
+    fn the_story_converges_through_direct_connections() {
+        let Some(silos) = PgSilos::new() else { return };
+        super::the_story_converges(&silos, Wiring::Direct);
+    }
+
+    #[test]
+    fn a_cell_whose_server_is_down_backs_off_only_its_shards() {
+        let Some(silos) = PgSilos::new() else { return };
+        super::a_cell_whose_server_is_down_backs_off_only_its_shards(&silos);
     }
 
     #[test]

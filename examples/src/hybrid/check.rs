@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel_outbox::silo::{tombstones, TombstoneTable};
-use diesel_outbox::{CellReplicationHooks, ControlReplicationHooks, Error, ModelWrites};
+use diesel_outbox::{Error, ModelWrites};
 
 use super::models::{DemoSql, Organization, User, UserReplica};
 use super::Deployment;
@@ -35,8 +35,8 @@ impl Convergence {
 impl<C> Deployment<C>
 where
     C: DemoSql,
-    User: ModelWrites<C> + ControlReplicationHooks<C>,
-    Organization: ModelWrites<C> + CellReplicationHooks<C>,
+    User: ModelWrites<C>,
+    Organization: ModelWrites<C>,
 {
     /// Compares every replica with its source, in both directions, and counts the outbox
     /// rows left.

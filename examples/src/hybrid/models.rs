@@ -8,12 +8,23 @@
 //!   cell's drain keeps `organization_mappings` in control up to date, with the cell's name.
 //! - Deleting either records a tombstone in the other silo (the library does that), and the
 //!   deletion hook removes the replica and the rows that point at it.
+//!
+//! Each model has two pairs of hooks, for the two ways silos can be wired:
+//! - over a transport (the demo): the sending silo sends the model's state
+//!   (serde), and the receiving silo applies it in its own database
+//!   ([`CellApplyHooks`], [`ControlApplyHooks`]);
+//! - through direct connections (single-database and test setups): the sending silo's
+//!   drain writes the other silo's database itself ([`CellReplicationHooks`],
+//!   [`ControlReplicationHooks`]).
 
 use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel_outbox::apply::{ApplyContext, CellApplyHooks, ControlApplyHooks};
 use diesel_outbox::{
     BoxError, CellReplicationHooks, ControlReplicationHooks, JsonPayload, ReplicatedCell,
     ReplicatedControl, ReplicationContext, SiloId,
 };
+use serde::{Deserialize, Serialize};
 
 diesel_outbox::outbox_scopes_and_categories! {
     /// The demo's scopes: each shards by the object's own id.
@@ -76,7 +87,9 @@ pub const CELL_TABLES: &str = "
         PRIMARY KEY (organization_id, user_id));";
 
 /// A user, owned by control and replicated to each of its cells.
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, ReplicatedControl)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, Serialize, Deserialize, ReplicatedControl,
+)]
 #[diesel(table_name = schema::users)]
 #[outbox(category = Category::UserUpdate, cells = User::cell_names)]
 pub struct User {
@@ -108,7 +121,9 @@ impl User {
 }
 
 /// An organization, owned by one cell and mapped in control.
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, ReplicatedCell)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, Serialize, Deserialize, ReplicatedCell,
+)]
 #[diesel(table_name = schema::organizations)]
 #[outbox(category = Category::OrganizationUpdate)]
 pub struct Organization {
@@ -140,112 +155,147 @@ pub struct OrganizationMapping {
     pub cell_name: String,
 }
 
-/// The hooks are ordinary diesel code on a concrete connection type. The demo runs on
-/// SQLite and PostgreSQL, so this macro writes them once for each; an application on one
-/// backend writes a plain `impl` block.
-macro_rules! replication_hooks {
-    ($conn:ty) => {
-        impl ControlReplicationHooks<$conn> for User {
-            fn handle_async_replication(
-                &self,
-                ctx: &mut ReplicationContext<'_, $conn>,
-                cell_name: &str,
-                _shard_identifier: i64,
-            ) -> Result<(), BoxError> {
-                let replica = UserReplica {
-                    id: self.id,
-                    name: self.name.clone(),
-                };
-                ctx.require_silos()?
-                    .with_cell_connection(cell_name, |cell: &mut $conn| {
-                        diesel::insert_into(user_replicas::table)
-                            .values(&replica)
-                            .on_conflict(user_replicas::id)
-                            .do_update()
-                            .set(&replica)
-                            .execute(cell)?;
-                        Ok(())
-                    })?;
-                Ok(())
-            }
-
-            fn handle_async_deletion(
-                ctx: &mut ReplicationContext<'_, $conn>,
-                cell_name: &str,
-                object_identifier: i64,
-                _shard_identifier: i64,
-                _payload: Option<&JsonPayload>,
-            ) -> Result<(), BoxError> {
-                // The cascade: the replica and every membership pointing at it.
-                ctx.require_silos()?
-                    .with_cell_connection(cell_name, |cell: &mut $conn| {
-                        cell.transaction(|cell| {
-                            diesel::delete(
-                                organization_members::table
-                                    .filter(organization_members::user_id.eq(object_identifier)),
-                            )
-                            .execute(cell)?;
-                            diesel::delete(user_replicas::table.find(object_identifier))
-                                .execute(cell)
-                        })?;
-                        Ok(())
-                    })?;
-                Ok(())
+/// Over a transport (the demo's wiring): control applies what a cell sends it about
+/// its organizations, in control's own transaction. The hook is also where control
+/// decides what a cell may change: a cell may map only organizations that live in it.
+impl<C: DemoSql> CellApplyHooks<C> for Organization {
+    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
+        let cell = ctx.cell_name().to_owned();
+        let conn = ctx.connection();
+        if let Some(mapped) = conn.organization_mapping(self.id)? {
+            if mapped.cell_name != cell {
+                return Err(format!(
+                    "organization {} lives in {}, not in {cell}",
+                    self.id, mapped.cell_name
+                )
+                .into());
             }
         }
+        conn.upsert_organization_mapping(&OrganizationMapping {
+            organization_id: self.id,
+            name: self.name.clone(),
+            cell_name: cell,
+        })?;
+        Ok(())
+    }
 
-        impl CellReplicationHooks<$conn> for Organization {
-            fn handle_async_replication(
-                &self,
-                ctx: &mut ReplicationContext<'_, $conn>,
-                _shard_identifier: i64,
-            ) -> Result<(), BoxError> {
-                let silos = ctx.require_silos()?;
-                let SiloId::Cell(cell_name) = silos.local() else {
-                    return Err("organizations are replicated from a cell".into());
-                };
-                let mapping = OrganizationMapping {
-                    organization_id: self.id,
-                    name: self.name.clone(),
-                    cell_name: cell_name.clone(),
-                };
-                silos.with_control_connection(|control: &mut $conn| {
-                    diesel::insert_into(organization_mappings::table)
-                        .values(&mapping)
-                        .on_conflict(organization_mappings::organization_id)
-                        .do_update()
-                        .set(&mapping)
-                        .execute(control)?;
-                    Ok(())
-                })?;
-                Ok(())
-            }
-
-            fn handle_async_deletion(
-                ctx: &mut ReplicationContext<'_, $conn>,
-                object_identifier: i64,
-                _shard_identifier: i64,
-                _payload: Option<&JsonPayload>,
-            ) -> Result<(), BoxError> {
-                ctx.require_silos()?
-                    .with_control_connection(|control: &mut $conn| {
-                        diesel::delete(organization_mappings::table.find(object_identifier))
-                            .execute(control)?;
-                        Ok(())
-                    })?;
-                Ok(())
-            }
-        }
-    };
+    fn apply_deletion(
+        ctx: &mut ApplyContext<'_, '_, C>,
+        object_identifier: i64,
+        _shard_identifier: i64,
+        _payload: Option<&JsonPayload>,
+    ) -> Result<(), BoxError> {
+        // The tombstone is recorded; drop the mapping, if it is the sender's.
+        let cell = ctx.cell_name().to_owned();
+        ctx.connection()
+            .delete_organization_mapping(object_identifier, Some(&cell))?;
+        Ok(())
+    }
 }
 
-#[cfg(feature = "sqlite")]
-replication_hooks!(diesel::sqlite::SqliteConnection);
-#[cfg(feature = "postgres")]
-replication_hooks!(diesel::pg::PgConnection);
+/// Over a transport: a cell applies what control sends it about a user, in the cell's
+/// own transaction.
+impl<C: DemoSql> ControlApplyHooks<C> for User {
+    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
+        ctx.connection().upsert_user_replica(&UserReplica {
+            id: self.id,
+            name: self.name.clone(),
+        })?;
+        Ok(())
+    }
 
-/// The demo's plain reads and writes, for each backend (see [`replication_hooks!`]).
-pub trait DemoSql: diesel_outbox::OutboxConnection + Sized {
+    fn apply_deletion(
+        ctx: &mut ApplyContext<'_, '_, C>,
+        object_identifier: i64,
+        _shard_identifier: i64,
+        _payload: Option<&JsonPayload>,
+    ) -> Result<(), BoxError> {
+        // The cascade: the replica and every membership pointing at it.
+        ctx.connection().delete_user_replica(object_identifier)?;
+        Ok(())
+    }
+}
+
+/// Through direct connections (the [`SiloDirectory`](diesel_outbox::SiloDirectory)
+/// wiring, for single-database and test setups): control's drain writes each user into
+/// its cells' databases itself.
+impl<C: DemoSql> ControlReplicationHooks<C> for User {
+    fn handle_async_replication(
+        &self,
+        ctx: &mut ReplicationContext<'_, C>,
+        cell_name: &str,
+        _shard_identifier: i64,
+    ) -> Result<(), BoxError> {
+        let replica = UserReplica {
+            id: self.id,
+            name: self.name.clone(),
+        };
+        ctx.require_silos()?
+            .with_cell_connection(cell_name, |cell: &mut C| {
+                cell.upsert_user_replica(&replica)?;
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    fn handle_async_deletion(
+        ctx: &mut ReplicationContext<'_, C>,
+        cell_name: &str,
+        object_identifier: i64,
+        _shard_identifier: i64,
+        _payload: Option<&JsonPayload>,
+    ) -> Result<(), BoxError> {
+        ctx.require_silos()?
+            .with_cell_connection(cell_name, |cell: &mut C| {
+                cell.transaction(|cell| cell.delete_user_replica(object_identifier))?;
+                Ok(())
+            })?;
+        Ok(())
+    }
+}
+
+/// Through direct connections: a cell's drain writes its organizations' mappings into
+/// control's database itself.
+impl<C: DemoSql> CellReplicationHooks<C> for Organization {
+    fn handle_async_replication(
+        &self,
+        ctx: &mut ReplicationContext<'_, C>,
+        _shard_identifier: i64,
+    ) -> Result<(), BoxError> {
+        let silos = ctx.require_silos()?;
+        let SiloId::Cell(cell_name) = silos.local() else {
+            return Err("organizations are replicated from a cell".into());
+        };
+        let mapping = OrganizationMapping {
+            organization_id: self.id,
+            name: self.name.clone(),
+            cell_name: cell_name.clone(),
+        };
+        silos.with_control_connection(|control: &mut C| {
+            control.upsert_organization_mapping(&mapping)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn handle_async_deletion(
+        ctx: &mut ReplicationContext<'_, C>,
+        object_identifier: i64,
+        _shard_identifier: i64,
+        _payload: Option<&JsonPayload>,
+    ) -> Result<(), BoxError> {
+        ctx.require_silos()?
+            .with_control_connection(|control: &mut C| {
+                control.delete_organization_mapping(object_identifier, None)?;
+                Ok(())
+            })?;
+        Ok(())
+    }
+}
+
+/// The demo's plain reads and writes, once per backend: the hooks above are written once,
+/// generic over it.
+pub trait DemoSql: diesel_outbox::OutboxConnection + R2D2Connection + Sized {
     /// Control: every user, by id.
     fn users(&mut self) -> QueryResult<Vec<User>>;
     /// Control: every organization mapping, by id.
@@ -262,6 +312,16 @@ pub trait DemoSql: diesel_outbox::OutboxConnection + Sized {
     fn remove_memberships(&mut self, organization_id: i64) -> QueryResult<()>;
     /// Rows in both outbox tables.
     fn outbox_rows(&mut self) -> Result<i64, diesel_outbox::Error>;
+    /// A cell: writes a user's replica (an upsert: idempotent).
+    fn upsert_user_replica(&mut self, replica: &UserReplica) -> QueryResult<()>;
+    /// A cell: deletes a user's replica and every membership pointing at it.
+    fn delete_user_replica(&mut self, id: i64) -> QueryResult<()>;
+    /// Control: the mapping of organization `id`.
+    fn organization_mapping(&mut self, id: i64) -> QueryResult<Option<OrganizationMapping>>;
+    /// Control: writes an organization's mapping (an upsert: idempotent).
+    fn upsert_organization_mapping(&mut self, mapping: &OrganizationMapping) -> QueryResult<()>;
+    /// Control: deletes the mapping of organization `id` (only if it is `cell`'s, if given).
+    fn delete_organization_mapping(&mut self, id: i64, cell: Option<&str>) -> QueryResult<()>;
 }
 
 macro_rules! demo_sql {
@@ -327,6 +387,67 @@ macro_rules! demo_sql {
                 let cell = diesel_outbox::testing::cell_records(self)?.len();
                 let control = diesel_outbox::testing::control_records(self)?.len();
                 Ok((cell + control) as i64)
+            }
+
+            fn upsert_user_replica(&mut self, replica: &UserReplica) -> QueryResult<()> {
+                diesel::insert_into(user_replicas::table)
+                    .values(replica)
+                    .on_conflict(user_replicas::id)
+                    .do_update()
+                    .set(replica)
+                    .execute(self)
+                    .map(|_| ())
+            }
+
+            fn delete_user_replica(&mut self, id: i64) -> QueryResult<()> {
+                diesel::delete(
+                    organization_members::table.filter(organization_members::user_id.eq(id)),
+                )
+                .execute(self)?;
+                diesel::delete(user_replicas::table.find(id))
+                    .execute(self)
+                    .map(|_| ())
+            }
+
+            fn organization_mapping(
+                &mut self,
+                id: i64,
+            ) -> QueryResult<Option<OrganizationMapping>> {
+                organization_mappings::table
+                    .find(id)
+                    .select(OrganizationMapping::as_select())
+                    .first(self)
+                    .optional()
+            }
+
+            fn upsert_organization_mapping(
+                &mut self,
+                mapping: &OrganizationMapping,
+            ) -> QueryResult<()> {
+                diesel::insert_into(organization_mappings::table)
+                    .values(mapping)
+                    .on_conflict(organization_mappings::organization_id)
+                    .do_update()
+                    .set(mapping)
+                    .execute(self)
+                    .map(|_| ())
+            }
+
+            fn delete_organization_mapping(
+                &mut self,
+                id: i64,
+                cell: Option<&str>,
+            ) -> QueryResult<()> {
+                let mapping = organization_mappings::table
+                    .filter(organization_mappings::organization_id.eq(id));
+                match cell {
+                    Some(cell) => {
+                        diesel::delete(mapping.filter(organization_mappings::cell_name.eq(cell)))
+                            .execute(self)
+                    }
+                    None => diesel::delete(mapping).execute(self),
+                }
+                .map(|_| ())
             }
         }
     };

@@ -2,7 +2,7 @@
 //! check the outcome.
 
 use chrono::Duration;
-use diesel_outbox::{CellReplicationHooks, ControlReplicationHooks, Error, ModelWrites};
+use diesel_outbox::{BoxError, Error, ModelWrites};
 
 use super::check::Convergence;
 use super::models::{DemoSql, Organization, User};
@@ -13,14 +13,14 @@ use super::Deployment;
 pub fn run_story<C>(
     world: &mut Deployment<C>,
     say: &mut dyn FnMut(&str),
-) -> Result<Convergence, Error>
+) -> Result<Convergence, BoxError>
 where
     C: DemoSql,
-    User: ModelWrites<C> + ControlReplicationHooks<C>,
-    Organization: ModelWrites<C> + CellReplicationHooks<C>,
+    User: ModelWrites<C>,
+    Organization: ModelWrites<C>,
 {
     say("1. Control creates three users. Each lists the cells it belongs to; saving it writes one");
-    say("   outbox row per cell, and the flush after commit copies it there.");
+    say("   outbox row per cell, and the flush after commit delivers it there.");
     world.save_user(&User::new(1, "Ada", &["eu"]))?;
     world.save_user(&User::new(2, "Bob", &["eu", "us"]))?;
     world.save_user(&User::new(3, "Carol", &["us"]))?;
@@ -61,8 +61,8 @@ where
     )?;
     show_mappings(world, say)?;
 
-    say("5. The us cell becomes unreachable, and Robert is renamed Bobby meanwhile.");
-    world.faults("us")?.cut();
+    say("5. The us cell goes down (its service stops), and Robert is renamed Bobby meanwhile.");
+    world.cut("us")?;
     world.save_user(&User::new(2, "Bobby", &["eu", "us"]))?;
     let waiting = world.control.conn.outbox_rows()?;
     say("   eu got the change at once. The delivery to us failed; its row stays in control's");
@@ -77,7 +77,7 @@ where
         report.delivered,
         report.failures.len()
     ));
-    world.faults("us")?.restore();
+    world.restore("us")?;
     world.advance(Duration::seconds(5));
     let report = world.drain()?;
     say(&format!(

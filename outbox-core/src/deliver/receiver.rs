@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::hooks::{CellReplicationHooks, ControlReplicationHooks};
+use super::remote::{Outgoing, RemoteReceiver, Transport};
 use super::replicated::{CellModelReceiver, ControlModelReceiver};
 use super::silo::SiloDirectory;
 use crate::backend::OutboxConnection;
@@ -362,6 +363,25 @@ impl<C: 'static> Receivers<C> {
             category.name,
             one(receiver),
         )
+    }
+
+    /// Sends the models of `outgoing` to the silos that apply them, over `transport`
+    /// (e.g. the signed HTTP transport of `diesel-outbox-http`): one
+    /// [`RemoteReceiver`](crate::apply::RemoteReceiver) registered for every category
+    /// `outgoing` sends. This silo never writes the other silos' databases: they apply
+    /// the changes themselves ([`Appliers`](crate::apply::Appliers)).
+    pub fn remote(mut self, outgoing: Outgoing<C>, transport: impl Transport) -> Self
+    where
+        C: OutboxConnection,
+    {
+        let receiver = RemoteReceiver::new(outgoing, transport);
+        for table in OutboxTable::ALL {
+            let categories = receiver.outgoing().categories(table);
+            if !categories.is_empty() {
+                self = self.batch_for(table, &categories, receiver.clone());
+            }
+        }
+        self
     }
 
     /// How many (table, category) pairs have a receiver.
