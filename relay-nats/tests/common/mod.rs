@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,14 +55,40 @@ impl NatsServer {
             DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&store).expect("create the server's store dir");
-        let mut server = NatsServer {
-            port: free_port(),
+        // The server picks its own port (-p -1) and writes it to a ports file: a port
+        // found free beforehand could be taken by another test's server meanwhile.
+        let mut command = Command::new(server_binary());
+        command.args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"]);
+        command.arg(&store);
+        if jetstream {
+            command.arg("-js").arg("-sd").arg(&store);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts (set NATS_SERVER to its path)");
+        let port = ports_file_port(&store, child.id());
+        let server = NatsServer {
+            port,
             store,
             jetstream,
-            child: None,
+            child: Some(child),
         };
-        server.restart();
+        server.wait_listening();
         server
+    }
+
+    /// Waits until the server accepts connections.
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `nats://127.0.0.1:{port}`.
@@ -93,14 +119,7 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts (set NATS_SERVER to its path)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_listening();
     }
 }
 
@@ -111,11 +130,28 @@ impl Drop for NatsServer {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+/// The client port nats-server `pid` wrote to its ports file in `dir`.
+fn ports_file_port(dir: &std::path::Path, pid: u32) -> u16 {
+    let file = dir.join(format!(
+        "{}_{pid}.ports",
+        std::path::Path::new(&server_binary())
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("nats-server")
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let port = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|ports| ports["nats"][0].as_str().map(str::to_owned))
+            .and_then(|url| url.rsplit(':').next().and_then(|port| port.parse().ok()));
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One message of a stream, as read back.
