@@ -354,6 +354,14 @@ impl Dialect {
         }
     }
 
+    /// A text column type for values of several MiB (MySQL's `TEXT` holds 64 KiB).
+    pub fn long_text(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "LONGTEXT",
+            Dialect::Sqlite | Dialect::Postgres => "TEXT",
+        }
+    }
+
     /// `CAST(expr AS <a 64-bit integer>)`.
     pub fn cast_bigint(self, expr: &str) -> String {
         match self {

@@ -93,6 +93,12 @@ impl OutboxConnection for MysqlConnection {
         AnsiTransactionManager::begin_transaction(self)
     }
 
+    fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        // The tables as `run_migrations` checks them: a worker started on a database
+        // whose tables were altered since says so once, at the start.
+        check_tables(self).map_err(Error::into_diesel)
+    }
+
     fn insert_cell_rows(&mut self, _token: Token<'_>, rows: &[NewCellOutbox]) -> QueryResult<()> {
         use crate::row::schema::cell_outboxes;
         let sized = RowSizes {
