@@ -291,6 +291,72 @@ fn a_worker_killed_mid_batch_leaves_its_shard_backed_off_and_isolated() {
     assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
+fn worker_lock() -> &'static str {
+    "CONCAT('outbox-worker:', SHA1(CONCAT_WS('/', DATABASE(), CONNECTION_ID())))"
+}
+
+fn shard_lock(shard: i64) -> String {
+    format!(
+        "CONCAT('outbox-shard:', SHA1(CONCAT_WS('/', DATABASE(), 'cell_outboxes', 0, {shard})))"
+    )
+}
+
+/// Whether this connection holds the named lock `name` (an SQL expression).
+fn holds(conn: &mut MysqlConnection, name: &str) -> bool {
+    conn.scalar(&format!(
+        "SELECT CAST(COALESCE(IS_USED_LOCK({name}) = CONNECTION_ID(), 0) AS SIGNED) AS n"
+    )) == 1
+}
+
+/// Named locks are the session's until released: while a receiver runs, its connection
+/// holds its shard's lock and its worker lock; after each drain (a delivery, a failure, a
+/// flush) it holds none.
+#[test]
+fn a_drain_leaves_no_named_lock_held() {
+    let Some(db) = database() else { return };
+    let mut conn = db.connect();
+    let during = Arc::new(Mutex::new(Vec::new()));
+    let seen = during.clone();
+    let outbox = Outbox::builder(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |conn: &mut MysqlConnection, message: &OutboxMessage| {
+            let shard = message.shard.identifier;
+            let held = (holds(conn, &shard_lock(shard)), holds(conn, worker_lock()));
+            seen.lock().expect("seen").push(held);
+            if shard == 3 {
+                return Err(Error::NotDrained {
+                    rounds: 0,
+                    remaining: 0,
+                });
+            }
+            Ok(())
+        },
+    ))
+    .flush_on_commit(false)
+    .build();
+    for shard in 0..4 {
+        write_one(&mut conn, shard, 10 + shard);
+        let report = outbox.drain_due_shards(&mut conn).expect("drains");
+        assert_eq!(report.failures.len(), usize::from(shard == 3));
+        assert!(
+            !holds(&mut conn, worker_lock()),
+            "the worker lock after round {shard}"
+        );
+        assert!(
+            !holds(&mut conn, &shard_lock(shard)),
+            "shard {shard}'s lock"
+        );
+    }
+    assert_eq!(*during.lock().expect("seen"), vec![(true, true); 4]);
+    write_one(&mut conn, 5, 1);
+    outbox
+        .flush_shards(&mut conn, &[ShardKey::cell(Scope::Organization, 5)])
+        .expect("flushes");
+    assert_eq!(during.lock().expect("seen").len(), 5, "the flush delivered");
+    assert!(!holds(&mut conn, worker_lock()));
+    assert!(!holds(&mut conn, &shard_lock(5)));
+}
+
 fn create_projects(conn: &mut MysqlConnection) {
     conn.batch_execute(
         "CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, \

@@ -233,11 +233,7 @@ impl OutboxConnection for MysqlConnection {
         // lets each statement see the latest commits and keeps InnoDB from taking gap
         // locks; inside an open transaction the level is already decided.
         if transaction::depth(self).map_err(E::from)? == 0 {
-            Prepared(diesel::sql_query(
-                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            ))
-            .execute(self)
-            .map_err(E::from)?;
+            read_committed_next(self).map_err(E::from)?;
         }
         self.transaction(f)
     }
@@ -718,6 +714,22 @@ impl OutboxConnection for MysqlConnection {
         let text = rows::id_bounds(&Names::of(table));
         let bounds = Prepared(diesel::sql_query(text)).get_result::<IdBounds>(self)?;
         Ok(bounds.lo.zip(bounds.hi))
+    }
+}
+
+/// Makes the next transaction READ COMMITTED. As a cached prepared statement (one round
+/// trip) where the server prepares it, as MariaDB does; otherwise as text.
+fn read_committed_next(conn: &mut MysqlConnection) -> QueryResult<()> {
+    const SQL: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
+    match Prepared(diesel::sql_query(SQL)).execute(conn) {
+        Ok(_) => Ok(()),
+        // ER_UNSUPPORTED_PS: "not supported in the prepared statement protocol".
+        Err(DieselError::DatabaseError(_, info))
+            if info.message().contains("prepared statement") =>
+        {
+            diesel::connection::SimpleConnection::batch_execute(conn, SQL)
+        }
+        Err(error) => Err(error),
     }
 }
 
