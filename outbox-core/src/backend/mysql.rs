@@ -243,18 +243,28 @@ impl OutboxConnection for MysqlConnection {
         _token: Token<'_>,
         table: OutboxTable,
         _now: NaiveDateTime,
+        own: Option<i64>,
     ) -> QueryResult<Vec<Lease>> {
         // A live worker holds its connection's lock from before it writes a lease until
-        // after the commit that deletes it: a lease whose worker's lock is free is
-        // abandoned, if it still exists when the caller deletes it. IS_FREE_LOCK takes
-        // nothing, so there is nothing to release.
+        // after the commit that deletes it: a lease whose worker's lock is free has no
+        // live worker. IS_FREE_LOCK takes nothing, so nothing is held afterwards: a drain
+        // recovering the lease deletes its row in the transaction that backs its shards
+        // off, and another that finds it meanwhile waits on that row in `forget_lease`.
+        // (Our own lease's lock is ours, so not free; it is left out all the same.)
         let text = format!(
             "SELECT l.id, l.shards FROM outbox_drain_leases l \
-             WHERE l.outbox_table = :table AND IS_FREE_LOCK({lock}) = 1",
+             WHERE l.outbox_table = :table AND NOT l.id <=> :own AND IS_FREE_LOCK({lock}) = 1 \
+             ORDER BY l.taken_at, l.id",
             lock = worker_lock("l.holder")
         );
-        let found = statement(&text, &[("table", Param::Text(table.name().to_owned()))])?
-            .load::<LeaseRow>(self)?;
+        let found = statement(
+            &text,
+            &[
+                ("table", Param::Text(table.name().to_owned())),
+                ("own", Param::MaybeBigInt(own)),
+            ],
+        )?
+        .load::<LeaseRow>(self)?;
         Ok(found
             .into_iter()
             .map(|lease| Lease {
@@ -267,11 +277,6 @@ impl OutboxConnection for MysqlConnection {
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
         Ok(delete_lease(self, lease)? > 0)
-    }
-
-    fn release_leases(&mut self, _token: Token<'_>, _leases: &[i64]) -> QueryResult<()> {
-        // `abandoned_leases` only looked at the workers' locks.
-        Ok(())
     }
 
     fn claim_due_shards(
@@ -304,22 +309,24 @@ impl OutboxConnection for MysqlConnection {
         lease_seconds: i64,
     ) -> QueryResult<Claim> {
         let names = Names::of(table);
-        // A new row (past `covered_id`) makes the shard due at once, as for every shard;
-        // the shard's newest id is one probe of its index, read backwards.
+        // An isolated shard waits for its schedule even when new rows arrive (each attempt
+        // may cost a process), and one a lease lists is left alone even though its lock
+        // is free: its worker died and the lease is not recovered yet, and taking it now
+        // would hand it to the receiver that killed that worker (see the PostgreSQL
+        // claim). The leases are read only for the due isolated shards, at most 64.
         let text = format!(
-            "SELECT {st_shard}, {cell}, NULL AS locked, {UNBOUNDED} AS bound, \
+            "WITH due_isolated AS (SELECT st.* FROM {states} st \
+                 WHERE st.isolated AND NOT st.skipped AND st.scheduled_for <= :now \
+                 ORDER BY st.scheduled_for LIMIT 64) \
+             SELECT {d_shard}, {cell}, NULL AS locked, {UNBOUNDED} AS bound, \
                  NULL AS lease_id, 0 AS scanned_rows, NULL AS last_scanned_id, {state} \
-             FROM {states} st \
-             WHERE st.isolated AND NOT st.skipped AND (st.scheduled_for <= :now \
-                 OR (SELECT o.id FROM {rows} o WHERE {same} ORDER BY o.id DESC LIMIT 1) \
-                    > st.covered_id) \
-             ORDER BY st.scheduled_for LIMIT 1",
-            st_shard = shard_columns(&names, "st"),
-            cell = cell_column(&names, "st"),
-            state = names.state_columns("st"),
+             FROM due_isolated d WHERE NOT EXISTS ({leased}) \
+             ORDER BY d.scheduled_for LIMIT 1",
             states = names.states,
-            rows = names.rows,
-            same = names.same_shard("o", "st"),
+            d_shard = shard_columns(&names, "d"),
+            cell = cell_column(&names, "d"),
+            state = names.state_columns("d"),
+            leased = leased(&names, "d"),
         );
         let rows = statement(&text, &[("now", Param::Time(now))])?.load::<ClaimRow>(self)?;
         take(self, table, rows, now, lease_seconds)
@@ -342,24 +349,27 @@ impl OutboxConnection for MysqlConnection {
         if wanted.is_empty() {
             return Ok(Claim::empty(table));
         }
-        // A shard with stored state is failing or skipped: the flush leaves it to the
-        // periodic drain rather than make the writer pay for its trouble. Its bound is
-        // its newest id now (one backwards probe), or none when it has no rows.
+        // A shard with stored state is failing or skipped, and a shard a lease lists is
+        // being delivered or was when its worker died (its lock died with it): the flush
+        // leaves them to the periodic drain rather than make the writer pay for another's
+        // trouble, or run a receiver that killed a worker. Its bound is its newest id now
+        // (one backwards probe), or none when it has no rows.
         let text = format!(
             "SELECT {w_shard}, {cell}, NULL AS locked, \
                  COALESCE((SELECT o.id FROM {rows} o WHERE {same_o} ORDER BY o.id DESC LIMIT 1), \
                      -9223372036854775808) AS bound, \
                  NULL AS lease_id, 0 AS scanned_rows, NULL AS last_scanned_id, {state} \
              FROM {wanted} LEFT JOIN {states} st ON {same_st} \
-             WHERE st.shard_scope IS NULL ORDER BY w.ord",
+             WHERE st.shard_scope IS NULL AND NOT EXISTS ({leased}) ORDER BY w.ord",
             w_shard = shard_columns(&names, "w"),
             cell = cell_column(&names, "w"),
             rows = names.rows,
             same_o = names.same_shard("o", "w"),
             state = names.state_columns("st"),
-            wanted = shard_table(&names, "shards", &[], "w"),
+            wanted = shard_table(&names, ":shards", &[], "w"),
             states = names.states,
             same_st = names.same_shard("st", "w"),
+            leased = leased(&names, "w"),
         );
         let json = shard_json(wanted.iter().map(|key| (*key, Vec::new())));
         let rows = statement(&text, &[("shards", Param::Text(json))])?.load::<ClaimRow>(self)?;
@@ -412,7 +422,7 @@ impl OutboxConnection for MysqlConnection {
             w_shard = names.shard_of("w"),
             rows = names.rows,
             same_o2 = names.same_shard("o2", "w"),
-            wanted = shard_table(&names, "shards", &[("bound", "BIGINT")], "w"),
+            wanted = shard_table(&names, ":shards", &[("bound", "BIGINT")], "w"),
             same_o = names.same_shard("o", "w"),
         );
         let json = shard_json(
@@ -512,7 +522,7 @@ impl OutboxConnection for MysqlConnection {
             columns = names.identity_columns("o", NULL_TEXT),
             wanted = shard_table(
                 &names,
-                "keys",
+                ":keys",
                 &[
                     ("category", "INT"),
                     ("object_identifier", "BIGINT"),
@@ -809,9 +819,9 @@ fn cell_column(names: &Names, alias: &str) -> String {
     names.cell_name_of(alias, NULL_TEXT)
 }
 
-/// A JSON bind named `param` read as a table `alias`: `ord` (1, 2, ...), the shard's
-/// columns, then `extra` columns in order (see [`shard_json`]).
-fn shard_table(names: &Names, param: &str, extra: &[(&str, &str)], alias: &str) -> String {
+/// JSON shards (`source`: a `:param` or a column) read as a table `alias`: `ord` (1, 2,
+/// ...), the shard's columns, then `extra` columns in order (see [`shard_json`]).
+fn shard_table(names: &Names, source: &str, extra: &[(&str, &str)], alias: &str) -> String {
     let mut columns = vec!["ord FOR ORDINALITY".to_owned()];
     let mut path = 0;
     let mut column = |name: &str, ty: &str| {
@@ -828,7 +838,7 @@ fn shard_table(names: &Names, param: &str, extra: &[(&str, &str)], alias: &str) 
         column(name, ty);
     }
     format!(
-        "JSON_TABLE(:{param}, '$[*]' COLUMNS ({columns})) {alias}",
+        "JSON_TABLE({source}, '$[*]' COLUMNS ({columns})) {alias}",
         columns = columns.join(", ")
     )
 }
@@ -851,6 +861,18 @@ fn shard_json<'a>(items: impl IntoIterator<Item = (&'a ShardKey, Vec<i64>)>) -> 
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
+}
+
+/// A lease of the table lists the shard on alias `alias` (a subquery for `EXISTS`): the
+/// leases' shard lists read as tables, compared column by column.
+fn leased(names: &Names, alias: &str) -> String {
+    format!(
+        "SELECT 1 FROM outbox_drain_leases l CROSS JOIN {listed} \
+         WHERE l.outbox_table = '{rows}' AND {same}",
+        listed = shard_table(names, "l.shards", &[], "e"),
+        rows = names.rows,
+        same = names.same_shard("e", alias),
+    )
 }
 
 /// A JSON bind `ids` read as a table `j` of ids.
@@ -1016,7 +1038,7 @@ fn take(
         "SELECT j.ord AS ord, GET_LOCK({shard}, 0) AS locked FROM {wanted} \
          UNION ALL SELECT 0, GET_LOCK({worker}, 0)",
         shard = shard_lock(&names, "j"),
-        wanted = shard_table(&names, "shards", &[], "j"),
+        wanted = shard_table(&names, ":shards", &[], "j"),
         worker = worker_lock("CONNECTION_ID()"),
     );
     let json = shard_json(candidates.iter().map(|shard| (&shard.key, Vec::new())));
@@ -1100,7 +1122,7 @@ fn release_locks(
     let mut text = format!(
         "SELECT RELEASE_LOCK({shard}) AS value FROM {wanted}",
         shard = shard_lock(&names, "j"),
-        wanted = shard_table(&names, "shards", &[], "j"),
+        wanted = shard_table(&names, ":shards", &[], "j"),
     );
     if worker {
         text.push_str(" UNION ALL SELECT RELEASE_LOCK(");
