@@ -287,6 +287,10 @@ impl TestDb for MysqlDb {
             .build(ConnectionManager::new(self.url()))
             .expect("MySQL pool")
     }
+
+    fn database_url(&self) -> String {
+        self.url()
+    }
 }
 
 #[cfg(feature = "mysql")]

@@ -35,10 +35,13 @@ use super::claim::{
     decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
     WindowRequest,
 };
-use super::shared::bind_shard;
+use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
+use super::parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
+use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
-    rows, states, BigIntValue, ClaimRow, IdBounds, IdentityRow, LeaseRow, MaybeBigInt, MessageRow,
-    Names, Prepared, StateRow, STATE_COLUMNS,
+    inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
+    LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow, ParkedGroupRow,
+    Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
 };
 use super::state::{ShardFailure, ShardState};
 use super::transaction;
@@ -61,7 +64,7 @@ const NULL_TEXT: &str = "CAST(NULL AS CHAR)";
 const UNBOUNDED: &str = "9223372036854775807";
 
 /// The library's tables, as `run_migrations` checks them.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "cell_outboxes",
     "control_outboxes",
     "cell_tombstones",
@@ -69,6 +72,8 @@ const TABLES: [&str; 7] = [
     "cell_outbox_shards",
     "control_outbox_shards",
     "outbox_drain_leases",
+    "cell_outbox_parked",
+    "control_outbox_parked",
 ];
 
 /// The longest tombstone table name the column stores (`INSERT IGNORE` would cut a longer
@@ -716,6 +721,179 @@ impl OutboxConnection for MysqlConnection {
             .load(self)
     }
 
+    fn retry_shard_now(
+        &mut self,
+        _token: Token<'_>,
+        shard: &ShardKey,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = inspect::retry_now(&Names::of(shard.table()));
+        let query = diesel::sql_query(text)
+            .into_boxed()
+            .bind::<Timestamp, _>(now)
+            .bind::<Timestamp, _>(now);
+        Ok(Prepared(bind_shard(query, shard)).execute(self)? > 0)
+    }
+
+    fn shard_depths(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        limit: i64,
+    ) -> QueryResult<Vec<ShardDepth>> {
+        let text = inspect::shard_depths(&Names::of(table), NULL_TEXT);
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
+            .load::<ShardDepthRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
+    }
+
+    fn category_depths(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<Vec<CategoryDepth>> {
+        let text = inspect::category_depths(&Names::of(table));
+        let found = Prepared(diesel::sql_query(text)).load::<CategoryDepthRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
+    }
+
+    fn oldest_due_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<OldestRow>> {
+        let text = inspect::oldest_due(&Names::of(table));
+        let found = Prepared(diesel::sql_query(text).bind::<Timestamp, _>(now))
+            .get_result::<OldestRowRow>(self)
+            .optional()?;
+        Ok(found.map(|row| row.into_oldest(table)))
+    }
+
+    fn park_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        request: &ParkRequest,
+    ) -> QueryResult<usize> {
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        // In the caller's transaction: the rows are copied, then deleted (MySQL has no
+        // DELETE ... RETURNING to do both in one statement).
+        let copy = format!(
+            "INSERT INTO {parked} ({columns}, parked_at, attempts, first_failure_at, last_error) \
+             SELECT {from_o}, :parked_at, :attempts, :first_failure_at, :error \
+             FROM {ids} STRAIGHT_JOIN {rows} o ON o.id = j.id WHERE {shard}",
+            parked = names.parked,
+            from_o = prefixed(columns, "o"),
+            ids = ID_TABLE,
+            rows = names.rows,
+            shard = shard_is_named(&names, "o"),
+        );
+        let mut params = shard_params(&request.shard);
+        params.extend([
+            ("ids", Param::Text(json_ids(&request.ids))),
+            ("parked_at", Param::Time(request.parked_at)),
+            ("attempts", Param::BigInt(i64::from(request.attempts))),
+            ("first_failure_at", Param::Time(request.first_failure_at)),
+            ("error", Param::Text(request.error.clone())),
+        ]);
+        let moved = statement(&copy, &params)?.execute(self)?;
+        let delete = format!(
+            "DELETE o FROM {ids} STRAIGHT_JOIN {rows} o ON o.id = j.id WHERE {shard}",
+            ids = ID_TABLE,
+            rows = names.rows,
+            shard = shard_is_named(&names, "o"),
+        );
+        statement(&delete, &params)?.execute(self)?;
+        Ok(moved)
+    }
+
+    fn restore_parked(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize> {
+        let names = Names::of(table);
+        let columns = names.row_columns();
+        let copy = format!(
+            "INSERT INTO {rows} ({columns}) SELECT {columns} FROM {parked} WHERE {filter}",
+            rows = names.rows,
+            parked = names.parked,
+            filter = parked::filter(&names, key.is_some()),
+        );
+        let discard = parked::discard(&names, key.is_some());
+        // One transaction (a savepoint inside an open one): the rows leave the parked
+        // table as they arrive in the outbox.
+        self.transaction(|conn| {
+            let query = bind_parked_key(diesel::sql_query(copy).into_boxed(), key);
+            let moved = Prepared(query).execute(conn)?;
+            let query = bind_parked_key(diesel::sql_query(discard).into_boxed(), key);
+            Prepared(query).execute(conn)?;
+            Ok(moved)
+        })
+    }
+
+    fn discard_parked(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        key: Option<&ParkedKey>,
+    ) -> QueryResult<usize> {
+        let text = parked::discard(&Names::of(table), key.is_some());
+        let query = bind_parked_key(diesel::sql_query(text).into_boxed(), key);
+        Prepared(query).execute(self)
+    }
+
+    fn load_parked(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        limit: i64,
+    ) -> QueryResult<Vec<ParkedGroup>> {
+        let text = parked::groups(&Names::of(table), NULL_TEXT);
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
+            .load::<ParkedGroupRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_group(table)).collect())
+    }
+
+    fn parked_counts(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<ParkedCounts> {
+        let names = Names::of(table);
+        // `parked::counts` with MySQL's name for a 64-bit integer cast.
+        let text = format!(
+            "SELECT COUNT(*) AS group_count, CAST(COALESCE(SUM(g.n), 0) AS SIGNED) AS row_count \
+             FROM (SELECT COUNT(*) AS n FROM {parked} \
+                   GROUP BY {shard}, category, object_identifier) g",
+            parked = names.parked,
+            shard = names.shard.join(", "),
+        );
+        Ok(Prepared(diesel::sql_query(text))
+            .get_result::<ParkedCountsRow>(self)?
+            .into_counts())
+    }
+
+    fn notify_rows_written(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        // MySQL has no notifications: workers find new rows by polling.
+        Ok(())
+    }
+
+    fn listen_for_rows(&mut self, _token: Token<'_>) -> QueryResult<Option<String>> {
+        Ok(None)
+    }
+
+    fn stop_listening(&mut self, _token: Token<'_>) -> QueryResult<()> {
+        Ok(())
+    }
+
+    fn take_notifications(&mut self, _token: Token<'_>) -> QueryResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     fn outbox_id_bounds(
         &mut self,
         _token: Token<'_>,
@@ -873,6 +1051,39 @@ fn leased(names: &Names, alias: &str) -> String {
         rows = names.rows,
         same = names.same_shard("e", alias),
     )
+}
+
+/// `a.c1, a.c2, ...` for a list of columns `c1, c2, ...`.
+fn prefixed(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|column| format!("{alias}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a.shard_scope = :shard_scope AND ...` (the cell name first for control), bound by
+/// [`shard_params`].
+fn shard_is_named(names: &Names, alias: &str) -> String {
+    names
+        .shard
+        .iter()
+        .map(|column| format!("{alias}.{column} = :{column}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// A shard's columns as named parameters, for [`shard_is_named`].
+fn shard_params(key: &ShardKey) -> Vec<(&'static str, Param)> {
+    let shard = key.shard();
+    let mut params = vec![
+        ("shard_scope", Param::BigInt(i64::from(shard.scope))),
+        ("shard_identifier", Param::BigInt(shard.identifier)),
+    ];
+    if let Some(cell) = key.cell_name() {
+        params.push(("cell_name", Param::Text(cell.to_owned())));
+    }
+    params
 }
 
 /// A JSON bind `ids` read as a table `j` of ids.
