@@ -496,31 +496,41 @@ mod mysql {
 
     #[test]
     fn the_story_converges_over_http() {
-        let Some(silos) = MysqlSilos::new() else { return };
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::the_story_converges(&silos, Wiring::Http);
     }
 
     #[test]
     fn the_story_converges_through_direct_connections() {
-        let Some(silos) = MysqlSilos::new() else { return };
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::the_story_converges(&silos, Wiring::Direct);
     }
 
     #[test]
     fn a_cell_whose_server_is_down_backs_off_only_its_shards() {
-        let Some(silos) = MysqlSilos::new() else { return };
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::a_cell_whose_server_is_down_backs_off_only_its_shards(&silos);
     }
 
     #[test]
     fn a_cell_that_fails_its_first_connections_catches_up() {
-        let Some(silos) = MysqlSilos::new() else { return };
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::a_cell_that_fails_its_first_connections_catches_up(&silos);
     }
 
     #[test]
     fn every_hook_is_idempotent() {
-        let Some(silos) = MysqlSilos::new() else { return };
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::every_hook_is_idempotent(&silos);
     }
 }
