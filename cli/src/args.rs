@@ -21,8 +21,9 @@ your application (its Worker, or Outbox::drain_due_shards); this tool reads the 
 tables and changes only schedules, kill switches and parked rows.
 
 The database is the one of DATABASE_URL (or --database-url), read as diesel_cli reads it, \
-a .env file included: postgres://... or postgresql://... for PostgreSQL, anything else a \
-SQLite file (an optional sqlite:// prefix is removed).";
+a .env file included: postgres://... or postgresql://... for PostgreSQL, mysql://... for \
+MySQL or MariaDB (a build with the `mysql` feature), anything else a SQLite file (an \
+optional sqlite:// prefix is removed).";
 
 const AFTER_HELP: &str = "\
 Shards are written SCOPE/IDENTIFIER for cell_outboxes (0/42) and \

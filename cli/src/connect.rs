@@ -14,13 +14,16 @@ pub enum Database {
     /// A PostgreSQL database.
     #[cfg(feature = "postgres")]
     Postgres(diesel::PgConnection),
+    /// A MySQL or MariaDB database.
+    #[cfg(feature = "mysql")]
+    Mysql(diesel::MysqlConnection),
 }
 
 /// Which backend a URL names.
 #[derive(Debug, PartialEq, Eq)]
 enum Backend<'u> {
     Postgres(&'u str),
-    Mysql,
+    Mysql(&'u str),
     Sqlite(&'u str),
 }
 
@@ -28,7 +31,7 @@ fn backend(url: &str) -> Backend<'_> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Backend::Postgres(url)
     } else if url.starts_with("mysql://") {
-        Backend::Mysql
+        Backend::Mysql(url)
     } else {
         Backend::Sqlite(url.strip_prefix("sqlite://").unwrap_or(url))
     }
@@ -39,9 +42,7 @@ fn backend(url: &str) -> Backend<'_> {
 pub fn connect(url: &str, create: bool) -> Result<Database, Failure> {
     match backend(url) {
         Backend::Postgres(url) => postgres(url),
-        Backend::Mysql => Err(Failure::usage(
-            "MySQL is not supported by diesel-outbox yet: use a postgres:// URL or a SQLite file",
-        )),
+        Backend::Mysql(url) => mysql(url),
         Backend::Sqlite(path) => sqlite(path, create),
     }
 }
@@ -57,6 +58,21 @@ fn postgres(url: &str) -> Result<Database, Failure> {
 fn postgres(_url: &str) -> Result<Database, Failure> {
     Err(Failure::usage(
         "this build of diesel-outbox has no PostgreSQL support (feature `postgres`)",
+    ))
+}
+
+#[cfg(feature = "mysql")]
+fn mysql(url: &str) -> Result<Database, Failure> {
+    diesel::MysqlConnection::establish(url)
+        .map(Database::Mysql)
+        .map_err(|error| Failure::error(format!("cannot connect to MySQL: {error}")))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql(_url: &str) -> Result<Database, Failure> {
+    Err(Failure::usage(
+        "this build of diesel-outbox has no MySQL support (feature `mysql`, which needs the \
+         MySQL or MariaDB client library)",
     ))
 }
 
@@ -101,7 +117,7 @@ mod tests {
             backend("postgresql://h/db"),
             Backend::Postgres("postgresql://h/db")
         );
-        assert_eq!(backend("mysql://h/db"), Backend::Mysql);
+        assert_eq!(backend("mysql://h/db"), Backend::Mysql("mysql://h/db"));
         assert_eq!(backend("sqlite:///tmp/a.db"), Backend::Sqlite("/tmp/a.db"));
         assert_eq!(backend("app.db"), Backend::Sqlite("app.db"));
     }

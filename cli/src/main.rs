@@ -52,5 +52,7 @@ fn run(cli: &Cli) -> Result<view::Output, Failure> {
         Database::Sqlite(mut conn) => commands::run(&mut conn, &cli.command, &names),
         #[cfg(feature = "postgres")]
         Database::Postgres(mut conn) => commands::run(&mut conn, &cli.command, &names),
+        #[cfg(feature = "mysql")]
+        Database::Mysql(mut conn) => commands::run(&mut conn, &cli.command, &names),
     }
 }

@@ -8,6 +8,10 @@
 //! PostgreSQL (three schemas in that database, dropped afterwards):
 //!     OUTBOX_DEMO_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
 //!         cargo run -p diesel-outbox-examples --features postgres --example hybrid
+//! MySQL or MariaDB (three databases on that server, dropped afterwards; the client
+//! library must be installed, e.g. `apt-get install libmariadb-dev`):
+//!     OUTBOX_DEMO_MYSQL_URL=mysql://root@127.0.0.1:3306/test \
+//!         cargo run -p diesel-outbox-examples --features mysql --example hybrid
 
 use diesel_outbox::BoxError;
 use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
@@ -16,6 +20,10 @@ fn main() -> Result<(), BoxError> {
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("OUTBOX_DEMO_POSTGRES_URL") {
         return postgres::run(&url);
+    }
+    #[cfg(feature = "mysql")]
+    if let Ok(url) = std::env::var("OUTBOX_DEMO_MYSQL_URL") {
+        return mysql::run(&url);
     }
     let dir = std::env::temp_dir().join(format!("diesel-outbox-hybrid-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -76,6 +84,56 @@ mod postgres {
         drop(world);
         for schema in schemas {
             admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+        }
+        if check.converged() {
+            Ok(())
+        } else {
+            Err("the deployment did not converge".into())
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, MysqlConnection};
+    use diesel_outbox::BoxError;
+    use diesel_outbox_examples::hybrid::{run_story, Deployment, SiloUrls};
+
+    /// `url` with its database replaced (`mysql://user@host:port/db?options`).
+    fn with_database(url: &str, database: &str) -> String {
+        let (head, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+        let authority = head.find("://").map_or(0, |at| at + 3);
+        let host_end = head[authority..]
+            .find('/')
+            .map_or(head.len(), |at| authority + at);
+        format!("{}/{database}{query}", &head[..host_end])
+    }
+
+    pub fn run(base: &str) -> Result<(), BoxError> {
+        let databases = ["outbox_demo_control", "outbox_demo_eu", "outbox_demo_us"];
+        let mut admin = MysqlConnection::establish(base)?;
+        for database in databases {
+            admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {database}; \
+                 CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;"
+            ))?;
+        }
+        let urls = SiloUrls {
+            control: with_database(base, databases[0]),
+            cells: vec![
+                ("eu".into(), with_database(base, databases[1])),
+                ("us".into(), with_database(base, databases[2])),
+            ],
+            setup: None,
+        };
+        println!("Three MySQL databases on {base}: {}.", databases.join(", "));
+        let mut world = Deployment::<MysqlConnection>::create(&urls)?;
+        super::introduce(&world);
+        let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+        drop(world);
+        for database in databases {
+            admin.batch_execute(&format!("DROP DATABASE {database}"))?;
         }
         if check.converged() {
             Ok(())

@@ -2,6 +2,6 @@
 //!
 //! [`hybrid`] is the control/cell replication demo: `cargo run -p diesel-outbox-examples
 //! --example hybrid` tells its story, and `tests/tests/hybrid.rs` runs the same scenario
-//! on SQLite and PostgreSQL and checks that it converges.
+//! on SQLite, PostgreSQL and MariaDB and checks that it converges.
 
 pub mod hybrid;

@@ -28,8 +28,9 @@
 //! [`testing`], [`inspect`], [`apply`]. How the runtime is layered, and the life of one
 //! row from `save` to its deletion, is in the repository's `ARCHITECTURE.md`.
 //!
-//! Backends are chosen by features: `sqlite` (default, bundled: nothing to install) and
-//! `postgres`. The `mysql` feature is reserved for the MySQL / MariaDB backend.
+//! Backends are chosen by features: `sqlite` (default, bundled: nothing to install),
+//! `postgres`, and `mysql` (MySQL 8 and MariaDB 10.6 or later, through the system's
+//! libmysqlclient or libmariadb).
 #![deny(missing_docs)]
 // Without a backend the crate still builds (a crate generic over the connection, like a
 // relay, may depend on it so), but its SQL has no user.

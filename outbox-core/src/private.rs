@@ -3,6 +3,8 @@
 
 pub use diesel;
 
+#[cfg(feature = "mysql")]
+pub use crate::backend::mysql::mysql_upsert;
 pub use crate::backend::OutboxConnection;
 pub use crate::key::category::{field_id, Identifier, NamedField, OutboxCategory, ShardOf};
 pub use crate::key::error::{Error, Result};

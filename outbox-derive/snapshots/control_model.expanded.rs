@@ -122,6 +122,7 @@ const _: () = {
         > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
         let _ = <User as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
     };
+    #[allow(unused_macros)]
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
             #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
@@ -169,7 +170,63 @@ const _: () = {
             conn),) ?) } }
         };
     }
-    ::diesel_outbox::__outbox_for_each_connection!(__outbox_model_writes);
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
+            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(users::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { const UPDATED : & [& str] = & [< users::name as
+            __outbox::diesel::Column > ::NAME]; if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), UPDATED, < users::id as
+            __outbox::diesel::Column > ::NAME,), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(rows), UPDATED, < users::id as __outbox::diesel::Column > ::NAME,),
+            conn) ?; ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn,
+            ids : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id))
+            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
+            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < <
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let
+            found : ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query,
+            conn) ?; if found.is_empty() { return ::core::result::Result::Ok(found); }
+            let keys = found.iter().map(| model | __outbox::primary_key:: < i64 >
+            ("users", __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys)); let
+            _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target),
+            conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut $conn,
+            id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let key =
+            __outbox::primary_key:: < i64 > ("users", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(users::table,
+            key), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } }
+        };
+    }
+    ::diesel_outbox::__outbox_for_each_connection!(
+        __outbox_model_writes, mysql : __outbox_model_writes_mysql
+    );
     #[automatically_derived]
     impl User {
         ///Inserts this model and records one control outbox row per target cell, in `ctx`'s transaction.

@@ -203,6 +203,7 @@ const _: () = {
         > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
         let _ = <Document as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
     };
+    #[allow(unused_macros)]
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {
             #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
@@ -249,7 +250,63 @@ const _: () = {
             conn),) ?) } }
         };
     }
-    ::diesel_outbox::__outbox_for_each_connection!(__outbox_model_writes);
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
+            const COLUMNS : usize = 6usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(rows), conn) ?;
+            ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
+            Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
+            let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { for model in models { let statement =
+            __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model))
+            .on_conflict(__outbox::diesel::dsl::DuplicatedKeys); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), conn) ?; } ::core::result::Result::Ok(()) } fn
+            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let found :
+            ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query, conn)
+            ?; if found.is_empty() { return ::core::result::Result::Ok(found); } let keys
+            = found.iter().map(| model | __outbox::primary_key:: < i64 > ("documents",
+            __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys)); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target),
+            conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut $conn,
+            id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let key =
+            __outbox::primary_key:: < i64 > ("documents", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, key), < Self as
+            __outbox::diesel::SelectableHelper < < $conn as __outbox::diesel::Connection
+            > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } }
+        };
+    }
+    ::diesel_outbox::__outbox_for_each_connection!(
+        __outbox_model_writes, mysql : __outbox_model_writes_mysql
+    );
     #[automatically_derived]
     impl Document {
         ///Inserts this model and records its cell outbox row, in `ctx`'s transaction.

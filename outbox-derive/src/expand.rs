@@ -14,7 +14,8 @@
 //! 3. `NamedField` impls, through which a scope's declaration finds its shard field;
 //! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with: the
 //!    row's INSERT and UPDATE, and an upsert that is one statement for many models unless
-//!    the model's keys make each model's update its own;
+//!    the model's keys make each model's update its own (MySQL's upsert and delete come
+//!    from [`crate::mysql`]);
 //! 5. the write methods, which all take `&mut OutboxContext`.
 
 use proc_macro2::TokenStream;
@@ -166,13 +167,13 @@ fn row_type(model: &Model<'_>) -> TokenStream {
 }
 
 /// Whether an UPDATE of the model writes any column.
-fn updates_any(model: &Model<'_>) -> bool {
+pub(crate) fn updates_any(model: &Model<'_>) -> bool {
     (0..model.fields.len()).any(|index| model.updates(index))
 }
 
 /// When an UPDATE of `model` (a `&Self` in the generated code) writes nothing: every
 /// column it would write is a `None` it leaves as is. `None` when it always writes one.
-fn changes_nothing(model: &Model<'_>) -> Option<TokenStream> {
+pub(crate) fn changes_nothing(model: &Model<'_>) -> Option<TokenStream> {
     let mut nones = Vec::new();
     for (index, field) in model.fields.iter().enumerate() {
         if !model.updates(index) {
@@ -346,11 +347,19 @@ fn named_field_impls(model: &Model<'_>) -> TokenStream {
 fn model_writes(model: &Model<'_>) -> TokenStream {
     let writes_macro = format_ident!("__outbox_model_writes");
     let writes = writes_impl(model, &quote!($conn));
+    let mysql_macro = format_ident!("__outbox_model_writes_mysql");
+    let mysql = crate::mysql::writes_impl(model, &quote!($conn));
     quote! {
+        // Each is expanded only for the backends the runtime was built with.
+        #[allow(unused_macros)]
         macro_rules! #writes_macro {
             ($conn:ty) => { #writes };
         }
-        ::diesel_outbox::__outbox_for_each_connection!(#writes_macro);
+        #[allow(unused_macros)]
+        macro_rules! #mysql_macro {
+            ($conn:ty) => { #mysql };
+        }
+        ::diesel_outbox::__outbox_for_each_connection!(#writes_macro, mysql: #mysql_macro);
     }
 }
 
@@ -418,13 +427,13 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
 }
 
 /// `execute(statement)`, its count of rows discarded (the callers check nothing by it).
-fn execute(statement: TokenStream) -> TokenStream {
+pub(crate) fn execute(statement: TokenStream) -> TokenStream {
     quote! {
         let _: usize = __outbox::diesel::RunQueryDsl::execute(#statement, conn)?;
     }
 }
 
-fn insert_rows(model: &Model<'_>) -> TokenStream {
+pub(crate) fn insert_rows(model: &Model<'_>) -> TokenStream {
     let table = &model.table;
     let one = execute(
         quote!(__outbox::diesel::insert_into(#table::table).values(__OutboxRow::of(model))),
@@ -445,7 +454,7 @@ fn insert_rows(model: &Model<'_>) -> TokenStream {
 
 /// The UPDATE by primary key; when the model has nothing to write, whether its row exists
 /// (so that a missing row is still `ModelNotFound`, and an existing one records its row).
-fn update_row(model: &Model<'_>) -> TokenStream {
+pub(crate) fn update_row(model: &Model<'_>) -> TokenStream {
     let table = &model.table;
     let key = model.key().ident;
     let found = quote! {

@@ -12,6 +12,7 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
+mod mysql;
 mod replicated_cell;
 mod replicated_control;
 #[cfg(test)]

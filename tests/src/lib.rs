@@ -5,6 +5,11 @@
 //! Each test gets its own schema, dropped when the test ends. When the server cannot be
 //! reached the PostgreSQL tests print a notice and pass, unless `OUTBOX_REQUIRE_POSTGRES`
 //! is set (as CI does), in which case they fail.
+//!
+//! MySQL / MariaDB (feature `mysql`): `OUTBOX_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`). Each test gets its own database, dropped when the
+//! test ends; `OUTBOX_REQUIRE_MYSQL` makes an unreachable server a failure, as for
+//! PostgreSQL.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -202,6 +207,101 @@ impl Drop for PgSchema {
     }
 }
 
+/// A MySQL / MariaDB database of its own, dropped when dropped.
+#[cfg(feature = "mysql")]
+pub struct MysqlDb {
+    base_url: String,
+    database: String,
+}
+
+#[cfg(feature = "mysql")]
+impl MysqlDb {
+    /// The server's URL from `OUTBOX_MYSQL_URL`, or the local default.
+    pub fn base_url() -> String {
+        std::env::var("OUTBOX_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+    }
+
+    /// A fresh, migrated database; `None` (after a notice) when the server is unreachable
+    /// and `OUTBOX_REQUIRE_MYSQL` is not set.
+    pub fn create() -> Option<Self> {
+        let base_url = Self::base_url();
+        let mut admin = match MysqlConnection::establish(&base_url) {
+            Ok(conn) => conn,
+            Err(error) if std::env::var_os("OUTBOX_REQUIRE_MYSQL").is_none() => {
+                eprintln!("skipping a MySQL test: cannot connect to {base_url}: {error}");
+                return None;
+            }
+            Err(error) => panic!(
+                "OUTBOX_REQUIRE_MYSQL is set but MySQL at {base_url} is unreachable: {error}"
+            ),
+        };
+        let database = format!("outbox_test_{}", unique_suffix());
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            ))
+            .expect("create a test database");
+        let db = MysqlDb { base_url, database };
+        let mut conn = db.connect();
+        diesel_outbox::run_migrations(&mut conn).expect("migrations run on MySQL");
+        Some(db)
+    }
+
+    /// A URL whose connections use this database.
+    pub fn url(&self) -> String {
+        with_database(&self.base_url, &self.database)
+    }
+
+    /// A new connection to this database.
+    pub fn connect(&self) -> MysqlConnection {
+        MysqlConnection::establish(&self.url()).expect("MySQL connects")
+    }
+}
+
+/// `url` (`mysql://user@host:port/db?options`) with its database replaced.
+#[cfg(feature = "mysql")]
+pub fn with_database(url: &str, database: &str) -> String {
+    let (head, query) = match url.find('?') {
+        Some(at) => url.split_at(at),
+        None => (url, ""),
+    };
+    let authority = head.find("://").map_or(0, |at| at + 3);
+    let host_end = head[authority..]
+        .find('/')
+        .map_or(head.len(), |at| authority + at);
+    format!("{}/{database}{query}", &head[..host_end])
+}
+
+#[cfg(feature = "mysql")]
+impl TestDb for MysqlDb {
+    type Conn = MysqlConnection;
+
+    fn conn(&self) -> MysqlConnection {
+        self.connect()
+    }
+
+    fn pool(&self, size: u32) -> Pool<ConnectionManager<MysqlConnection>> {
+        Pool::builder()
+            .max_size(size)
+            .build(ConnectionManager::new(self.url()))
+            .expect("MySQL pool")
+    }
+
+    fn database_url(&self) -> String {
+        self.url()
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Drop for MysqlDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = MysqlConnection::establish(&self.base_url) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE {}", self.database));
+        }
+    }
+}
+
 /// Reads of the outbox tables, the same on every backend.
 pub trait TestConnection: OutboxConnection + SimpleConnection {
     /// Every `cell_outboxes` row in id order.
@@ -212,6 +312,67 @@ pub trait TestConnection: OutboxConnection + SimpleConnection {
     fn count(&mut self, table: &str) -> i64;
     /// The `BIGINT` column `n` of the one row `sql` returns.
     fn scalar(&mut self, sql: &str) -> i64;
+    /// The SQL dialect, for the few statements tests write by hand.
+    fn dialect(&self) -> Dialect;
+}
+
+/// The backend-specific pieces of the SQL tests write by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL / MariaDB.
+    Mysql,
+}
+
+impl Dialect {
+    /// An auto-incrementing `BIGINT` primary key column's type.
+    pub fn serial_primary_key(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+            Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+        }
+    }
+
+    /// What follows `INSERT ... VALUES (...)` to update `columns` of the row whose
+    /// primary key `key` exists.
+    pub fn upsert(self, key: &str, columns: &[&str]) -> String {
+        match self {
+            Dialect::Mysql => {
+                let set: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect();
+                format!("ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+            Dialect::Sqlite | Dialect::Postgres => {
+                let set: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!("ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+            }
+        }
+    }
+
+    /// A text column type for values of several MiB (MySQL's `TEXT` holds 64 KiB).
+    pub fn long_text(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "LONGTEXT",
+            Dialect::Sqlite | Dialect::Postgres => "TEXT",
+        }
+    }
+
+    /// `CAST(expr AS <a 64-bit integer>)`.
+    pub fn cast_bigint(self, expr: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("CAST({expr} AS SIGNED)"),
+            Dialect::Sqlite | Dialect::Postgres => format!("CAST({expr} AS BIGINT)"),
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -221,8 +382,12 @@ struct Count {
 }
 
 macro_rules! impl_test_connection {
-    ($conn:ty) => {
+    ($conn:ty, $dialect:expr) => {
         impl TestConnection for $conn {
+            fn dialect(&self) -> Dialect {
+                $dialect
+            }
+
             fn cell_rows(&mut self) -> Vec<CellOutboxRecord> {
                 diesel_outbox::testing::cell_records(self).expect("read cell_outboxes")
             }
@@ -248,9 +413,11 @@ macro_rules! impl_test_connection {
     };
 }
 
-impl_test_connection!(SqliteConnection);
+impl_test_connection!(SqliteConnection, Dialect::Sqlite);
 #[cfg(feature = "postgres")]
-impl_test_connection!(PgConnection);
+impl_test_connection!(PgConnection, Dialect::Postgres);
+#[cfg(feature = "mysql")]
+impl_test_connection!(MysqlConnection, Dialect::Mysql);
 
 /// The SQL of every statement a connection runs, recorded through diesel's
 /// instrumentation.
@@ -314,6 +481,17 @@ macro_rules! backend_tests {
                 }
             )*
         }
+
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::MysqlDb::create() else { return };
+                    super::$name(&mut db.connect());
+                }
+            )*
+        }
     };
 }
 
@@ -342,6 +520,17 @@ macro_rules! backend_db_tests {
                 }
             )*
         }
+
+        #[cfg(feature = "mysql")]
+        mod mysql_db {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::MysqlDb::create() else { return };
+                    super::$name(&db);
+                }
+            )*
+        }
     };
 }
 
@@ -356,6 +545,35 @@ macro_rules! postgres_db_tests {
                 #[test]
                 fn $name() {
                     let Some(db) = $crate::PgSchema::create() else { return };
+                    super::$name(&db);
+                }
+            )*
+        }
+    };
+}
+
+/// Declares one `#[test]` per server backend (PostgreSQL, MySQL) for a function
+/// `fn name<D: TestDb>(db: &D)`: points that need real locks between sessions.
+#[macro_export]
+macro_rules! locking_db_tests {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "postgres")]
+        mod postgres_locking {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::PgSchema::create() else { return };
+                    super::$name(&db);
+                }
+            )*
+        }
+
+        #[cfg(feature = "mysql")]
+        mod mysql_locking {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $crate::MysqlDb::create() else { return };
                     super::$name(&db);
                 }
             )*

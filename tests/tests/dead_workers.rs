@@ -11,7 +11,7 @@ use diesel_outbox::testing::ManualClock;
 use diesel_outbox::{
     outbox_context, CellOutbox, Error, Outbox, OutboxMessage, Receivers, ShardKey,
 };
-use diesel_outbox_tests::{backend_tests, TestConnection};
+use diesel_outbox_tests::{backend_tests, Dialect, TestConnection};
 
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope { Organization = 0 { shard: organization_id } }
@@ -26,10 +26,21 @@ fn commit<C: TestConnection>(conn: &mut C, shard: i64, object: i64) {
 }
 
 /// The lease a worker that died while delivering shard 5 left behind: long expired (how
-/// SQLite tells), and with no session holding its lock (how PostgreSQL tells).
-const DEAD_LEASE: &str =
-    "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
-     VALUES ('cell_outboxes', '[[0,5]]', '2000-01-01 00:00:00', '2000-01-01 00:05:00')";
+/// SQLite tells), and with no session holding its lock (how PostgreSQL tells). On MySQL a
+/// worker picks its lease's id and names its connection, whose lock tells: no connection
+/// 0 exists.
+fn dead_lease(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Mysql => {
+            "INSERT INTO outbox_drain_leases (id, outbox_table, shards, taken_at, expires_at, holder) \
+             VALUES (1, 'cell_outboxes', '[[0,5]]', '2000-01-01 00:00:00', '2000-01-01 00:05:00', 0)"
+        }
+        Dialect::Sqlite | Dialect::Postgres => {
+            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
+             VALUES ('cell_outboxes', '[[0,5]]', '2000-01-01 00:00:00', '2000-01-01 00:05:00')"
+        }
+    }
+}
 
 /// A worker dies delivering shard 5 while this drain delivers shard 6 (its receiver
 /// writes the dead worker's lease). The next claim of the same call must not hand shard
@@ -47,7 +58,9 @@ fn a_dead_workers_shard_waits_for_its_backoff_new_rows_or_not<C: TestConnection>
                 5 => {
                     seen.fetch_add(1, Ordering::SeqCst);
                 }
-                6 if message.object_identifier == 1 => conn.batch_execute(DEAD_LEASE)?,
+                6 if message.object_identifier == 1 => {
+                    conn.batch_execute(dead_lease(conn.dialect()))?
+                }
                 _ => {}
             }
             Ok::<_, Error>(())
@@ -112,7 +125,7 @@ fn a_flush_leaves_a_dead_workers_shard_alone<C: TestConnection>(conn: &mut C) {
             Ok::<_, Error>(())
         },
     ));
-    conn.batch_execute(DEAD_LEASE)
+    conn.batch_execute(dead_lease(conn.dialect()))
         .expect("a dead worker's lease");
     outbox
         .context(conn, |ctx| {

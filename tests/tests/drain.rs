@@ -157,6 +157,52 @@ fn coalesced_groups_deliver_the_newest_row_once<C: TestConnection>(conn: &mut C)
     assert_eq!(conn.control_rows().len(), 1);
 }
 
+/// Shards deeper than the window (three rows) are read a window at a time, beside a
+/// shallow shard in the same batch: each key is delivered once, with its newest row even
+/// when the window cut it, in order of its first row, and every row goes.
+fn windows_smaller_than_a_shard_deliver_each_key_once<C: TestConnection>(conn: &mut C) {
+    let recorder = Recorder::default();
+    let outbox = Outbox::builder(recording(&recorder))
+        .flush_on_commit(false)
+        .window(3)
+        .build();
+    for round in 1..=3 {
+        for object in 1..=4 {
+            commit(conn, org(1, object, &format!("{object}-{round}")));
+            commit(
+                conn,
+                ControlOutbox::new(Category::UserUpdate, 7, object, "eu")
+                    .payload(&format!("{object}-{round}"))
+                    .expect("serialises"),
+            );
+        }
+    }
+    commit(conn, org(2, 9, "9-1"));
+    commit(conn, org(2, 9, "9-2"));
+
+    let report = outbox.drain_due_shards(conn).expect("drains");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let calls = recorder.take();
+    let of = |shard: i64| -> Vec<(i64, Option<String>)> {
+        calls
+            .iter()
+            .filter(|call| call.shard == shard)
+            .map(|call| (call.object, call.payload.clone()))
+            .collect()
+    };
+    let newest = |objects: &[i64]| -> Vec<(i64, Option<String>)> {
+        objects
+            .iter()
+            .map(|object| (*object, Some(format!("{object}-3"))))
+            .collect()
+    };
+    assert_eq!(of(1), newest(&[1, 2, 3, 4]), "cell shard 1");
+    assert_eq!(of(7), newest(&[1, 2, 3, 4]), "control shard (eu, 7)");
+    assert_eq!(of(2), vec![(9, Some("9-2".to_owned()))]);
+    assert_eq!(conn.count("cell_outboxes"), 0);
+    assert_eq!(conn.count("control_outboxes"), 0);
+}
+
 fn a_row_written_during_delivery_survives_for_a_later_round<C: TestConnection>(conn: &mut C) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
@@ -670,6 +716,7 @@ backend_tests!(
     receivers_can_be_trait_objects,
     drains_run_inside_a_test_transaction,
     coalesced_groups_deliver_the_newest_row_once,
+    windows_smaller_than_a_shard_deliver_each_key_once,
     a_row_written_during_delivery_survives_for_a_later_round,
     a_failing_receiver_backs_off_and_converges,
     future_rows_wait_unless_their_shard_is_due,

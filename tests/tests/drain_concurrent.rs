@@ -11,7 +11,7 @@ use diesel_outbox::{
     outbox_context, CellOutbox, Error, Outbox, OutboxMessage, Receivers, ShardKey, Worker,
     WorkerOptions,
 };
-use diesel_outbox_tests::{backend_db_tests, postgres_db_tests, TestConnection, TestDb};
+use diesel_outbox_tests::{backend_db_tests, locking_db_tests, TestConnection, TestDb};
 
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope {
@@ -278,9 +278,9 @@ fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
         Category::OrganizationUpdate,
         |conn: &mut D::Conn, message: &OutboxMessage| {
             // Replicate the current state: the newest row of a group stands for them all.
+            let upsert = conn.dialect().upsert("id", &["v"]);
             conn.batch_execute(&format!(
-                "INSERT INTO replica (id, v) SELECT id, v FROM source WHERE id = {} \
-                 ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+                "INSERT INTO replica (id, v) SELECT id, v FROM source WHERE id = {} {upsert}",
                 message.object_identifier
             ))
         },
@@ -331,7 +331,10 @@ fn stress_writers_and_drains_converge<D: TestDb>(db: &D) {
 
     assert_eq!(conn.count("cell_outboxes"), 0);
     assert_eq!(
-        conn.scalar("SELECT CAST(SUM(v) AS BIGINT) AS n FROM source"),
+        conn.scalar(&format!(
+            "SELECT {} AS n FROM source",
+            conn.dialect().cast_bigint("SUM(v)")
+        )),
         WRITERS * UPDATES
     );
     assert_eq!(
@@ -351,7 +354,7 @@ backend_db_tests!(
     stress_writers_and_drains_converge,
 );
 
-postgres_db_tests!(
+locking_db_tests!(
     a_held_shard_is_not_claimed,
     a_held_shards_new_rows_are_delivered_by_its_holder
 );

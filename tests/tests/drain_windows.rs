@@ -11,7 +11,7 @@ use diesel_outbox::testing::ManualClock;
 use diesel_outbox::{
     outbox_context, CellOutbox, Error, Outbox, OutboxConnection, OutboxMessage, Receivers, ShardKey,
 };
-use diesel_outbox_tests::{backend_tests, TestConnection};
+use diesel_outbox_tests::{backend_tests, Dialect, TestConnection};
 
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope {
@@ -316,19 +316,27 @@ fn an_unreadable_row_fails_only_its_shard<C: TestConnection>(conn: &mut C) {
              {scheduled_for}, '2026-01-01 00:00:00')"
         )
     };
-    let (bad_schedule, bad_second) = if is_postgres::<C>() {
-        (
+    let (bad_schedule, bad_second) = match conn.dialect() {
+        Dialect::Postgres => (
             insert(100, 2, "'-infinity'", "NULL"),
             insert(201, 3, "'infinity'", "NULL"),
-        )
-    } else {
-        (
+        ),
+        // MySQL stores the zero date when the session's sql_mode allows it, and no
+        // NaiveDateTime reads it.
+        Dialect::Mysql => (
+            format!(
+                "SET SESSION sql_mode = ''; {}",
+                insert(100, 2, "'0000-00-00 00:00:00'", "NULL")
+            ),
+            insert(201, 3, "'0000-00-00 00:00:00'", "NULL"),
+        ),
+        Dialect::Sqlite => (
             insert(100, 2, "'not a date'", "NULL"),
             insert(201, 3, "'2016-08-01 00:00:00'", "CAST(X'FF' AS TEXT)"),
-        )
+        ),
     };
     conn.batch_execute(&bad_schedule).expect("bad row");
-    if !is_postgres::<C>() {
+    if conn.dialect() == Dialect::Sqlite {
         // 'not a date' sorts after every date: make the shard due with a second row.
         conn.batch_execute(&insert(101, 2, "'2016-08-01 00:00:00'", "NULL"))
             .expect("due row");

@@ -76,6 +76,36 @@ impl Silos for PgSilos {
     }
 }
 
+#[cfg(feature = "mysql")]
+struct MysqlSilos {
+    databases: Vec<diesel_outbox_tests::MysqlDb>,
+}
+
+#[cfg(feature = "mysql")]
+impl MysqlSilos {
+    fn new() -> Option<Self> {
+        let databases = (0..3)
+            .map(|_| diesel_outbox_tests::MysqlDb::create())
+            .collect::<Option<Vec<_>>>()?;
+        Some(MysqlSilos { databases })
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Silos for MysqlSilos {
+    type Conn = diesel::MysqlConnection;
+    fn urls(&self) -> SiloUrls {
+        SiloUrls {
+            control: self.databases[0].url(),
+            cells: vec![
+                ("eu".into(), self.databases[1].url()),
+                ("us".into(), self.databases[2].url()),
+            ],
+            setup: None,
+        }
+    }
+}
+
 /// Over signed HTTP (the demo) or through direct connections.
 #[derive(Clone, Copy, Debug)]
 enum Wiring {
@@ -456,6 +486,51 @@ mod postgres {
     #[test]
     fn every_hook_is_idempotent() {
         let Some(silos) = PgSilos::new() else { return };
+        super::every_hook_is_idempotent(&silos);
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+
+    #[test]
+    fn the_story_converges_over_http() {
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
+        super::the_story_converges(&silos, Wiring::Http);
+    }
+
+    #[test]
+    fn the_story_converges_through_direct_connections() {
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
+        super::the_story_converges(&silos, Wiring::Direct);
+    }
+
+    #[test]
+    fn a_cell_whose_server_is_down_backs_off_only_its_shards() {
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
+        super::a_cell_whose_server_is_down_backs_off_only_its_shards(&silos);
+    }
+
+    #[test]
+    fn a_cell_that_fails_its_first_connections_catches_up() {
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
+        super::a_cell_that_fails_its_first_connections_catches_up(&silos);
+    }
+
+    #[test]
+    fn every_hook_is_idempotent() {
+        let Some(silos) = MysqlSilos::new() else {
+            return;
+        };
         super::every_hook_is_idempotent(&silos);
     }
 }

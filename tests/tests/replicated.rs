@@ -213,13 +213,11 @@ macro_rules! impl_hook_log {
 impl_hook_log!(SqliteConnection);
 #[cfg(feature = "postgres")]
 impl_hook_log!(PgConnection);
+#[cfg(feature = "mysql")]
+impl_hook_log!(diesel::MysqlConnection);
 
 fn create_tables<C: TestConnection>(conn: &mut C) {
-    let serial = if std::any::type_name::<C>().contains("Pg") {
-        "BIGSERIAL PRIMARY KEY"
-    } else {
-        "INTEGER PRIMARY KEY AUTOINCREMENT"
-    };
+    let serial = conn.dialect().serial_primary_key();
     conn.batch_execute(&format!(
         "CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL);
          CREATE TABLE teams (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL);

@@ -51,10 +51,11 @@ fn depth<C: TestConnection>(conn: &mut C) -> Option<u32> {
 }
 
 fn create_notes<C: TestConnection>(conn: &mut C) {
-    conn.batch_execute(
+    let text = conn.dialect().long_text();
+    conn.batch_execute(&format!(
         "CREATE TABLE notes (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, \
-         body TEXT NOT NULL)",
-    )
+         body {text} NOT NULL)"
+    ))
     .expect("notes table");
 }
 

@@ -112,8 +112,10 @@ trait Sql: TestConnection {
     fn notice_replicas(&mut self) -> Vec<(i64, String)>;
 }
 
+/// The hooks and reads for one connection type. The replicas' upserts name their conflict
+/// target: a column on SQLite and PostgreSQL, `DuplicatedKeys` on MySQL.
 macro_rules! per_backend {
-    ($conn:ty) => {
+    ($conn:ty, projects: $project_key:expr, notices: $notice_key:expr) => {
         impl CellApplyHooks<$conn> for Project {
             fn apply_replication(
                 &self,
@@ -130,7 +132,7 @@ macro_rules! per_backend {
                 };
                 diesel::insert_into(project_replicas::table)
                     .values(&replica)
-                    .on_conflict(project_replicas::id)
+                    .on_conflict($project_key)
                     .do_update()
                     .set(&replica)
                     .execute(ctx.connection())?;
@@ -159,7 +161,7 @@ macro_rules! per_backend {
                         notice_replicas::id.eq(self.id),
                         notice_replicas::text.eq(&self.text),
                     ))
-                    .on_conflict(notice_replicas::id)
+                    .on_conflict($notice_key)
                     .do_update()
                     .set(notice_replicas::text.eq(&self.text))
                     .execute(ctx.connection())?;
@@ -186,9 +188,23 @@ macro_rules! per_backend {
     };
 }
 
-per_backend!(diesel::SqliteConnection);
+per_backend!(
+    diesel::SqliteConnection,
+    projects: project_replicas::id,
+    notices: notice_replicas::id
+);
 #[cfg(feature = "postgres")]
-per_backend!(diesel::PgConnection);
+per_backend!(
+    diesel::PgConnection,
+    projects: project_replicas::id,
+    notices: notice_replicas::id
+);
+#[cfg(feature = "mysql")]
+per_backend!(
+    diesel::MysqlConnection,
+    projects: diesel::dsl::DuplicatedKeys,
+    notices: diesel::dsl::DuplicatedKeys
+);
 
 /// Control's server on loopback, and the keys it shares with cells eu and us.
 struct Control {
@@ -841,6 +857,18 @@ mod two_databases {
             return;
         };
         let Some(control) = diesel_outbox_tests::PgSchema::create() else {
+            return;
+        };
+        super::partial_success_is_exact_in_each_shards_order(&cell, &control);
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn partial_success_is_exact_in_each_shards_order_mysql() {
+        let Some(cell) = diesel_outbox_tests::MysqlDb::create() else {
+            return;
+        };
+        let Some(control) = diesel_outbox_tests::MysqlDb::create() else {
             return;
         };
         super::partial_success_is_exact_in_each_shards_order(&cell, &control);

@@ -324,8 +324,10 @@ pub trait DemoSql: diesel_outbox::OutboxConnection + R2D2Connection + Sized {
     fn delete_organization_mapping(&mut self, id: i64, cell: Option<&str>) -> QueryResult<()>;
 }
 
+/// `DemoSql` for one connection type. The upserts' conflict target differs: a column on
+/// SQLite and PostgreSQL, `DuplicatedKeys` (`ON DUPLICATE KEY UPDATE`) on MySQL.
 macro_rules! demo_sql {
-    ($conn:ty) => {
+    ($conn:ty, replicas: $replica_key:expr, mappings: $mapping_key:expr) => {
         impl DemoSql for $conn {
             fn users(&mut self) -> QueryResult<Vec<User>> {
                 schema::users::table
@@ -392,7 +394,7 @@ macro_rules! demo_sql {
             fn upsert_user_replica(&mut self, replica: &UserReplica) -> QueryResult<()> {
                 diesel::insert_into(user_replicas::table)
                     .values(replica)
-                    .on_conflict(user_replicas::id)
+                    .on_conflict($replica_key)
                     .do_update()
                     .set(replica)
                     .execute(self)
@@ -426,7 +428,7 @@ macro_rules! demo_sql {
             ) -> QueryResult<()> {
                 diesel::insert_into(organization_mappings::table)
                     .values(mapping)
-                    .on_conflict(organization_mappings::organization_id)
+                    .on_conflict($mapping_key)
                     .do_update()
                     .set(mapping)
                     .execute(self)
@@ -454,6 +456,20 @@ macro_rules! demo_sql {
 }
 
 #[cfg(feature = "sqlite")]
-demo_sql!(diesel::sqlite::SqliteConnection);
+demo_sql!(
+    diesel::sqlite::SqliteConnection,
+    replicas: user_replicas::id,
+    mappings: organization_mappings::organization_id
+);
 #[cfg(feature = "postgres")]
-demo_sql!(diesel::pg::PgConnection);
+demo_sql!(
+    diesel::pg::PgConnection,
+    replicas: user_replicas::id,
+    mappings: organization_mappings::organization_id
+);
+#[cfg(feature = "mysql")]
+demo_sql!(
+    diesel::mysql::MysqlConnection,
+    replicas: diesel::dsl::DuplicatedKeys,
+    mappings: diesel::dsl::DuplicatedKeys
+);

@@ -121,7 +121,7 @@ pub struct Lease {
 
 /// A lease's shards as stored: JSON, `[[scope, id], ...]` for cell shards and
 /// `[[cell, scope, id], ...]` for control shards.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn encode_shards(shards: &[ShardKey]) -> String {
     let values: Vec<serde_json::Value> = shards
         .iter()

@@ -10,8 +10,8 @@
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
 //! * [`migrations`]: the embedded migrations and [`run_migrations`](migrations::run_migrations);
-//! * `sqlite`, `postgres`: the backends; `sqlite_options`: the SQLite settings the outbox
-//!   relies on (WAL, a busy timeout).
+//! * `sqlite`, `postgres`, `mysql`: the backends; `sqlite_options`: the SQLite settings
+//!   the outbox relies on (WAL, a busy timeout).
 //!
 //! Every hidden method takes a [`Token`]: the trait is public so that it can be named in
 //! bounds, but only the runtime can call what writes an outbox table.
@@ -29,6 +29,8 @@ use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 pub(crate) mod claim;
 pub(crate) mod inspect;
 pub(crate) mod migrations;
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
 pub(crate) mod parked;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -52,8 +54,9 @@ mod sealed {
 }
 pub(crate) use sealed::Sealed;
 
-/// A diesel connection the outbox can work on: `SqliteConnection` (feature `sqlite`) and
-/// `PgConnection` (feature `postgres`). A pooled connection works through `&mut *pooled`.
+/// A diesel connection the outbox can work on: `SqliteConnection` (feature `sqlite`),
+/// `PgConnection` (feature `postgres`) and `MysqlConnection` (feature `mysql`: MySQL 8 and
+/// MariaDB 10.6 or later). A pooled connection works through `&mut *pooled`.
 ///
 /// The trait is sealed (this crate implements it), and its hidden methods, the library's
 /// per-backend SQL, each take a token that only the runtime can make: application code can
@@ -141,9 +144,9 @@ pub trait OutboxConnection:
     fn forget_lease(&mut self, token: Token<'_>, lease: i64) -> QueryResult<bool>;
 
     /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
-    /// held by this connection alone (PostgreSQL: a session advisory lock; SQLite: the
-    /// lease, under the one writer) and listed in one committed lease, until
-    /// [`release_claim`](Self::release_claim).
+    /// held by this connection alone (PostgreSQL: a session advisory lock; MySQL: a named
+    /// lock; SQLite: the lease, under the one writer) and listed in one committed lease,
+    /// until [`release_claim`](Self::release_claim).
     #[doc(hidden)]
     fn claim_due_shards(
         &mut self,

@@ -490,6 +490,7 @@ pub(crate) mod states {
     use super::{Names, STATE_COLUMNS};
 
     /// Upserts a failure: every column but `skipped`.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn record_failure(names: &Names) -> String {
         let shard = names.shard.join(", ");
         let columns: Vec<&str> = STATE_COLUMNS
@@ -534,6 +535,7 @@ pub(crate) mod states {
 
     /// Turns the kill switch on or off (binds: shard, now, due-at-once, skipped). Off
     /// makes the shard due at once.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn set_skipped(names: &Names) -> String {
         let shard = names.shard.join(", ");
         let marks = vec!["?"; names.shard.len()].join(", ");

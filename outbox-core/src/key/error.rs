@@ -3,7 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use super::shard::ShardKey;
+use super::shard::{OutboxTable, ShardKey};
 use super::silo_id::SiloId;
 
 /// Any error a receiver or a hook returns.
@@ -22,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
-    Database(#[from] diesel::result::Error),
+    Database(#[source] diesel::result::Error),
 
     /// A connection to the database could not be established.
     #[error("could not connect to the database: {0}")]
@@ -128,6 +128,41 @@ pub enum Error {
         remaining: u64,
     },
 
+    /// MySQL / MariaDB: an outbox row cannot be sent in one statement under the server's
+    /// `max_allowed_packet`, so the transaction was rolled back (checked before the rows
+    /// are sent: a statement over the limit would make the server drop the connection).
+    #[error(
+        "a {table} row of category {category} for object {object_identifier} needs about \
+         {bytes} bytes, over the MySQL server's max_allowed_packet of {max_allowed_packet} \
+         bytes; the transaction was rolled back: carry a key to the data instead of the \
+         data, raise max_allowed_packet on the server, or lower the context's payload limit \
+         (`OutboxBuilder::max_payload_bytes`) so that such rows fail at `write`"
+    )]
+    PacketTooLarge {
+        /// The outbox table.
+        table: OutboxTable,
+        /// The row's category number.
+        category: i32,
+        /// The row's object.
+        object_identifier: i64,
+        /// About how many bytes the row takes in a statement.
+        bytes: usize,
+        /// The server's limit.
+        max_allowed_packet: usize,
+    },
+
+    /// MySQL / MariaDB: a table of the library is not as its migrations create it (found
+    /// by [`run_migrations`](crate::run_migrations), which checks after migrating).
+    #[error("the MySQL table `{table}` {problem}: {fix}")]
+    MysqlTableSetup {
+        /// The table.
+        table: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The statement that fixes it.
+        fix: String,
+    },
+
     /// A drain worker thread could not be started.
     #[error("could not start an outbox drain thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -138,7 +173,31 @@ pub enum Error {
     Pool(#[from] diesel::r2d2::PoolError),
 }
 
+/// A backend reports bad input of its own through diesel's error type (its statements
+/// return `QueryResult`), boxed as a query builder error: it comes back out here as the
+/// crate's error it is, every other diesel error as [`Error::Database`].
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        match error {
+            diesel::result::Error::QueryBuilderError(inner) => match inner.downcast::<Error>() {
+                Ok(own) => *own,
+                Err(inner) => Error::Database(diesel::result::Error::QueryBuilderError(inner)),
+            },
+            other => Error::Database(other),
+        }
+    }
+}
+
 impl Error {
+    /// This error carried through diesel's error type (see the `From` impl above).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn into_diesel(self) -> diesel::result::Error {
+        match self {
+            Error::Database(error) => error,
+            own => diesel::result::Error::QueryBuilderError(Box::new(own)),
+        }
+    }
+
     /// Whether this error means the connection is gone (a drain round ends and the worker
     /// takes a new connection), as opposed to a failure confined to one statement.
     pub fn is_connection_lost(&self) -> bool {

@@ -39,6 +39,19 @@ impl NewCellOutbox {
             date_added: now,
         }
     }
+
+    /// Bytes of the row's variable-size values (its payload), for backends that bound a
+    /// statement's size.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn variable_bytes(&self) -> usize {
+        self.payload.as_ref().map_or(0, JsonPayload::len)
+    }
+
+    /// The row's category and object, to name it in an error.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn identity(&self) -> (i32, i64) {
+        (self.category, self.object_identifier)
+    }
 }
 
 /// One `control_outboxes` row as inserted.
@@ -74,5 +87,18 @@ impl NewControlOutbox {
             date_added: now,
             cell_name,
         }
+    }
+
+    /// Bytes of the row's variable-size values (its payload and cell name), for backends
+    /// that bound a statement's size.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn variable_bytes(&self) -> usize {
+        self.payload.as_ref().map_or(0, JsonPayload::len) + self.cell_name.len()
+    }
+
+    /// The row's category and object, to name it in an error.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn identity(&self) -> (i32, i64) {
+        (self.category, self.object_identifier)
     }
 }

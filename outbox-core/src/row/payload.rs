@@ -132,6 +132,29 @@ mod postgres {
     }
 }
 
+/// MySQL and MariaDB: the JSON text as it is, in a `LONGTEXT` column. (Not the `JSON`
+/// type: MySQL 8 stores it normalised, MariaDB as `LONGTEXT` with a check; text is the
+/// same on both and costs no parse per insert.)
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use diesel::mysql::{Mysql, MysqlValue};
+    use std::io::Write;
+
+    impl ToSql<PayloadJson, Mysql> for JsonPayload {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+            out.write_all(self.0.as_bytes())?;
+            Ok(IsNull::No)
+        }
+    }
+
+    impl FromSql<PayloadJson, Mysql> for JsonPayload {
+        fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+            Ok(JsonPayload(String::from_utf8(value.as_bytes().to_vec())?))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,17 @@
 //! The library's tables, as diesel `table!` declarations.
 //!
 //! The same declarations serve every backend: the payload column has its own SQL type,
-//! [`sql_types::PayloadJson`], which is `jsonb` on PostgreSQL and text elsewhere.
+//! [`sql_types::PayloadJson`], which is `jsonb` on PostgreSQL and text elsewhere (`TEXT`
+//! on SQLite, `LONGTEXT` on MySQL).
 
 /// Custom SQL types of the outbox tables.
 pub mod sql_types {
-    /// The `payload` column: `jsonb` on PostgreSQL, `TEXT` holding JSON on SQLite.
+    /// The `payload` column: `jsonb` on PostgreSQL, `TEXT` holding JSON on SQLite,
+    /// `LONGTEXT` (utf8mb4) holding JSON on MySQL and MariaDB.
     #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId, Clone, Copy, Debug)]
     #[diesel(postgres_type(oid = 3802, array_oid = 3807))]
     #[diesel(sqlite_type(name = "Text"))]
+    #[diesel(mysql_type(name = "String"))]
     pub struct PayloadJson;
 }
 

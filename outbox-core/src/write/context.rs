@@ -82,8 +82,10 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     }
 
     /// Mints an object identifier that no other call returns, for rows that must never
-    /// coalesce (an audit event is its own object). Backed by a sequence on PostgreSQL
-    /// and a counter table on SQLite; like a sequence, a value taken by a transaction that
+    /// coalesce (an audit event is its own object). Backed by a sequence on PostgreSQL,
+    /// a counter table on SQLite and `UUID_SHORT()` on MySQL (unique while the server's
+    /// `server_id` is unique and its clock is not set back across a restart; values are
+    /// large and not consecutive); like a sequence, a value taken by a transaction that
     /// rolls back may or may not be handed out again, but never to two committed rows.
     pub fn unique_object_identifier(&mut self) -> Result<i64> {
         Ok(self.conn.next_object_identifier(Token::new())?)

@@ -19,13 +19,16 @@ macro_rules! __outbox_derive {
     };
 }
 
-/// Expands `$mac!(ConnectionType);` once per backend this build enables.
+/// Expands `$mac!(ConnectionType);` once per backend this build enables, with `$mysql`
+/// for MySQL: its model SQL differs (no `DELETE ... RETURNING` on MySQL 8, and
+/// `ON DUPLICATE KEY UPDATE` for the upsert).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __outbox_for_each_connection {
-    ($mac:ident) => {
+    ($mac:ident, mysql: $mysql:ident) => {
         $crate::__outbox_if_sqlite! { $mac!($crate::__private_0_1_0::diesel::sqlite::SqliteConnection); }
         $crate::__outbox_if_postgres! { $mac!($crate::__private_0_1_0::diesel::pg::PgConnection); }
+        $crate::__outbox_if_mysql! { $mysql!($crate::__private_0_1_0::diesel::mysql::MysqlConnection); }
     };
 }
 
@@ -54,6 +57,20 @@ macro_rules! __outbox_if_postgres {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __outbox_if_postgres {
+    ($($tokens:tt)*) => {};
+}
+
+#[cfg(feature = "mysql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_if_mysql {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+
+#[cfg(not(feature = "mysql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_if_mysql {
     ($($tokens:tt)*) => {};
 }
 
