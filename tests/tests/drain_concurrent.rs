@@ -11,7 +11,9 @@ use diesel_outbox::{
     outbox_context, CellOutbox, Error, Outbox, OutboxMessage, Receivers, ShardKey, Worker,
     WorkerOptions,
 };
-use diesel_outbox_tests::{backend_db_tests, locking_db_tests, TestConnection, TestDb};
+use diesel_outbox_tests::{
+    backend_db_tests, locking_db_tests, postgres_db_tests, TestConnection, TestDb,
+};
 
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope {
@@ -354,7 +356,67 @@ backend_db_tests!(
     stress_writers_and_drains_converge,
 );
 
+/// Advisory locks are the session's until released: while a receiver runs, its connection
+/// holds its shard's lock and its lease's; after each drain (a delivery, a failure, a
+/// flush, an empty round) it holds none, however long the connection lives.
+#[cfg(feature = "postgres")]
+fn a_drain_leaves_no_advisory_lock_held<D: TestDb>(db: &D) {
+    let advisory = |conn: &mut D::Conn| {
+        conn.scalar(
+            "SELECT COUNT(*) AS n FROM pg_locks \
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        )
+    };
+    let held_inside = Arc::new(Mutex::new(Vec::new()));
+    let seen = held_inside.clone();
+    let receivers = Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |conn: &mut D::Conn, message: &OutboxMessage| {
+            seen.lock().expect("seen").push(advisory(conn));
+            if message.object_identifier == 99 {
+                return Err(Error::NotDrained {
+                    rounds: 0,
+                    remaining: 0,
+                });
+            }
+            Ok(())
+        },
+    );
+    let outbox = Outbox::new(receivers);
+    let mut conn = db.conn();
+    for object in [1, 2, 99] {
+        outbox
+            .context(&mut conn, |ctx| {
+                ctx.write(CellOutbox::new(
+                    Category::OrganizationUpdate,
+                    object,
+                    object,
+                ))
+            })
+            .expect("commits; the flush delivers or backs off");
+        assert_eq!(advisory(&mut conn), 0, "after the flush of object {object}");
+    }
+    outbox_context(&mut conn, |ctx| {
+        ctx.write(CellOutbox::new(Category::OrganizationUpdate, 3, 3))
+    })
+    .expect("commits");
+    for _ in 0..3 {
+        outbox.drain_due_shards(&mut conn).expect("drains");
+        assert_eq!(advisory(&mut conn), 0, "after a drain");
+    }
+    assert!(
+        held_inside
+            .lock()
+            .expect("seen")
+            .iter()
+            .all(|&held| held >= 2),
+        "while a receiver runs, its shard and its lease are held"
+    );
+}
+
 locking_db_tests!(
     a_held_shard_is_not_claimed,
     a_held_shards_new_rows_are_delivered_by_its_holder
 );
+
+postgres_db_tests!(a_drain_leaves_no_advisory_lock_held);

@@ -42,6 +42,9 @@ pub struct Claim {
     pub last_scanned_id: Option<i64>,
     /// The lease listing the claimed shards.
     pub lease: Option<i64>,
+    /// Whether the delivery's commit already deleted the lease row (its lock, where there
+    /// is one, is still held until the release).
+    pub lease_deleted: bool,
 }
 
 impl Claim {
@@ -54,6 +57,7 @@ impl Claim {
             scanned_rows: 0,
             last_scanned_id: None,
             lease: None,
+            lease_deleted: false,
         }
     }
 }

@@ -384,7 +384,7 @@ impl OutboxConnection for MysqlConnection {
     fn release_claim(&mut self, _token: Token<'_>, claim: &Claim) -> QueryResult<()> {
         // The lease goes before the locks: a lease whose worker's lock is free would be
         // taken for abandoned.
-        let deleted = match claim.lease {
+        let deleted = match claim.lease.filter(|_| !claim.lease_deleted) {
             Some(lease) => delete_lease(self, lease).map(|_| ()),
             None => Ok(()),
         };

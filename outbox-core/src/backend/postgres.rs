@@ -307,8 +307,10 @@ impl OutboxConnection for PgConnection {
                 key = shard_key_expr(&names, "p")
             ),
         };
+        // $4: the lease whose lock goes; $5: the lease row to delete, unless the delivery's
+        // commit did.
         let text = format!(
-            "WITH gone AS (DELETE FROM outbox_drain_leases WHERE id = $4) \
+            "WITH gone AS (DELETE FROM outbox_drain_leases WHERE id = $5) \
              SELECT COUNT(*) AS value FROM ({keys} \
                  UNION ALL SELECT {lease} FROM (SELECT $4::int8 AS id) l WHERE l.id IS NOT NULL) keys \
              WHERE pg_advisory_unlock(keys.k)",
@@ -318,7 +320,8 @@ impl OutboxConnection for PgConnection {
             .bind::<Array<Integer>, _>(scopes)
             .bind::<Array<BigInt>, _>(identifiers)
             .bind::<Array<Text>, _>(cells)
-            .bind::<Nullable<BigInt>, _>(claim.lease);
+            .bind::<Nullable<BigInt>, _>(claim.lease)
+            .bind::<Nullable<BigInt>, _>(claim.lease.filter(|_| !claim.lease_deleted));
         Prepared(query).get_result::<BigIntValue>(self)?;
         Ok(())
     }

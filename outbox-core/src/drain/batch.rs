@@ -75,8 +75,9 @@ fn deliver_claim<C: OutboxConnection>(
         .and_then(|plans| deliver(drainer, conn, table, plans, claim.lease, report));
     match attempt {
         Ok(()) => {
-            // The last delivery transaction deleted the lease.
-            claim.lease = None;
+            // The last delivery transaction deleted the lease; the release still lets go
+            // of its lock.
+            claim.lease_deleted = true;
             Ok(())
         }
         Err(error) if error.is_connection_lost() => Err(error),
