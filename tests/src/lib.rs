@@ -580,3 +580,13 @@ macro_rules! locking_db_tests {
         }
     };
 }
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub mod readme;
+
+/// README's ```rust blocks, compiled (and, where they need no server, run) as doctests:
+/// `cargo test -p diesel-outbox-tests --doc`. They use PostgreSQL's and SQLite's
+/// connection types, so they are checked when both backends are on (the default).
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
