@@ -410,7 +410,55 @@ fn a_receivers_constraint_violation_fails_its_shard_only<C: TestConnection>(conn
     assert_eq!(conn.count("once"), 3, "ids 1 and 3 written, 2 was there");
 }
 
+/// A batch holds at most `max_batch_rows` rows of windows (its memory): the shard that
+/// reaches the cap is cut short and the shards after it wait for the next batch, each
+/// shard still in order, every key once.
+fn a_batch_holds_at_most_its_row_cap<C: TestConnection>(conn: &mut C) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let receivers = Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |_conn: &mut C, message: &OutboxMessage| {
+            log.lock()
+                .expect("seen")
+                .push((message.shard.identifier, message.object_identifier));
+            Ok::<_, Error>(())
+        },
+    );
+    let outbox = Outbox::builder(receivers)
+        .flush_on_commit(false)
+        .max_batch_rows(5)
+        .build();
+    for object in 1..=3 {
+        for shard in [1, 2, 3] {
+            commit(conn, row(shard, object, "x"));
+        }
+    }
+    let report = outbox.drain_due_shards(conn).expect("drains");
+    assert_eq!(report.delivered, 9);
+    let seen = seen.lock().expect("seen").clone();
+    for shard in [1, 2, 3] {
+        let objects: Vec<i64> = seen
+            .iter()
+            .filter(|(s, _)| *s == shard)
+            .map(|(_, object)| *object)
+            .collect();
+        assert_eq!(
+            objects,
+            vec![1, 2, 3],
+            "shard {shard} in order, each key once"
+        );
+    }
+    assert!(
+        report.shards > 3,
+        "the cap spread the 9 rows over several batches: {} shard claims",
+        report.shards
+    );
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
 backend_tests!(
+    a_batch_holds_at_most_its_row_cap,
     a_failure_at_one_key_keeps_the_keys_before_it,
     a_key_cut_by_its_window_is_delivered_once_with_its_newest_row,
     one_failing_shard_of_a_batch_backs_off_alone,

@@ -197,7 +197,9 @@ pub trait OutboxConnection:
 
     // ---- The drain: reading.
 
-    /// Up to `window` rows of each shard, lowest ids first, up to each shard's bound.
+    /// Up to `window` rows of each shard, lowest ids first, up to each shard's bound, and
+    /// at most `max_rows` in all: the shards are read in the order given, so when the cap
+    /// binds, the last shard read may be cut short and the shards after it are not read.
     #[doc(hidden)]
     fn load_windows(
         &mut self,
@@ -205,6 +207,7 @@ pub trait OutboxConnection:
         table: OutboxTable,
         shards: &[WindowRequest],
         window: i64,
+        max_rows: i64,
     ) -> QueryResult<Vec<OutboxMessage>>;
 
     /// The identities (integers only, which always read) of a shard's window, to find the

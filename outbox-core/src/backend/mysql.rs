@@ -403,6 +403,7 @@ impl OutboxConnection for MysqlConnection {
         table: OutboxTable,
         shards: &[WindowRequest],
         window: i64,
+        max_rows: i64,
     ) -> QueryResult<Vec<OutboxMessage>> {
         let requests: Vec<&WindowRequest> = shards
             .iter()
@@ -443,7 +444,10 @@ impl OutboxConnection for MysqlConnection {
             ],
         )?
         .load::<WindowRow>(self)?;
-        let mut messages = Vec::with_capacity(found.len());
+        // Shallow shards come whole from the join, deep ones one statement each; then the
+        // shards are taken in the order given until the batch has `max_rows` rows.
+        let mut by_ord: std::collections::BTreeMap<i64, Vec<OutboxMessage>> =
+            std::collections::BTreeMap::new();
         let mut deep = Vec::new();
         for row in found {
             if let Some(cut) = row.cut {
@@ -451,14 +455,34 @@ impl OutboxConnection for MysqlConnection {
                     .ok()
                     .and_then(|index| requests.get(index));
                 if let Some(request) = request {
-                    deep.push((&request.shard, cut));
+                    deep.push((row.ord, &request.shard, cut));
                 }
                 continue;
             }
-            messages.extend(row.into_message(table));
+            let ord = row.ord;
+            by_ord
+                .entry(ord)
+                .or_default()
+                .extend(row.into_message(table));
         }
-        for (shard, cut) in deep {
-            messages.extend(load_below(self, &names, shard, cut)?);
+        deep.sort_by_key(|(ord, _, _)| *ord);
+        let mut messages = Vec::new();
+        let mut deep = deep.into_iter().peekable();
+        for ord in 1..=requests.len() as i64 {
+            let left = usize::try_from(max_rows)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(messages.len());
+            if left == 0 {
+                break;
+            }
+            if deep.peek().is_some_and(|(deep_ord, _, _)| *deep_ord == ord) {
+                if let Some((_, shard, cut)) = deep.next() {
+                    let rows = load_below(self, &names, shard, cut)?;
+                    messages.extend(rows.into_iter().take(left));
+                }
+            } else if let Some(rows) = by_ord.remove(&ord) {
+                messages.extend(rows.into_iter().take(left));
+            }
         }
         Ok(messages)
     }

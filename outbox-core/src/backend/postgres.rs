@@ -332,6 +332,7 @@ impl OutboxConnection for PgConnection {
         table: OutboxTable,
         shards: &[WindowRequest],
         window: i64,
+        max_rows: i64,
     ) -> QueryResult<Vec<OutboxMessage>> {
         if shards.is_empty() {
             return Ok(Vec::new());
@@ -350,11 +351,13 @@ impl OutboxConnection for PgConnection {
                  AS w(cell_name, shard_scope, shard_identifier, bound)"
             }
         };
-        // LATERAL with LIMIT: each shard's window is its own index range scan.
+        // LATERAL with LIMIT: each shard's window is its own index range scan, shard after
+        // shard in the order given (a nested loop over the unnest), and the outer LIMIT
+        // stops reading when the batch has its rows.
         let text = format!(
             "SELECT {columns} FROM {wanted} CROSS JOIN LATERAL (\
                  SELECT * FROM {rows} o WHERE {same} AND o.id <= w.bound \
-                 ORDER BY o.id LIMIT $5) o",
+                 ORDER BY o.id LIMIT $5) o LIMIT $6",
             columns = names.message_columns("o", NULL_TEXT),
             rows = names.rows,
             same = names.same_shard("o", "w"),
@@ -364,7 +367,8 @@ impl OutboxConnection for PgConnection {
             .bind::<Array<BigInt>, _>(identifiers)
             .bind::<Array<Text>, _>(cells)
             .bind::<Array<BigInt>, _>(bounds)
-            .bind::<BigInt, _>(window);
+            .bind::<BigInt, _>(window)
+            .bind::<BigInt, _>(max_rows);
         let found = Prepared(query).load::<MessageRow>(self)?;
         Ok(found
             .into_iter()

@@ -243,6 +243,7 @@ impl OutboxConnection for SqliteConnection {
         table: OutboxTable,
         shards: &[WindowRequest],
         window: i64,
+        max_rows: i64,
     ) -> QueryResult<Vec<OutboxMessage>> {
         let names = Names::of(table);
         let text = format!(
@@ -253,12 +254,16 @@ impl OutboxConnection for SqliteConnection {
         );
         let mut messages = Vec::new();
         for request in shards {
+            let left = max_rows.saturating_sub(messages.len() as i64);
+            if left <= 0 {
+                break;
+            }
             let query = bind_shard(
                 diesel::sql_query(text.as_str()).into_boxed(),
                 &request.shard,
             )
             .bind::<BigInt, _>(request.bound)
-            .bind::<BigInt, _>(window);
+            .bind::<BigInt, _>(window.min(left));
             let found = Prepared(query).load::<MessageRow>(self)?;
             messages.extend(found.into_iter().map(|row| row.into_message(table)));
         }

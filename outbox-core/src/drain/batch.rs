@@ -131,7 +131,10 @@ fn plan<C: OutboxConnection>(
         })
         .collect();
     let window_i64 = i64::try_from(window).unwrap_or(i64::MAX);
-    let messages = conn.load_windows(Token::new(), table, &requests, window_i64)?;
+    let max_rows = drainer.options.max_batch_rows.max(1);
+    let max_rows_i64 = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    let messages = conn.load_windows(Token::new(), table, &requests, window_i64, max_rows_i64)?;
+    let capped = messages.len() >= max_rows;
     let mut by_shard: HashMap<ShardKey, Vec<OutboxMessage>> = HashMap::new();
     for message in messages {
         by_shard
@@ -139,12 +142,24 @@ fn plan<C: OutboxConnection>(
             .or_default()
             .push(message);
     }
+    // When the cap bound, shards were read in order up to the last one with rows: it may
+    // be cut short, and those after it were not read (they stay due, with their state).
+    let last_read = if capped {
+        shards
+            .iter()
+            .rposition(|shard| by_shard.contains_key(&shard.key))
+    } else {
+        None
+    };
     let mut plans: Vec<ShardPlan> = shards
         .into_iter()
-        .map(|shard| {
+        .enumerate()
+        .filter(|(index, _)| last_read.is_none_or(|last| *index <= last))
+        .map(|(index, shard)| {
             let mut rows = by_shard.remove(&shard.key).unwrap_or_default();
             rows.sort_by_key(|message| message.id);
-            ShardPlan::new(shard, rows, window)
+            let cut_short = last_read == Some(index);
+            ShardPlan::new(shard, rows, window, cut_short)
         })
         .collect();
     let after: Vec<_> = plans

@@ -16,6 +16,9 @@ pub struct DrainOptions {
     pub window: usize,
     /// Shards claimed and delivered per batch, in one transaction.
     pub batch_shards: usize,
+    /// Rows of windows a batch holds at most: its memory. Shards are read in order until
+    /// the batch has them; a shard the cap leaves out stays due for the next batch.
+    pub max_batch_rows: usize,
     /// Rows a periodic drain reads, oldest first, to find due shards.
     pub scan_rows: usize,
     /// How long a batch's lease lives where liveness is told by time (SQLite): a lease
@@ -29,6 +32,7 @@ impl Default for DrainOptions {
         DrainOptions {
             window: 500,
             batch_shards: 200,
+            max_batch_rows: 20_000,
             scan_rows: 1_000,
             lease: Duration::from_secs(300),
         }

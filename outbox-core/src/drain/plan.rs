@@ -47,14 +47,16 @@ pub(crate) struct KeyPlan {
 }
 
 impl ShardPlan {
-    /// Groups a shard's window (rows in id order) into keys.
+    /// Groups a shard's window (rows in id order) into keys. `cut_short`: the batch's row
+    /// cap ended the window early, so the shard may have more rows, like a full window.
     pub(crate) fn new(
         claimed: ClaimedShard,
         window: Vec<OutboxMessage>,
         window_size: usize,
+        cut_short: bool,
     ) -> Self {
         let skipped = claimed.state.as_ref().is_some_and(|state| state.skipped);
-        let cut = window.len() >= window_size;
+        let cut = cut_short || window.len() >= window_size;
         let max_seen = window.last().map_or(0, |message| message.id);
         let mut keys: Vec<KeyPlan> = Vec::new();
         let mut index: HashMap<(i32, i64), usize> = HashMap::new();

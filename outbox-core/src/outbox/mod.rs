@@ -383,6 +383,13 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
         self
     }
 
+    /// Rows of windows one batch holds at most (default 20,000; see
+    /// [`DrainOptions::max_batch_rows`]): what bounds a drain's memory.
+    pub fn max_batch_rows(mut self, rows: usize) -> Self {
+        self.options.max_batch_rows = rows.max(1);
+        self
+    }
+
     /// Rows read per scan for due shards (default 1,000).
     pub fn scan_rows(mut self, rows: usize) -> Self {
         self.options.scan_rows = rows.max(1);
