@@ -419,4 +419,53 @@ locking_db_tests!(
     a_held_shards_new_rows_are_delivered_by_its_holder
 );
 
-postgres_db_tests!(a_drain_leaves_no_advisory_lock_held);
+/// A second worker whose batch has room for one shard skips the oldest shard, which the
+/// first worker holds, and takes the next ones instead of stopping at it.
+fn a_second_worker_skips_the_shards_the_first_holds<D: TestDb>(db: &D) {
+    let (holder_outbox, entered, release) = gated_outbox::<D::Conn>();
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let log = delivered.clone();
+    let second = Outbox::builder(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        move |_conn: &mut D::Conn, message: &OutboxMessage| {
+            log.lock().expect("log").push(message.shard.identifier);
+            Ok::<_, Error>(())
+        },
+    ))
+    .flush_on_commit(false)
+    .batch_shards(1)
+    .build();
+    let mut conn = db.conn();
+    for shard in [SHARD, 8, 9] {
+        outbox_context(&mut conn, |ctx| {
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, shard, 1))
+        })
+        .expect("commits");
+    }
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            let mut conn = db.conn();
+            holder_outbox
+                .flush_shards(&mut conn, &[shard()])
+                .expect("drains")
+        });
+        entered
+            .recv()
+            .expect("the holder is delivering the oldest shard");
+        let report = second.drain_due_shards(&mut conn).expect("drains");
+        assert_eq!(
+            *delivered.lock().expect("log"),
+            vec![8, 9],
+            "the second worker went past the held shard"
+        );
+        assert_eq!(report.delivered, 2);
+        release.send(()).expect("release");
+        assert_eq!(holder.join().expect("holder").delivered, 1);
+    });
+    assert_eq!(conn.count("cell_outboxes"), 0);
+}
+
+postgres_db_tests!(
+    a_drain_leaves_no_advisory_lock_held,
+    a_second_worker_skips_the_shards_the_first_holds
+);

@@ -129,11 +129,12 @@ impl OutboxConnection for PgConnection {
         let text = claim_statement(
             &names,
             &due_scan(&names),
-            &due_candidates(&names),
+            &due_candidates(&names, "$3"),
             &Tail {
                 bound: UNBOUNDED,
                 now: "$4",
                 lease_seconds: "$7",
+                max: "$6",
             },
         );
         let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now)
@@ -161,7 +162,7 @@ impl OutboxConnection for PgConnection {
                  NULL::int8 AS last_scanned_id, {state} \
              FROM candidates c LEFT JOIN {states} st ON {same} ORDER BY c.first_id",
             scanned = due_scan(&names),
-            candidates = due_candidates(&names),
+            candidates = due_candidates(&names, "$6"),
             state = names.state_columns("st"),
             states = names.states,
             same = names.same_shard("st", "c"),
@@ -215,6 +216,7 @@ impl OutboxConnection for PgConnection {
                 bound: UNBOUNDED,
                 now: "$1",
                 lease_seconds: "$2",
+                max: "1",
             },
         );
         let query = diesel::sql_query(text)
@@ -278,6 +280,7 @@ impl OutboxConnection for PgConnection {
                 bound: &bound,
                 now: "$4",
                 lease_seconds: "$5",
+                max: "2147483647",
             },
         );
         let query = diesel::sql_query(text)
@@ -600,9 +603,9 @@ fn due_scan(names: &Names) -> String {
     )
 }
 
-/// The candidates of a periodic claim. Binds: $1 from id, $2 to id, $3 rows to scan, $4
-/// now, $5 ignore schedules, $6 shards at most.
-fn due_candidates(names: &Names) -> String {
+/// The candidates of a periodic claim, at most `limit` (a parameter). Binds: $1 from id,
+/// $2 to id, $3 rows to scan, $4 now, $5 ignore schedules.
+fn due_candidates(names: &Names, limit: &str) -> String {
     format!(
         "found AS (\
              SELECT {s_shard}, MIN(s.id) AS first_id FROM scanned s \
@@ -614,11 +617,11 @@ fn due_candidates(names: &Names) -> String {
          timed AS (\
              SELECT {st_shard}, 0::int8 AS first_id FROM {states} st \
              WHERE NOT $5 AND st.scheduled_for <= $4 AND NOT st.skipped AND NOT st.isolated \
-             ORDER BY st.scheduled_for LIMIT $6), \
+             ORDER BY st.scheduled_for LIMIT {limit}), \
          candidates AS MATERIALIZED (\
              SELECT {u_shard}, MIN(u.first_id) AS first_id \
              FROM (SELECT * FROM found UNION ALL SELECT * FROM timed) u \
-             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT $6)",
+             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT {limit})",
         s_shard = names.shard_of("s"),
         st_shard = names.shard_of("st"),
         u_shard = names.shard_of("u"),
@@ -640,16 +643,21 @@ struct Tail<'a> {
     bound: &'a str,
     now: &'a str,
     lease_seconds: &'a str,
+    /// How many candidates to take at most.
+    max: &'a str,
 }
 
 /// One statement that claims `candidates` (a CTE named `candidates` with the shard's
-/// columns and `first_id`, which may read `scanned`, the rows `scanned` selects):
-/// try-locks each candidate, writes the lease of those it got and locks the lease, and
-/// returns one row per candidate (or one empty row) with the scan's figures. In
-/// autocommit the lease commits with the statement, before any receiver runs.
+/// columns and `first_id`, which may read `scanned`, the rows `scanned` selects): goes
+/// through them oldest first, try-locking each, until it holds `max`; writes the lease of
+/// those it got and locks the lease; and returns one row per claimed shard, plus one per
+/// busy candidate when it ran out of candidates (or one empty row), with the scan's
+/// figures. In autocommit the lease commits with the statement, before any receiver runs.
 ///
-/// The locks are taken only on the candidates' rows, after their LIMIT, so none is taken
-/// and lost on a row the statement does not return.
+/// The lock is a filter under a LIMIT over an already sorted subquery: the executor pulls
+/// candidates one by one and stops at `max` locked, so no lock is taken on a row the
+/// statement does not return, and a second worker skips the shards the first one holds
+/// instead of stopping at them.
 fn claim_statement(names: &Names, scanned: &str, candidates: &str, tail: &Tail<'_>) -> String {
     let cell = match names.table {
         OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
@@ -658,20 +666,26 @@ fn claim_statement(names: &Names, scanned: &str, candidates: &str, tail: &Tail<'
     format!(
         "WITH scanned AS MATERIALIZED ({scanned}), \
          {candidates}, \
-         picked AS MATERIALIZED (SELECT c.*, pg_try_advisory_lock({key}) AS locked \
-             FROM candidates c), \
+         picked AS MATERIALIZED (SELECT c.* \
+             FROM (SELECT * FROM candidates ORDER BY first_id OFFSET 0) c \
+             WHERE pg_try_advisory_lock({key}) LIMIT {max}), \
          lease AS (INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
              SELECT '{rows}', json_agg(json_build_array({json}) ORDER BY p.first_id)::text, \
                  {now}, {now} + make_interval(secs => {lease_seconds}) \
-             FROM picked p WHERE p.locked HAVING COUNT(*) > 0 RETURNING id), \
+             FROM picked p HAVING COUNT(*) > 0 RETURNING id), \
          lease_lock AS MATERIALIZED (SELECT l.id, pg_try_advisory_lock({lease}) AS locked \
              FROM lease l), \
+         busy AS (SELECT c.* FROM candidates c \
+             WHERE (SELECT COUNT(*) FROM picked) < {max} \
+               AND NOT EXISTS (SELECT 1 FROM picked p WHERE {same_busy})), \
+         outcome AS (SELECT p.*, TRUE AS locked FROM picked p \
+             UNION ALL SELECT b.*, FALSE AS locked FROM busy b), \
          figures AS (SELECT COUNT(*) AS scanned_rows, MAX(id) AS last_scanned_id FROM scanned) \
          SELECT p.shard_scope, p.shard_identifier, {cell}, p.locked, \
              COALESCE({bound}, '-9223372036854775808'::int8) AS bound, \
              (SELECT id FROM lease_lock) AS lease_id, \
              f.scanned_rows, f.last_scanned_id, {state} \
-         FROM figures f LEFT JOIN picked p ON TRUE \
+         FROM figures f LEFT JOIN outcome p ON TRUE \
          LEFT JOIN {states} st ON {same} \
          ORDER BY p.first_id",
         rows = names.rows,
@@ -684,6 +698,8 @@ fn claim_statement(names: &Names, scanned: &str, candidates: &str, tail: &Tail<'
         bound = tail.bound,
         now = tail.now,
         lease_seconds = tail.lease_seconds,
+        max = tail.max,
+        same_busy = names.same_shard("p", "c"),
     )
 }
 
