@@ -14,7 +14,10 @@ pub struct DrainOptions {
     /// Rows of one shard read per batch (its *window*): coalesced into keys, delivered,
     /// deleted with one statement.
     pub window: usize,
-    /// Shards claimed and delivered per batch, in one transaction.
+    /// Shards claimed and delivered per batch, in one transaction. On PostgreSQL each
+    /// holds an advisory lock in the server's shared lock table
+    /// (`max_locks_per_transaction × max_connections`, 6,400 by default): the workers'
+    /// batches together must fit in it.
     pub batch_shards: usize,
     /// Rows of windows a batch holds at most: its memory. Shards are read in order until
     /// the batch has them; a shard the cap leaves out stays due for the next batch.
@@ -31,7 +34,7 @@ impl Default for DrainOptions {
     fn default() -> Self {
         DrainOptions {
             window: 500,
-            batch_shards: 200,
+            batch_shards: 400,
             max_batch_rows: 20_000,
             scan_rows: 1_000,
             lease: Duration::from_secs(300),

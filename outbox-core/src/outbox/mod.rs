@@ -376,7 +376,7 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
         self
     }
 
-    /// Shards per batch and transaction (default 200; see
+    /// Shards per batch and transaction (default 400; see
     /// [`DrainOptions::batch_shards`]).
     pub fn batch_shards(mut self, shards: usize) -> Self {
         self.options.batch_shards = shards.max(1);
