@@ -5,19 +5,24 @@ macro_rules! flush_section {
         /// Benchmarks 4 and 5: flush latency, and memory while draining.
         pub mod flush {
             use super::*;
+            use crate::profile::Profile;
 
-            struct SavedAt(Arc<Mutex<Option<Instant>>>);
+            /// Notes when the commit is done (the metrics hook runs right after it, before
+            /// the flush), and moves the statement profile to its flush bucket.
+            struct SavedAt(Arc<Mutex<Option<Instant>>>, Profile);
 
             impl Metrics for SavedAt {
                 fn rows_saved(&self, _table: OutboxTable, _category: i32, _rows: u64) {
                     if let Ok(mut at) = self.0.lock() {
                         *at = Some(Instant::now());
                     }
+                    self.1.set_bucket(1);
                 }
             }
 
-            /// Benchmark 4: from the commit of `Outbox::context` to the receiver having run.
-            pub fn flush(db: &Db, sizes: &Sizes) -> BResult<Table> {
+            /// Benchmark 4: from the commit of `Outbox::context` to the receiver having run;
+            /// and the statements of the write and of its flush.
+            pub fn flush(db: &Db, sizes: &Sizes) -> BResult<(Table, Table)> {
                 let mut conn = db.connect()?;
                 clear(&mut conn)?;
                 let saved = Arc::new(Mutex::new(None));
@@ -32,8 +37,9 @@ macro_rules! flush_section {
                         Ok::<_, diesel_outbox::Error>(())
                     },
                 );
+                let profile = Profile::default();
                 let outbox = Outbox::builder(receivers)
-                    .metrics(SavedAt(saved.clone()))
+                    .metrics(SavedAt(saved.clone(), profile.clone()))
                     .build();
                 let mut latency = Vec::new();
                 let mut call = Vec::new();
@@ -62,6 +68,46 @@ macro_rules! flush_section {
                         plain.push(micros(unflushed));
                     }
                 }
+                // The same again, instrumented: which statements a write and its flush send.
+                let samples = sizes.flush_samples.div_ceil(5);
+                let mut traced = db.connect()?;
+                traced.set_instrumentation(profile.instrumentation());
+                for i in 0..=samples {
+                    if i == 1 {
+                        profile.take();
+                    }
+                    profile.set_bucket(0);
+                    let p = project(i as i64 + 1);
+                    outbox.context(&mut traced, |ctx| p.save(ctx))?;
+                    profile.set_bucket(2);
+                    traced.batch_execute("DELETE FROM cell_outboxes")?;
+                }
+                let mut statements = Table::new(
+                    format!("{NAME}: statements of one save with its flush (mean of {samples})"),
+                    &["part", "statement", "calls", "µs"],
+                );
+                for (bucket, part) in [(0, "write"), (1, "flush")] {
+                    let (kinds, _) = profile.take_bucket(bucket);
+                    let mut total = 0.0;
+                    let mut calls = 0;
+                    for kind in &kinds {
+                        let us = micros(kind.total) / samples as f64;
+                        total += us;
+                        calls += kind.calls;
+                        statements.row(vec![
+                            part.to_owned(),
+                            kind.label.clone(),
+                            format!("{:.1}", kind.calls as f64 / samples as f64),
+                            format!("{us:.0}"),
+                        ]);
+                    }
+                    statements.row(vec![
+                        part.to_owned(),
+                        "all statements".to_owned(),
+                        format!("{:.1}", calls as f64 / samples as f64),
+                        format!("{total:.0}"),
+                    ]);
+                }
                 clear(&mut conn)?;
                 let mut table = Table::new(
                     format!(
@@ -85,7 +131,7 @@ macro_rules! flush_section {
                     format!("{:.0}", median(&plain)),
                     format!("{:.0}", percentile(&plain, 99.0)),
                 ]);
-                Ok(table)
+                Ok((table, statements))
             }
 
             /// Benchmark 5 (run in a child process): fills `rows` rows (`per_object` per

@@ -348,7 +348,10 @@ macro_rules! run_suite {
             Ok(())
         })?;
         timed("flush", &mut || {
-            Ok($module::flush::flush(&db, sizes)?.print())
+            let (latency, statements) = $module::flush::flush(&db, sizes)?;
+            latency.print();
+            statements.print();
+            Ok(())
         })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
     }};
