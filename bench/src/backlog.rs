@@ -90,11 +90,11 @@ impl Backlog {
 }
 
 /// The drain backlogs at full size: DESIGN §5a's (a), (b), (c), (e), (c) with ten rows
-/// per object, 1,000 × 10 (the shallow side of the depth comparison), and `d`, 200 shards
+/// per object, 1,000 × 10 (the shallow side of the depth comparison), and `d`, 100 shards
 /// deeper than a window (the sweep of window sizes).
 pub fn full() -> Vec<Backlog> {
     let mut list = scaled(10_000, 1_000, 200, 5_000, 100);
-    list.push(Backlog::uniform("d", 200, 1_000, 1));
+    list.push(Backlog::uniform("d", 100, 1_000, 1));
     list
 }
 

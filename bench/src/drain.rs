@@ -96,13 +96,13 @@ macro_rules! drain_section {
 
             /// Runs per backlog: fewer for big backlogs (each run is long, so steadier)
             /// and with `synchronous_commit = on`.
-            fn reps_for(sizes: &Sizes, backlog: &Backlog, synced: bool) -> usize {
+            fn reps_for(reps: usize, backlog: &Backlog, synced: bool) -> usize {
                 if synced {
                     1
                 } else if backlog.rows() >= 100_000 {
-                    sizes.drain_reps.div_ceil(2)
+                    reps.div_ceil(2)
                 } else {
-                    sizes.drain_reps
+                    reps
                 }
             }
 
@@ -118,13 +118,13 @@ macro_rules! drain_section {
                 );
                 let mut results = Vec::new();
                 let mut modes = vec![(db.clone(), "")];
-                if PG {
+                if PG && sizes.drain_synced {
                     modes.push((db.synced(), ", synchronous_commit=on"));
                 }
                 for (mode_db, mode) in &modes {
                     let mut conn = mode_db.connect()?;
                     for backlog in &sizes.drain_backlogs {
-                        let reps = reps_for(sizes, backlog, !mode.is_empty());
+                        let reps = reps_for(sizes.drain_reps, backlog, !mode.is_empty());
                         let [lib, ceil, by_shard] = contenders(&mut conn, backlog, reps)?;
                         let shown = |x: f64| if x.is_nan() { "-".to_owned() } else { count(x) };
                         table.row(vec![
@@ -228,7 +228,7 @@ macro_rules! drain_section {
                     for workers in [1usize, 2, 4] {
                         let mut lib = Vec::new();
                         let mut ceil = Vec::new();
-                        for rep in 0..sizes.scaling_reps {
+                        for rep in 0..reps_for(sizes.scaling_reps, backlog, false) {
                             for which in [rep % 2, 1 - rep % 2] {
                                 let rate = timed_drain(&mut conn, backlog, &mut |_| parallel_drain(db, workers, which == 1))?;
                                 if which == 0 { lib.push(rate) } else { ceil.push(rate) }

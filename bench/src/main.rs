@@ -55,6 +55,8 @@ pub struct Sizes {
     pub drain_backlogs: Vec<Backlog>,
     /// Runs per backlog and contender (the median is reported).
     pub drain_reps: usize,
+    /// PostgreSQL: the drain table again with `synchronous_commit = on`.
+    pub drain_synced: bool,
     /// The grids of the sweep of drain sizes.
     pub sweep: Vec<drain::Grid>,
     /// Backlogs of the workers benchmark (PostgreSQL).
@@ -84,12 +86,13 @@ impl Sizes {
                 .collect()
         };
         Sizes {
-            write_txns: [2_000, 500, 100],
+            write_txns: [1_000, 300, 100],
             sqlite_write_txns: [2_000, 500, 300],
             write_rounds: 9,
             index_rounds: 5,
             index_backlog: 100_000,
             drain_reps: 3,
+            drain_synced: true,
             sweep: vec![
                 drain::Grid {
                     backlogs: pick(&["a", "e"]),
@@ -99,14 +102,14 @@ impl Sizes {
                 },
                 drain::Grid {
                     backlogs: pick(&["d"]),
-                    rows: (drain::Knob::BatchShards, vec![50, 100, 200]),
+                    rows: (drain::Knob::BatchShards, vec![25, 50, 100]),
                     columns: (drain::Knob::Window, vec![100, 250, 500, 1_000, 2_000]),
                     reps: 1,
                 },
             ],
             scaling_backlogs: pick(&["a", "c"]),
             scaling_reps: 3,
-            profile_backlogs: pick(&["a", "c", "e"]),
+            profile_backlogs: pick(&["a", "c", "e", "d"]),
             drain_backlogs: backlog::drain_table(&backlogs),
             discovery_rows: 1_000_000,
             discovery_shards: 10_000,
@@ -140,6 +143,7 @@ impl Sizes {
 
     fn tiny() -> Self {
         Sizes {
+            drain_synced: false,
             write_txns: [4, 2, 2],
             sqlite_write_txns: [4, 2, 2],
             write_rounds: 1,
