@@ -221,19 +221,23 @@ macro_rules! drain_section {
                 let mut conn = db.connect()?;
                 let mut table = Table::new(
                     format!("{NAME}: drain workers, rows deleted per second (median of {} runs)", sizes.scaling_reps),
-                    &["backlog", "workers", "library drain", "speed-up", "ceiling (batched delete)", "speed-up", "library/ceiling"],
+                    &["backlog", "workers", "library drain", "speed-up", "ceiling (batched delete)", "speed-up", "library/ceiling", "library: calls, empty calls, busy shards seen (per run)"],
                 );
                 for backlog in &sizes.scaling_backlogs {
                     let mut base = (0.0, 0.0);
                     for workers in [1usize, 2, 4] {
                         let mut lib = Vec::new();
                         let mut ceil = Vec::new();
-                        for rep in 0..reps_for(sizes.scaling_reps, backlog, false) {
+                        let seen = Seen::default();
+                        let reps = reps_for(sizes.scaling_reps, backlog, false);
+                        for rep in 0..reps {
                             for which in [rep % 2, 1 - rep % 2] {
-                                let rate = timed_drain(&mut conn, backlog, &mut |_| parallel_drain(db, workers, which == 1))?;
+                                let rate = timed_drain(&mut conn, backlog, &mut |_| parallel_drain(db, workers, which == 1, &seen))?;
                                 if which == 0 { lib.push(rate) } else { ceil.push(rate) }
                             }
                         }
+                        use std::sync::atomic::Ordering::Relaxed;
+                        let per_run = |n: &std::sync::atomic::AtomicUsize| count(n.load(Relaxed) as f64 / reps as f64);
                         let (lib, ceil) = (median(&lib), median(&ceil));
                         if workers == 1 {
                             base = (lib, ceil);
@@ -246,6 +250,7 @@ macro_rules! drain_section {
                             count(ceil),
                             ratio(ceil / base.1),
                             ratio(lib / ceil),
+                            format!("{}, {}, {}", per_run(&seen.calls), per_run(&seen.empty_calls), per_run(&seen.busy_shards)),
                         ]);
                     }
                 }
@@ -256,7 +261,7 @@ macro_rules! drain_section {
             /// `workers` threads, each on its own connection, draining until the table is
             /// empty (the library's, sharing one `Outbox` as a `Worker`'s threads do, or
             /// the ceiling's); the rows they deleted.
-            fn parallel_drain(db: &Db, workers: usize, ceiling: bool) -> BResult<usize> {
+            fn parallel_drain(db: &Db, workers: usize, ceiling: bool, seen: &Seen) -> BResult<usize> {
                 let outbox = idle_outbox();
                 let results: Vec<BResult<usize>> = std::thread::scope(|scope| {
                     let handles: Vec<_> = (0..workers)
@@ -269,7 +274,7 @@ macro_rules! drain_section {
                                 }
                                 let mut deleted = 0;
                                 loop {
-                                    deleted += drain_library(&mut conn, &outbox)?;
+                                    deleted += drain_library_seen(&mut conn, &outbox, seen)?;
                                     if outbox_rows(&mut conn)? == 0 {
                                         return Ok(deleted);
                                     }

@@ -135,13 +135,14 @@ macro_rules! flush_section {
             }
 
             /// Benchmark 5 (run in a child process): fills `rows` rows (`per_object` per
-            /// object, over `shards` shards) and drains them; returns (peak KiB after the
+            /// object, over `shards` shards) and drains them with `window`; returns (peak KiB after the
             /// fill, peak KiB after the drain, seconds of drain).
             pub fn memory_child(
                 db: &Db,
                 rows: usize,
                 shards: usize,
                 per_object: usize,
+                window: usize,
             ) -> BResult<(u64, u64, f64)> {
                 let mut conn = db.connect()?;
                 let backlog =
@@ -149,7 +150,8 @@ macro_rules! flush_section {
                 fill(&mut conn, &backlog)?;
                 let before = crate::stats::memory_kib().0;
                 let start = Instant::now();
-                let deleted = drain_library(&mut conn, &idle_outbox())?;
+                let options = crate::drain::Knob::Window.set(Default::default(), window);
+                let deleted = drain_library(&mut conn, &sized_outbox(&options))?;
                 let secs = start.elapsed().as_secs_f64();
                 if deleted != backlog.rows() {
                     return Err(

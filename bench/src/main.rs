@@ -73,7 +73,8 @@ pub struct Sizes {
     pub discovery_samples: usize,
     /// Samples of the flush latency.
     pub flush_samples: usize,
-    /// Backlogs drained by the memory children.
+    /// Backlogs drained by the memory children, with the default window; the largest is
+    /// drained once more with a window of 100 rows.
     pub memory_rows: Vec<usize>,
 }
 
@@ -377,11 +378,25 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     let exe = std::env::current_exe()?;
     let mut table = stats::Table::new(
         format!("{backend}: peak resident memory while draining ({MEMORY_ROWS_PER_OBJECT} rows/object, {} shards; one child process per size)", stats::count(MEMORY_SHARDS as f64)),
-        &["backlog", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
+        &["backlog", "window", "rows per batch at most", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
     );
-    for &rows in &sizes.memory_rows {
+    let defaults = diesel_outbox::drain::DrainOptions::default();
+    let mut runs: Vec<(usize, usize)> = sizes
+        .memory_rows
+        .iter()
+        .map(|&rows| (rows, defaults.window))
+        .collect();
+    if let Some(&largest) = sizes.memory_rows.iter().max() {
+        runs.push((largest, 100));
+    }
+    for (rows, window) in runs {
         let out = Command::new(&exe)
-            .args(["--memory-child", backend, &rows.to_string()])
+            .args([
+                "--memory-child",
+                backend,
+                &rows.to_string(),
+                &window.to_string(),
+            ])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
@@ -401,8 +416,12 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
         if v.len() != 3 {
             return Err(format!("bad memory line: {line}").into());
         }
+        let shards = MEMORY_SHARDS.min(rows / MEMORY_ROWS_PER_OBJECT).max(1);
+        let per_batch = (rows / shards).min(window) * shards.min(defaults.batch_shards);
         table.row(vec![
             stats::count(rows as f64),
+            stats::count(window as f64),
+            stats::count(per_batch as f64),
             stats::count(v[0]),
             stats::count(v[1]),
             stats::count(v[1] - v[0]),
@@ -413,7 +432,7 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     Ok(())
 }
 
-fn memory_child(backend: &str, rows: usize) -> BResult<()> {
+fn memory_child(backend: &str, rows: usize, window: usize) -> BResult<()> {
     let shards = MEMORY_SHARDS.min(rows / MEMORY_ROWS_PER_OBJECT).max(1);
     let (before, after, secs) = match backend {
         "postgres" => {
@@ -421,13 +440,13 @@ fn memory_child(backend: &str, rows: usize) -> BResult<()> {
             let schema = PgSchema::new(&url, "mem")?;
             let db = schema.db();
             pg::setup(&db)?;
-            pg::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT)?
+            pg::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT, window)?
         }
         _ => {
             let file = SqliteFile::new("mem")?;
             let db = file.db();
             sqlite::setup(&db)?;
-            sqlite::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT)?
+            sqlite::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT, window)?
         }
     };
     println!("MEMORY {before} {after} {secs}");
@@ -470,12 +489,11 @@ fn list_option(args: &[String], name: &str) -> BResult<Option<Vec<String>>> {
 fn main() -> BResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-child") {
-        let backend = args.get(i + 1).ok_or("--memory-child BACKEND ROWS")?;
-        let rows = args
-            .get(i + 2)
-            .ok_or("--memory-child BACKEND ROWS")?
-            .parse()?;
-        return memory_child(backend, rows);
+        let usage = "--memory-child BACKEND ROWS WINDOW";
+        let backend = args.get(i + 1).ok_or(usage)?;
+        let rows = args.get(i + 2).ok_or(usage)?.parse()?;
+        let window = args.get(i + 3).ok_or(usage)?.parse()?;
+        return memory_child(backend, rows, window);
     }
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let (mut sizes, size_name) = if has("--tiny") {

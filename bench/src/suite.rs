@@ -248,14 +248,37 @@ macro_rules! suite {
                 .build()
             }
 
+            /// What drain calls saw besides delivering: due shards another worker held,
+            /// and calls that delivered nothing.
+            #[derive(Default)]
+            pub struct Seen {
+                /// Calls of `drain_due_shards`.
+                pub calls: std::sync::atomic::AtomicUsize,
+                /// Calls that delivered nothing.
+                pub empty_calls: std::sync::atomic::AtomicUsize,
+                /// Due shards left to another worker (summed over calls).
+                pub busy_shards: std::sync::atomic::AtomicUsize,
+            }
+
             /// The library's periodic drain, round after round, until a round finds nothing.
             /// Returns the rows it deleted.
             pub fn drain_library(conn: &mut Conn, outbox: &Outbox<Conn>) -> BResult<usize> {
+                drain_library_seen(conn, outbox, &Seen::default())
+            }
+
+            /// The same, counting into `seen`.
+            pub fn drain_library_seen(conn: &mut Conn, outbox: &Outbox<Conn>, seen: &Seen) -> BResult<usize> {
+                use std::sync::atomic::Ordering::Relaxed;
                 let mut deleted = 0;
                 loop {
                     let report = outbox.drain_due_shards(conn)?;
                     if !report.failures.is_empty() {
                         return Err(format!("{} deliveries failed: {:?}", report.failures.len(), report.failures.first()).into());
+                    }
+                    seen.calls.fetch_add(1, Relaxed);
+                    seen.busy_shards.fetch_add(report.shards_not_claimed, Relaxed);
+                    if !report.did_work() {
+                        seen.empty_calls.fetch_add(1, Relaxed);
                     }
                     deleted += report.rows_deleted;
                     if !report.did_work() && report.shards_not_claimed == 0 {
