@@ -98,6 +98,13 @@ pub fn full() -> Vec<Backlog> {
     list
 }
 
+/// The same shapes at a quarter of the rows (deep shards of 50 rows).
+pub fn quick() -> Vec<Backlog> {
+    let mut list = scaled(2_500, 500, 50, 1_250, 25);
+    list.push(Backlog::uniform("d", 50, 1_000, 1));
+    list
+}
+
 /// The same shapes, smaller deep shards and fewer of them.
 pub fn tiny() -> Vec<Backlog> {
     let mut list = scaled(200, 20, 40, 100, 5);

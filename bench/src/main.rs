@@ -138,8 +138,9 @@ impl Sizes {
             discovery_samples: 10,
             flush_samples: 200,
             memory_rows: vec![20_000, 100_000],
-            ..Sizes::full()
+            ..Sizes::with_backlogs(backlog::quick())
         }
+        .small_grids()
     }
 
     fn tiny() -> Self {
@@ -162,12 +163,18 @@ impl Sizes {
         .small_grids()
     }
 
-    /// Two values per axis in each grid of the sweep.
+    /// Each grid of the sweep with its first, middle and last values, one run each.
     fn small_grids(mut self) -> Self {
         for grid in &mut self.sweep {
             for values in [&mut grid.rows.1, &mut grid.columns.1] {
-                let (first, last) = (values[0], values[values.len() - 1]);
-                *values = vec![first, last];
+                let picked = [
+                    values[0],
+                    values[values.len() / 2],
+                    values[values.len() - 1],
+                ];
+                let mut picked = picked.to_vec();
+                picked.dedup();
+                *values = picked;
             }
             grid.reps = 1;
         }
