@@ -183,10 +183,13 @@ macro_rules! writes_section {
                     .collect()
             }
 
-            /// Per-transaction times (µs) of each variant, `rounds` interleaved rounds of
-            /// `txns` transactions of `per_txn` saves each; the first round warms up. Rows
-            /// with ids above `keep` are deleted after each round; `rotate` shifts the order
-            /// of the variants (callers that run one round at a time pass their round).
+            /// Per-transaction times (µs) of each variant: `rounds` rounds (after a warm-up
+            /// round) of `txns` transactions of `per_txn` saves per variant, the variants
+            /// taking turns transaction by transaction (in an order that rotates each
+            /// turn), so that a burst of other work on the machine, or a checkpoint, falls
+            /// on all of them alike. Rows with ids above `keep` are deleted after each round;
+            /// `rotate` shifts the order (callers that run one round at a time pass their
+            /// round).
             #[allow(clippy::too_many_arguments)]
             fn write_rounds(
                 conn: &mut Conn,
@@ -200,17 +203,19 @@ macro_rules! writes_section {
             ) -> BResult<Vec<Vec<f64>>> {
                 let mut samples = vec![Vec::new(); variants.len()];
                 for round in 0..=rounds {
-                    for k in 0..variants.len() {
-                        // Rotate the order each round so no variant always runs first.
-                        let v = (k + round + rotate) % variants.len();
-                        let batches = batches(next_id, per_txn, txns);
-                        let start = Instant::now();
-                        for batch in &batches {
+                    let mut spent = vec![Duration::ZERO; variants.len()];
+                    for turn in 0..txns {
+                        for k in 0..variants.len() {
+                            let v = (k + turn + round + rotate) % variants.len();
+                            let batch = &batches(next_id, per_txn, 1)[0];
+                            let start = Instant::now();
                             write_txn(conn, variants[v], batch)?;
+                            spent[v] += start.elapsed();
                         }
-                        let per = micros(start.elapsed()) / txns as f64;
-                        if round > 0 {
-                            samples[v].push(per);
+                    }
+                    if round > 0 {
+                        for (v, time) in spent.iter().enumerate() {
+                            samples[v].push(micros(*time) / txns as f64);
                         }
                     }
                     // Remove what the round wrote, keeping the standing backlog (ids <= keep).
@@ -255,16 +260,20 @@ macro_rules! writes_section {
             /// library sends), and each statement's time: the variants run one
             /// transaction each in turn, on connections of their own.
             pub fn statements(db: &Db, sizes: &Sizes) -> BResult<Table> {
+                // Half the write table's transactions: enough that checkpoints fall on
+                // every variant alike.
+                let write_txns = if PG { sizes.write_txns } else { sizes.sqlite_write_txns };
+                let statement_txns = [(write_txns[0] / 2).max(1), (write_txns[2] / 2).max(1)];
                 let mut table = Table::new(
                     format!(
                         "{NAME}: statements per write transaction ({} / {} transactions per variant at 1 / 100 saves, interleaved; µs are per transaction)",
-                        sizes.write_txns[0] / 10, sizes.write_txns[2] / 5
+                        statement_txns[0], statement_txns[1]
                     ),
                     &["saves/txn", "variant", "statements", "cached", "µs in statements", "µs in all", "statement: calls, cached?, µs"],
                 );
                 let mut next_id = 1_000_000_000;
                 let variants = [Variant::Plain, Variant::Floor, Variant::Library];
-                for (per_txn, txns) in [(1usize, sizes.write_txns[0] / 10), (100, sizes.write_txns[2] / 5)] {
+                for (per_txn, txns) in [(1usize, statement_txns[0]), (100, statement_txns[1])] {
                     let txns = txns.max(1);
                     // One connection, as in the write table: connections taking turns on
                     // one SQLite file would make one another re-read pages and take
