@@ -53,7 +53,7 @@ macro_rules! discovery_section {
             }
 
             /// The plan of `sql` run with `binds` (PostgreSQL: EXPLAIN ANALYZE).
-            fn explain(conn: &mut Conn, sql: &str, binds: &[Bind]) -> BResult<Vec<String>> {
+            pub fn explain(conn: &mut Conn, sql: &str, binds: &[Bind]) -> BResult<Vec<String>> {
                 let prefix = if PG { "EXPLAIN (ANALYZE, COSTS OFF) " } else { "EXPLAIN QUERY PLAN " };
                 let mut query = diesel::sql_query(format!("{prefix}{sql}")).into_boxed();
                 for bind in binds {

@@ -296,19 +296,28 @@ macro_rules! drain_section {
                 Ok(deleted)
             }
 
-            /// Benchmark 2e: one drain of each profiled backlog, statement by statement.
-            pub fn profile(db: &Db, sizes: &Sizes) -> BResult<Vec<Table>> {
+            /// Benchmark 2e: one drain of each profiled backlog, statement by statement
+            /// (on one connection, warmed by a small drain first, as a worker's would be);
+            /// on PostgreSQL, the plan of the claim of one-row shards.
+            pub fn profile(db: &Db, sizes: &Sizes) -> BResult<(Vec<Table>, Vec<String>)> {
                 let mut tables = Vec::new();
+                let mut conn = db.connect()?;
+                if !sizes.profile_backlogs.is_empty() {
+                    fill(&mut conn, &Backlog::uniform("warm-up", 50, 2, 1))?;
+                    drain_library(&mut conn, &idle_outbox())?;
+                }
+                let profile = Profile::default();
+                conn.set_instrumentation(profile.instrumentation());
                 for backlog in &sizes.profile_backlogs {
-                    let mut conn = db.connect()?;
+                    profile.set_bucket(1);
                     fill(&mut conn, backlog)?;
-                    let profile = Profile::default();
-                    conn.set_instrumentation(profile.instrumentation());
+                    profile.set_bucket(0);
+                    profile.take_bucket(0);
                     let outbox = idle_outbox();
                     let start = Instant::now();
                     let deleted = drain_library(&mut conn, &outbox)?;
                     let wall = start.elapsed();
-                    let (kinds, overhead) = profile.take();
+                    let (kinds, overhead) = profile.take_bucket(0);
                     if deleted != backlog.rows() {
                         return Err(format!("profiled drain deleted {deleted} of {}", backlog.rows()).into());
                     }
@@ -345,9 +354,35 @@ macro_rules! drain_section {
                     ]);
                     tables.push(table);
                 }
-                let mut conn = db.connect()?;
+                let mut plans = Vec::new();
+                if let Some(backlog) = sizes.profile_backlogs.iter().find(|b| b.name == "a").filter(|_| PG) {
+                    plans = claim_plan(db, backlog)?;
+                }
                 clear(&mut conn)?;
-                Ok(tables)
+                Ok((tables, plans))
+            }
+
+            /// PostgreSQL: EXPLAIN ANALYZE of the first claim statement of a drain of
+            /// `backlog`, as the connection saw it (rolled back, its locks released).
+            fn claim_plan(db: &Db, backlog: &Backlog) -> BResult<Vec<String>> {
+                let label = "claim due shards (scan, lock, lease)";
+                let mut conn = db.connect()?;
+                fill(&mut conn, backlog)?;
+                let traced = Profile::keeping_text();
+                conn.set_instrumentation(traced.instrumentation());
+                idle_outbox().drain_due_shards(&mut conn)?;
+                conn.set_instrumentation(|_: diesel::connection::InstrumentationEvent<'_>| {});
+                let Some((sql, binds)) = traced.first_text(label).as_deref().and_then(crate::discovery::parse_statement) else {
+                    return Ok(vec![format!("-- ({label}: not seen, or its binds could not be read back)")]);
+                };
+                fill(&mut conn, backlog)?;
+                let mut lines = vec![format!("-- {NAME}, {label}, on {} {} (EXPLAIN ANALYZE, rolled back):", backlog.name, backlog.label())];
+                conn.batch_execute("BEGIN")?;
+                let plan = super::discovery::explain(&mut conn, &sql, &binds);
+                conn.batch_execute("ROLLBACK")?;
+                diesel::sql_query("SELECT pg_advisory_unlock_all()").execute(&mut conn)?;
+                lines.extend(plan?);
+                Ok(lines)
             }
         }
     };

@@ -344,8 +344,16 @@ macro_rules! run_suite {
             })?;
         }
         timed("profile", &mut || {
-            for table in $module::drain::profile(&db, sizes)? {
+            let (tables, plans) = $module::drain::profile(&db, sizes)?;
+            for table in tables {
                 table.print();
+            }
+            if !plans.is_empty() {
+                println!("\n```text");
+                for line in plans {
+                    println!("{line}");
+                }
+                println!("```");
             }
             Ok(())
         })?;

@@ -38,6 +38,8 @@ struct Data {
     overhead: Duration,
     /// The last statement's text with its binds, when asked to keep it.
     last_text: Option<String>,
+    /// The first full text of each statement kind, when keeping text.
+    first_texts: HashMap<String, String>,
     keep_text: bool,
 }
 
@@ -75,11 +77,16 @@ impl Profile {
                                 ..Kind::default()
                             };
                             data.kinds.push((key.0, kind));
-                            data.by_label.insert(key, index);
+                            data.by_label.insert(key.clone(), index);
                             index
                         }
                     };
                     if keep {
+                        if let Some(text) = &full {
+                            if !data.first_texts.contains_key(&key.1) {
+                                data.first_texts.insert(key.1.clone(), text.clone());
+                            }
+                        }
                         data.last_text = full;
                     }
                     let now = Instant::now();
@@ -147,6 +154,14 @@ impl Profile {
         let mut kinds: Vec<Kind> = taken.into_iter().map(|(_, kind)| kind).collect();
         kinds.sort_by_key(|k| std::cmp::Reverse(k.total));
         (kinds, overhead)
+    }
+
+    /// The first text (with binds) of the statements classified as `label`.
+    pub fn first_text(&self, label: &str) -> Option<String> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|data| data.first_texts.get(label).cloned())
     }
 
     /// The last statement's text and binds, as diesel prints them.
