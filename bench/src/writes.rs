@@ -487,17 +487,22 @@ macro_rules! writes_section {
                 let mut conns: Vec<Conn> = steps.iter().map(|s| s.db().connect()).collect::<BResult<_>>()?;
                 let txns = sizes.write_txns[0];
                 let mut next_id = 0;
+                // The steps take turns transaction by transaction, as in the write table.
                 let mut samples = vec![Vec::new(); steps.len()];
                 for round in 0..=sizes.write_rounds {
-                    for k in 0..steps.len() {
-                        let s = (k + round) % steps.len();
-                        let batches = batches(&mut next_id, 1, txns);
-                        let start = Instant::now();
-                        for batch in &batches {
+                    let mut spent = vec![Duration::ZERO; steps.len()];
+                    for turn in 0..txns {
+                        for k in 0..steps.len() {
+                            let s = (k + turn + round) % steps.len();
+                            let batch = &batches(&mut next_id, 1, 1)[0];
+                            let start = Instant::now();
                             write_txn(&mut conns[s], steps[s].variant, batch)?;
+                            spent[s] += start.elapsed();
                         }
-                        if round > 0 {
-                            samples[s].push(micros(start.elapsed()) / txns as f64);
+                    }
+                    if round > 0 {
+                        for (s, time) in spent.iter().enumerate() {
+                            samples[s].push(micros(*time) / txns as f64);
                         }
                     }
                 }
