@@ -296,6 +296,120 @@ macro_rules! drain_section {
                 Ok(deleted)
             }
 
+            /// A batch receiver that does nothing.
+            struct IdleBatch;
+
+            impl diesel_outbox::BatchReceiver<Conn> for IdleBatch {
+                fn receive_batch(&self, _conn: &mut Conn, _messages: &[OutboxMessage]) -> Result<(), diesel_outbox::BatchError> {
+                    Ok(())
+                }
+            }
+
+            /// Records a receipt per key on the drain's connection (idempotent).
+            fn write_receipt(conn: &mut Conn, message: &OutboxMessage) -> QueryResult<usize> {
+                let sql = if PG {
+                    "INSERT INTO bench_receipts (object_identifier, row_id) VALUES ($1, $2) \
+                     ON CONFLICT (object_identifier) DO UPDATE SET row_id = excluded.row_id"
+                } else {
+                    "INSERT INTO bench_receipts (object_identifier, row_id) VALUES (?, ?) \
+                     ON CONFLICT (object_identifier) DO UPDATE SET row_id = excluded.row_id"
+                };
+                Cached(diesel::sql_query(sql).bind::<BigInt, _>(message.object_identifier).bind::<BigInt, _>(message.id)).execute(conn)
+            }
+
+            /// The receivers compared: a name and the outbox.
+            fn receiver_kinds() -> Vec<(&'static str, Outbox<Conn>)> {
+                let one = |receivers: Receivers<Conn>| Outbox::new(receivers);
+                vec![
+                    ("does nothing", idle_outbox()),
+                    (
+                        "one savepoint per key (what per-key savepoints would add)",
+                        one(Receivers::new().cell(Category::ProjectUpdate, |conn: &mut Conn, _message: &OutboxMessage| {
+                            conn.transaction(|_| Ok::<_, diesel::result::Error>(()))
+                        })),
+                    ),
+                    (
+                        "writes one row per key",
+                        one(Receivers::new().cell(Category::ProjectUpdate, |conn: &mut Conn, message: &OutboxMessage| {
+                            write_receipt(conn, message).map(|_| ())
+                        })),
+                    ),
+                    ("batch receiver that does nothing", one(Receivers::new().cell_batch(Category::ProjectUpdate, IdleBatch))),
+                    (
+                        "fails at one key in 997 (rollback and replay)",
+                        // 997 is prime to the shard counts: the failing keys spread over shards.
+                        one(Receivers::new().cell(Category::ProjectUpdate, |_conn: &mut Conn, message: &OutboxMessage| {
+                            if message.object_identifier % 997 == 0 {
+                                Err("the bench's receiver fails at this key")
+                            } else {
+                                Ok(())
+                            }
+                        })),
+                    ),
+                ]
+            }
+
+            /// Drains until nothing is left to do now, failures allowed; (rows deleted,
+            /// failures).
+            fn drain_tolerating(conn: &mut Conn, outbox: &Outbox<Conn>) -> BResult<(usize, usize)> {
+                let (mut deleted, mut failures) = (0, 0);
+                loop {
+                    let report = outbox.drain_due_shards(conn)?;
+                    deleted += report.rows_deleted;
+                    failures += report.failures.len();
+                    if !report.did_work() && report.failures.is_empty() && report.shards_not_claimed == 0 {
+                        return Ok((deleted, failures));
+                    }
+                }
+            }
+
+            /// Benchmark 2f: what a receiver costs the drain: rows delivered per second with
+            /// each kind of receiver, against the one that does nothing.
+            pub fn receivers(db: &Db, sizes: &Sizes) -> BResult<Table> {
+                let mut conn = db.connect()?;
+                let kinds = receiver_kinds();
+                let mut header = vec!["receiver".to_owned()];
+                for backlog in &sizes.receiver_backlogs {
+                    header.push(format!("{} {}", backlog.name, backlog.label()));
+                    header.push("vs does nothing".to_owned());
+                }
+                let header: Vec<&str> = header.iter().map(String::as_str).collect();
+                let mut table = Table::new(
+                    format!("{NAME}: receivers, rows deleted per second (median of {} runs, interleaved)", sizes.receiver_reps),
+                    &header,
+                );
+                let mut rates = vec![vec![Vec::new(); sizes.receiver_backlogs.len()]; kinds.len()];
+                let mut failed = vec![0usize; kinds.len()];
+                for (b, backlog) in sizes.receiver_backlogs.iter().enumerate() {
+                    for rep in 0..sizes.receiver_reps.max(1) {
+                        for k in 0..kinds.len() {
+                            let r = (k + rep) % kinds.len();
+                            fill(&mut conn, backlog)?;
+                            let start = Instant::now();
+                            let (deleted, failures) = drain_tolerating(&mut conn, &kinds[r].1)?;
+                            let secs = start.elapsed().as_secs_f64();
+                            let left = outbox_rows(&mut conn)? as usize;
+                            if deleted + left != backlog.rows() || (failures == 0 && left != 0) {
+                                return Err(format!("receiver {}: deleted {deleted}, {left} left of {}", kinds[r].0, backlog.rows()).into());
+                            }
+                            failed[r] += failures;
+                            rates[r][b].push(deleted as f64 / secs);
+                        }
+                    }
+                }
+                for (k, (name, _)) in kinds.iter().enumerate() {
+                    let mut row = vec![(*name).to_owned()];
+                    for b in 0..sizes.receiver_backlogs.len() {
+                        let rate = median(&rates[k][b]);
+                        row.push(count(rate));
+                        row.push(ratio(rate / median(&rates[0][b])));
+                    }
+                    table.row(row);
+                }
+                clear(&mut conn)?;
+                Ok(table)
+            }
+
             /// Benchmark 2e: one drain of each profiled backlog, statement by statement
             /// (on one connection, warmed by a small drain first, as a worker's would be);
             /// on PostgreSQL, the plan of the claim of one-row shards.

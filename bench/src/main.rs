@@ -10,8 +10,8 @@
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
-//! scaling, profile, discovery, flush, memory), `--backlog NAME[,NAME...]` (drain, sweep,
-//! scaling and profile on those backlogs only: a, s10, b, c, c10, e).
+//! scaling, receivers, profile, discovery, flush, memory), `--backlog NAME[,NAME...]`
+//! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
 
 mod backlog;
 mod discovery;
@@ -63,6 +63,10 @@ pub struct Sizes {
     pub scaling_backlogs: Vec<Backlog>,
     /// Runs per worker count.
     pub scaling_reps: usize,
+    /// Backlogs of the receivers benchmark.
+    pub receiver_backlogs: Vec<Backlog>,
+    /// Runs per receiver and backlog.
+    pub receiver_reps: usize,
     /// Backlogs of the statement profile.
     pub profile_backlogs: Vec<Backlog>,
     /// Rows of the discovery backlog.
@@ -111,6 +115,8 @@ impl Sizes {
             scaling_backlogs: pick(&["a", "c"]),
             scaling_reps: 3,
             profile_backlogs: pick(&["a", "c", "e", "d"]),
+            receiver_backlogs: pick(&["s10", "b"]),
+            receiver_reps: 2,
             drain_backlogs: backlog::drain_table(&backlogs),
             discovery_rows: 1_000_000,
             discovery_shards: 10_000,
@@ -132,6 +138,7 @@ impl Sizes {
             index_rounds: 3,
             index_backlog: 20_000,
             drain_reps: 1,
+            receiver_reps: 1,
             scaling_reps: 1,
             discovery_rows: 200_000,
             discovery_shards: 2_000,
@@ -152,6 +159,7 @@ impl Sizes {
             index_rounds: 1,
             index_backlog: 1_000,
             drain_reps: 1,
+            receiver_reps: 1,
             scaling_reps: 1,
             discovery_rows: 2_000,
             discovery_shards: 100,
@@ -187,6 +195,7 @@ impl Sizes {
             &mut self.drain_backlogs,
             &mut self.scaling_backlogs,
             &mut self.profile_backlogs,
+            &mut self.receiver_backlogs,
         ] {
             list.retain(|b| names.contains(&b.name));
         }
@@ -277,7 +286,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// The sections a run prints, in order.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "writes",
     "statements",
     "indexes",
@@ -285,6 +294,7 @@ const SECTIONS: [&str; 11] = [
     "drain",
     "sweep",
     "scaling",
+    "receivers",
     "profile",
     "discovery",
     "flush",
@@ -343,6 +353,9 @@ macro_rules! run_suite {
                 Ok($module::drain::scaling(&db, sizes)?.print())
             })?;
         }
+        timed("receivers", &mut || {
+            Ok($module::drain::receivers(&db, sizes)?.print())
+        })?;
         timed("profile", &mut || {
             let (tables, plans) = $module::drain::profile(&db, sizes)?;
             for table in tables {

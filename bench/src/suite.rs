@@ -166,6 +166,7 @@ macro_rules! suite {
                 let mut conn = db.connect()?;
                 diesel_outbox::run_migrations(&mut conn)?;
                 conn.batch_execute(crate::model::CREATE_PROJECTS)?;
+                conn.batch_execute(crate::model::CREATE_RECEIPTS)?;
                 Ok(())
             }
 
@@ -173,12 +174,13 @@ macro_rules! suite {
             fn clear(conn: &mut Conn) -> BResult<()> {
                 if PG {
                     conn.batch_execute(
-                        "TRUNCATE cell_outboxes, cell_outbox_shards, outbox_drain_leases, bench_projects",
+                        "TRUNCATE cell_outboxes, cell_outbox_shards, outbox_drain_leases, bench_projects, bench_receipts",
                     )?;
                 } else {
                     conn.batch_execute(
                         "DELETE FROM cell_outboxes; DELETE FROM cell_outbox_shards; \
-                         DELETE FROM outbox_drain_leases; DELETE FROM bench_projects",
+                         DELETE FROM outbox_drain_leases; DELETE FROM bench_projects; \
+                         DELETE FROM bench_receipts",
                     )?;
                 }
                 Ok(())
