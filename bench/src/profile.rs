@@ -208,7 +208,16 @@ pub fn classify(sql: &str) -> String {
     // diesel quotes the identifiers it writes: "t" on PostgreSQL, `t` on SQLite.
     let unquoted: String = sql.chars().filter(|c| *c != '"' && *c != '`').collect();
     let sql = unquoted.trim();
+    // First match wins: the more specific needles come first.
     const NAMES: &[(&[&str], &str)] = &[
+        (
+            &[
+                "FROM outbox_drain_leases",
+                "pg_try_advisory_lock",
+                "WHERE outbox_table = $1",
+            ],
+            "find abandoned leases",
+        ),
         (
             &["pg_advisory_unlock", "DELETE FROM outbox_drain_leases"],
             "release claim (unlock shards, delete lease)",
@@ -320,4 +329,31 @@ pub fn classify(sql: &str) -> String {
     }
     let short: String = sql.chars().take(60).collect();
     format!("other: {short}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+
+    #[test]
+    fn names_statements_by_their_text() {
+        assert_eq!(classify("BEGIN IMMEDIATE"), "BEGIN IMMEDIATE");
+        assert_eq!(classify("COMMIT"), "COMMIT");
+        assert_eq!(
+            classify("INSERT INTO `bench_projects` (`id`) VALUES (?)"),
+            "model upsert"
+        );
+        assert_eq!(
+            classify(
+                "WITH tried AS MATERIALIZED (SELECT id, shards, pg_try_advisory_lock(1) AS got \
+                 FROM outbox_drain_leases WHERE outbox_table = $1) SELECT id, shards FROM tried \
+                 WHERE CASE WHEN got THEN pg_advisory_unlock(1) ELSE FALSE END"
+            ),
+            "find abandoned leases"
+        );
+        assert_eq!(
+            classify("SELECT 42 AS answer"),
+            "other: SELECT 42 AS answer"
+        );
+    }
 }
