@@ -255,6 +255,10 @@ pub fn classify(sql: &str) -> String {
             "read live leases",
         ),
         (
+            &["SELECT id, shards FROM outbox_drain_leases WHERE outbox_table = ?"],
+            "read leases",
+        ),
+        (
             &[
                 "DELETE FROM outbox_drain_leases WHERE id = ",
                 "DELETE FROM cell_outboxes",
