@@ -406,7 +406,7 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     let exe = std::env::current_exe()?;
     let mut table = stats::Table::new(
         format!("{backend}: peak resident memory while draining ({MEMORY_ROWS_PER_OBJECT} rows/object, {} shards; one child process per size)", stats::count(MEMORY_SHARDS as f64)),
-        &["backlog", "window", "rows per batch at most", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
+        &["backlog", "window", "window × shards per batch", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
     );
     let defaults = diesel_outbox::drain::DrainOptions::default();
     let mut runs: Vec<(usize, usize)> = sizes
