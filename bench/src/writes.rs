@@ -64,6 +64,75 @@ pub const ANATOMY_COLUMNS: &str =
      scheduled_from TIMESTAMP NOT NULL, scheduled_for TIMESTAMP NOT NULL, \
      date_added TIMESTAMP NOT NULL";
 
+/// The floor's outbox rows as one statement that takes every column as an array
+/// (PostgreSQL: `unnest`) or one JSON text (SQLite: `json_each`): a single text whatever the
+/// row count, so diesel caches it, where a multi-row VALUES list is never cached.
+pub trait ArrayInsert {
+    /// Inserts one due cell row of category 1 per `(shard, object)`, written `at`.
+    fn insert_outbox_arrays(
+        &mut self,
+        rows: &[(i64, i64)],
+        at: chrono::NaiveDateTime,
+    ) -> diesel::QueryResult<usize>;
+}
+
+impl ArrayInsert for diesel::PgConnection {
+    fn insert_outbox_arrays(
+        &mut self,
+        rows: &[(i64, i64)],
+        at: chrono::NaiveDateTime,
+    ) -> diesel::QueryResult<usize> {
+        use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+        use diesel::RunQueryDsl;
+        let sql = "INSERT INTO cell_outboxes (shard_scope, shard_identifier, category, \
+             object_identifier, payload, scheduled_from, scheduled_for, date_added) \
+             SELECT r.scope, r.shard, r.category, r.object, r.payload::jsonb, r.sf, r.sd, r.da \
+             FROM unnest($1::int4[], $2::int8[], $3::int4[], $4::int8[], $5::text[], \
+             $6::timestamp[], $7::timestamp[], $8::timestamp[]) \
+             AS r(scope, shard, category, object, payload, sf, sd, da)";
+        let n = rows.len();
+        crate::suite::Cached(
+            diesel::sql_query(sql)
+                .bind::<Array<Integer>, _>(vec![0i32; n])
+                .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                .bind::<Array<Integer>, _>(vec![1i32; n])
+                .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(vec![None::<String>; n])
+                .bind::<Array<Timestamp>, _>(vec![at; n])
+                .bind::<Array<Timestamp>, _>(vec![diesel_outbox::row::DUE_AT_ONCE; n])
+                .bind::<Array<Timestamp>, _>(vec![at; n]),
+        )
+        .execute(self)
+    }
+}
+
+impl ArrayInsert for diesel::SqliteConnection {
+    fn insert_outbox_arrays(
+        &mut self,
+        rows: &[(i64, i64)],
+        at: chrono::NaiveDateTime,
+    ) -> diesel::QueryResult<usize> {
+        use diesel::sql_types::Text;
+        use diesel::RunQueryDsl;
+        let sql = "INSERT INTO cell_outboxes (shard_scope, shard_identifier, category, \
+             object_identifier, payload, scheduled_from, scheduled_for, date_added) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+             json_extract(value, '$[2]'), json_extract(value, '$[3]'), \
+             json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+             json_extract(value, '$[6]'), json_extract(value, '$[7]') FROM json_each(?)";
+        let stamp = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S%.f").to_string();
+        let (now, due) = (stamp(at), stamp(diesel_outbox::row::DUE_AT_ONCE));
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!([0, r.0, 1, r.1, null, now, due, now]))
+            .collect();
+        crate::suite::Cached(
+            diesel::sql_query(sql).bind::<Text, _>(serde_json::Value::Array(values).to_string()),
+        )
+        .execute(self)
+    }
+}
+
 macro_rules! writes_section {
     () => {
         /// Benchmark 1: writes.
@@ -76,6 +145,9 @@ macro_rules! writes_section {
                 Plain,
                 Floor,
                 Library,
+                /// The floor with its outbox rows sent as arrays (PostgreSQL: `unnest`;
+                /// SQLite: `json_each`): one cached statement whatever the row count.
+                FloorArrays,
             }
 
             impl Variant {
@@ -84,6 +156,7 @@ macro_rules! writes_section {
                         Variant::Plain => "(a) plain diesel",
                         Variant::Floor => "(b) floor",
                         Variant::Library => "outbox_context",
+                        Variant::FloorArrays => "(c) floor, rows as arrays",
                     }
                 }
             }
@@ -135,6 +208,13 @@ macro_rules! writes_section {
                 Ok(())
             }
 
+            /// The floor's outbox rows as one cached statement (see [`crate::writes::ArrayInsert`]).
+            fn floor_array_rows(conn: &mut Conn, models: &[Project]) -> QueryResult<()> {
+                let rows: Vec<(i64, i64)> = models.iter().map(|p| (p.organization_id, p.id)).collect();
+                crate::writes::ArrayInsert::insert_outbox_arrays(conn, &rows, now())?;
+                Ok(())
+            }
+
             fn write_txn(conn: &mut Conn, variant: Variant, models: &[Project]) -> BResult<()> {
                 match variant {
                     Variant::Plain => conn.transaction(|c| {
@@ -143,14 +223,18 @@ macro_rules! writes_section {
                         }
                         Ok::<_, diesel::result::Error>(())
                     })?,
-                    Variant::Floor => {
+                    Variant::Floor | Variant::FloorArrays => {
                         let begin = if PG { "BEGIN" } else { "BEGIN IMMEDIATE" };
                         conn.batch_execute(begin)?;
                         let body = (|| {
                             for p in models {
                                 plain_upsert(conn, p)?;
                             }
-                            floor_rows(conn, models)
+                            if variant == Variant::Floor {
+                                floor_rows(conn, models)
+                            } else {
+                                floor_array_rows(conn, models)
+                            }
                         })();
                         match body {
                             Ok(()) => conn.batch_execute("COMMIT")?,
@@ -235,12 +319,12 @@ macro_rules! writes_section {
                         "{NAME}: write, µs per transaction (median of {} interleaved rounds; {} / {} / {} transactions per variant and round)",
                         sizes.write_rounds, count(write_txns[0] as f64), count(write_txns[1] as f64), count(write_txns[2] as f64)
                     ),
-                    &["saves/txn", "(a) plain diesel", "(b) floor: same statements by hand", "outbox_context", "vs floor (b)", "vs plain (a)", "floor/plain"],
+                    &["saves/txn", "(a) plain diesel", "(b) floor: same statements by hand", "outbox_context", "vs floor (b)", "vs plain (a)", "floor/plain", "(c) floor, rows as arrays", "(c)/plain"],
                 );
-                let variants = [Variant::Library, Variant::Plain, Variant::Floor];
+                let variants = [Variant::Library, Variant::Plain, Variant::Floor, Variant::FloorArrays];
                 for (per_txn, txns) in [1usize, 10, 100].into_iter().zip(write_txns) {
                     let s = write_rounds(&mut conn, &mut next_id, &variants, per_txn, txns, sizes.write_rounds, 0, 0)?;
-                    let (lib, plain, floor) = (median(&s[0]), median(&s[1]), median(&s[2]));
+                    let (lib, plain, floor, arrays) = (median(&s[0]), median(&s[1]), median(&s[2]), median(&s[3]));
                     table.row(vec![
                         per_txn.to_string(),
                         format!("{plain:.1}"),
@@ -249,6 +333,8 @@ macro_rules! writes_section {
                         ratio(lib / floor),
                         ratio(lib / plain),
                         ratio(floor / plain),
+                        format!("{arrays:.1}"),
+                        ratio(arrays / plain),
                     ]);
                 }
                 clear(&mut conn)?;
