@@ -169,6 +169,7 @@ impl Sizes {
             ..Sizes::with_backlogs(backlog::tiny())
         }
         .small_grids()
+        .one_backlog_per_grid()
     }
 
     /// Each grid of the sweep with its first, middle and last values, one run each.
@@ -185,6 +186,15 @@ impl Sizes {
                 *values = picked;
             }
             grid.reps = 1;
+        }
+        self
+    }
+
+    /// Each grid of the sweep on its first backlog only (the smoke run's PostgreSQL time
+    /// is mostly refills).
+    fn one_backlog_per_grid(mut self) -> Self {
+        for grid in &mut self.sweep {
+            grid.backlogs.truncate(1);
         }
         self
     }
