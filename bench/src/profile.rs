@@ -308,6 +308,7 @@ pub fn classify(sql: &str) -> String {
             "flush: shard has state?",
         ),
         (&["INSERT INTO cell_outboxes"], "insert outbox rows"),
+        (&["pg_notify("], "notify workers (pg_notify)"),
         (&["INSERT INTO bench_projects"], "model upsert"),
     ];
     for (needles, name) in NAMES {

@@ -208,6 +208,19 @@ macro_rules! writes_section {
                 Ok(())
             }
 
+            /// PostgreSQL: the floor wakes listening workers as `outbox_context` does after
+            /// writing outbox rows (one NOTIFY per transaction, the library's statement;
+            /// PostgreSQL folds repeats). SQLite has no notifications.
+            fn floor_notify(conn: &mut Conn) -> QueryResult<()> {
+                if PG {
+                    Cached(diesel::sql_query(
+                        "SELECT pg_notify('diesel_outbox', COALESCE(current_schema(), ''))",
+                    ))
+                    .execute(conn)?;
+                }
+                Ok(())
+            }
+
             /// The floor's outbox rows as one cached statement (see [`crate::writes::ArrayInsert`]).
             fn floor_array_rows(conn: &mut Conn, models: &[Project]) -> QueryResult<()> {
                 let rows: Vec<(i64, i64)> = models.iter().map(|p| (p.organization_id, p.id)).collect();
@@ -231,10 +244,11 @@ macro_rules! writes_section {
                                 plain_upsert(conn, p)?;
                             }
                             if variant == Variant::Floor {
-                                floor_rows(conn, models)
+                                floor_rows(conn, models)?;
                             } else {
-                                floor_array_rows(conn, models)
+                                floor_array_rows(conn, models)?;
                             }
+                            floor_notify(conn)
                         })();
                         match body {
                             Ok(()) => conn.batch_execute("COMMIT")?,
