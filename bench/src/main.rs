@@ -9,12 +9,19 @@
 //! ```
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--skip-memory`,
-//! `--only SECTION` (writes, indexes, drain, scaling, discovery, flush, memory),
-//! `--drain-rows N` (one drain backlog instead of the size's list).
+//! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
+//! scaling, receivers, profile, discovery, flush, memory), `--backlog NAME[,NAME...]`
+//! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
 
+mod backlog;
+mod discovery;
+mod drain;
+mod flush;
 mod model;
+mod profile;
 mod stats;
 mod suite;
+mod writes;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,82 +30,187 @@ use std::time::Instant;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 
+use backlog::Backlog;
+
 /// Errors end the program with a message.
 pub type BResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// How big each benchmark is.
 #[derive(Clone, Debug)]
 pub struct Sizes {
-    /// Saves per variant and round of the write benchmark.
-    pub write_rows: usize,
-    /// Interleaved rounds of the write benchmark.
+    /// Transactions per variant and round of the write benchmark at 1, 10 and 100 saves
+    /// per transaction: long enough that each variant's round spans several SQLite
+    /// checkpoints (one per ~1,000 WAL pages), so that none misses its share.
+    pub write_txns: [usize; 3],
+    /// The same on SQLite, where a transaction of 100 saves appends ~15 WAL pages: more
+    /// of them, so that each round holds several checkpoints.
+    pub sqlite_write_txns: [usize; 3],
+    /// Interleaved rounds of the write benchmark (and of the SQLite anatomy).
     pub write_rounds: usize,
     /// Rounds per index set.
     pub index_rounds: usize,
-    /// Standing backlog of the index benchmark.
+    /// Standing backlog of the index benchmark (and of the anatomy's last step).
     pub index_backlog: usize,
-    /// Backlogs of the drain benchmark.
-    pub drain_rows: Vec<usize>,
-    /// Shards of the drain backlogs.
-    pub shards: usize,
-    /// Backlog of the thread-scaling benchmark.
-    pub scaling_rows: usize,
-    /// Backlog and shards of the discovery benchmark.
+    /// Backlogs of the drain table.
+    pub drain_backlogs: Vec<Backlog>,
+    /// Runs per backlog and contender (the median is reported).
+    pub drain_reps: usize,
+    /// PostgreSQL: the drain table again with `synchronous_commit = on`.
+    pub drain_synced: bool,
+    /// The grids of the sweep of drain sizes.
+    pub sweep: Vec<drain::Grid>,
+    /// Backlogs of the workers benchmark (PostgreSQL).
+    pub scaling_backlogs: Vec<Backlog>,
+    /// Runs per worker count.
+    pub scaling_reps: usize,
+    /// Backlogs of the receivers benchmark.
+    pub receiver_backlogs: Vec<Backlog>,
+    /// Runs per receiver and backlog.
+    pub receiver_reps: usize,
+    /// Backlogs of the statement profile.
+    pub profile_backlogs: Vec<Backlog>,
+    /// Rows of the discovery backlog.
     pub discovery_rows: usize,
     /// Shards of the discovery backlog.
     pub discovery_shards: usize,
+    /// Timed calls of discovery (ten times as many lookups).
+    pub discovery_samples: usize,
     /// Samples of the flush latency.
     pub flush_samples: usize,
-    /// Backlogs drained by the memory children.
+    /// Backlogs drained by the memory children, with the default window; the largest is
+    /// drained once more with a window of 100 rows.
     pub memory_rows: Vec<usize>,
 }
 
 impl Sizes {
-    fn full() -> Self {
+    fn with_backlogs(backlogs: Vec<Backlog>) -> Self {
+        let pick = |names: &[&str]| -> Vec<Backlog> {
+            names
+                .iter()
+                .filter_map(|n| Backlog::find(&backlogs, n).cloned())
+                .collect()
+        };
         Sizes {
-            write_rows: 200,
+            write_txns: [1_000, 300, 100],
+            sqlite_write_txns: [2_000, 500, 300],
             write_rounds: 9,
             index_rounds: 5,
             index_backlog: 100_000,
-            drain_rows: vec![10_000, 200_000],
-            shards: 1_000,
-            scaling_rows: 10_000,
+            drain_reps: 3,
+            drain_synced: true,
+            sweep: vec![
+                drain::Grid {
+                    backlogs: pick(&["a", "e"]),
+                    rows: (drain::Knob::BatchShards, vec![100, 200, 400, 800]),
+                    columns: (drain::Knob::ScanRows, vec![500, 1_000, 2_000, 4_000]),
+                    reps: 2,
+                },
+                drain::Grid {
+                    backlogs: pick(&["d"]),
+                    rows: (drain::Knob::BatchShards, vec![25, 50, 100]),
+                    columns: (drain::Knob::Window, vec![100, 250, 500, 1_000, 2_000]),
+                    reps: 1,
+                },
+            ],
+            scaling_backlogs: pick(&["a", "c"]),
+            scaling_reps: 3,
+            profile_backlogs: pick(&["a", "c", "e", "d"]),
+            receiver_backlogs: pick(&["s10", "b"]),
+            receiver_reps: 2,
+            drain_backlogs: backlog::drain_table(&backlogs),
             discovery_rows: 1_000_000,
             discovery_shards: 10_000,
+            discovery_samples: 20,
             flush_samples: 500,
             memory_rows: vec![100_000, 1_000_000],
         }
     }
 
+    fn full() -> Self {
+        Sizes::with_backlogs(backlog::full())
+    }
+
     fn quick() -> Self {
         Sizes {
-            write_rows: 100,
+            write_txns: [500, 100, 20],
+            sqlite_write_txns: [500, 100, 60],
             write_rounds: 5,
             index_rounds: 3,
             index_backlog: 20_000,
-            drain_rows: vec![10_000, 50_000],
-            shards: 1_000,
-            scaling_rows: 10_000,
+            drain_reps: 1,
+            receiver_reps: 1,
+            scaling_reps: 1,
             discovery_rows: 200_000,
             discovery_shards: 2_000,
+            discovery_samples: 10,
             flush_samples: 200,
             memory_rows: vec![20_000, 100_000],
+            ..Sizes::with_backlogs(backlog::quick())
         }
+        .small_grids()
     }
 
     fn tiny() -> Self {
         Sizes {
-            write_rows: 10,
+            drain_synced: false,
+            write_txns: [4, 2, 2],
+            sqlite_write_txns: [4, 2, 2],
             write_rounds: 1,
             index_rounds: 1,
-            index_backlog: 100,
-            drain_rows: vec![200],
-            shards: 20,
-            scaling_rows: 200,
+            index_backlog: 1_000,
+            drain_reps: 1,
+            receiver_reps: 1,
+            scaling_reps: 1,
             discovery_rows: 2_000,
             discovery_shards: 100,
+            discovery_samples: 2,
             flush_samples: 5,
             memory_rows: vec![1_000, 2_000],
+            ..Sizes::with_backlogs(backlog::tiny())
+        }
+        .small_grids()
+        .one_backlog_per_grid()
+    }
+
+    /// Each grid of the sweep with its first, middle and last values, one run each.
+    fn small_grids(mut self) -> Self {
+        for grid in &mut self.sweep {
+            for values in [&mut grid.rows.1, &mut grid.columns.1] {
+                let picked = [
+                    values[0],
+                    values[values.len() / 2],
+                    values[values.len() - 1],
+                ];
+                let mut picked = picked.to_vec();
+                picked.dedup();
+                *values = picked;
+            }
+            grid.reps = 1;
+        }
+        self
+    }
+
+    /// Each grid of the sweep on its first backlog only (the smoke run's PostgreSQL time
+    /// is mostly refills).
+    fn one_backlog_per_grid(mut self) -> Self {
+        for grid in &mut self.sweep {
+            grid.backlogs.truncate(1);
+        }
+        self
+    }
+
+    /// Keeps only the backlogs named in `names`.
+    fn only_backlogs(&mut self, names: &[&str]) {
+        for list in [
+            &mut self.drain_backlogs,
+            &mut self.scaling_backlogs,
+            &mut self.profile_backlogs,
+            &mut self.receiver_backlogs,
+        ] {
+            list.retain(|b| names.contains(&b.name));
+        }
+        for grid in &mut self.sweep {
+            grid.backlogs.retain(|b| names.contains(&b.name));
         }
     }
 }
@@ -122,9 +234,13 @@ impl SqliteFile {
         Ok(SqliteFile { dir })
     }
 
+    fn url(&self) -> String {
+        self.dir.join("bench.db").display().to_string()
+    }
+
     fn db(&self) -> sqlite::Db {
         sqlite::Db {
-            url: self.dir.join("bench.db").display().to_string(),
+            url: self.url(),
             sync_commit: false,
         }
     }
@@ -179,54 +295,146 @@ fn postgres_url() -> Option<String> {
         .find(|u| !u.is_empty())
 }
 
+/// The sections a run prints, in order.
+const SECTIONS: [&str; 12] = [
+    "writes",
+    "statements",
+    "indexes",
+    "anatomy",
+    "drain",
+    "sweep",
+    "scaling",
+    "receivers",
+    "profile",
+    "discovery",
+    "flush",
+    "memory",
+];
+
 macro_rules! run_suite {
-    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $only:expr) => {{
+    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $want:expr) => {{
         let db = $db;
         let sizes = $sizes;
-        let only: &Option<String> = $only;
-        let want = |section: &str| only.as_deref().is_none_or(|o| o == section);
+        let want = $want;
         $module::setup(&db)?;
         let name = if $pg { "PostgreSQL" } else { "SQLite" };
         println!("\n## {name} ({})", $module::version(&db)?);
         let t = Instant::now();
-        if want("writes") {
-            $module::writes(&db, sizes)?.print();
+        let timed = |section: &str, run: &mut dyn FnMut() -> BResult<()>| -> BResult<()> {
+            if want(section) {
+                let t = Instant::now();
+                run()?;
+                println!(
+                    "\n({name} {section}: {:.0} s, load average {})",
+                    t.elapsed().as_secs_f64(),
+                    load_average()
+                );
+            }
+            Ok(())
+        };
+        timed("writes", &mut || {
+            Ok($module::writes::writes(&db, sizes)?.print())
+        })?;
+        timed("statements", &mut || {
+            Ok($module::writes::statements(&db, sizes)?.print())
+        })?;
+        timed("indexes", &mut || {
+            Ok($module::writes::index_costs(&db, sizes)?.print())
+        })?;
+        if !$pg {
+            timed("anatomy", &mut || {
+                Ok($module::writes::anatomy(sizes)?.print())
+            })?;
         }
-        if want("indexes") {
-            $module::index_costs(&db, sizes)?.print();
+        timed("drain", &mut || {
+            let (table, depth) = $module::drain::drain(&db, sizes)?;
+            table.print();
+            depth.print();
+            Ok(())
+        })?;
+        timed("sweep", &mut || {
+            for table in $module::drain::sweep(&db, sizes)? {
+                table.print();
+            }
+            Ok(())
+        })?;
+        if $pg {
+            timed("scaling", &mut || {
+                Ok($module::drain::scaling(&db, sizes)?.print())
+            })?;
         }
-        if want("drain") {
-            $module::drain(&db, sizes)?.print();
-        }
-        if $pg && want("scaling") {
-            $module::scaling(&db, sizes)?.print();
-        }
-        if want("discovery") {
-            let (table, plans) = $module::discovery(&db, sizes)?;
+        timed("receivers", &mut || {
+            Ok($module::drain::receivers(&db, sizes)?.print())
+        })?;
+        timed("profile", &mut || {
+            let (tables, plans) = $module::drain::profile(&db, sizes)?;
+            for table in tables {
+                table.print();
+            }
+            if !plans.is_empty() {
+                println!("\n```text");
+                for line in plans {
+                    println!("{line}");
+                }
+                println!("```");
+            }
+            Ok(())
+        })?;
+        timed("discovery", &mut || {
+            let (table, plans) = $module::discovery::discovery(&db, sizes)?;
             table.print();
             println!("\n```text");
             for line in plans {
                 println!("{line}");
             }
             println!("```");
-        }
-        if want("flush") {
-            $module::flush(&db, sizes)?.print();
-        }
+            Ok(())
+        })?;
+        timed("flush", &mut || {
+            let (latency, statements) = $module::flush::flush(&db, sizes)?;
+            latency.print();
+            statements.print();
+            Ok(())
+        })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
     }};
 }
+
+/// The machine's load average (1, 5 and 15 minutes): other work on the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Rows per object and shards of the memory backlogs.
+const MEMORY_ROWS_PER_OBJECT: usize = 10;
+const MEMORY_SHARDS: usize = 1_000;
 
 /// Runs the memory benchmark in child processes (peak RSS cannot be reset).
 fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     let exe = std::env::current_exe()?;
     let mut table = stats::Table::new(
-        format!("{backend}: peak resident memory while draining ({} rows/object, 1,000 shards; one child process per size)", memory_rows_per_object(backend)),
-        &["backlog", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
+        format!("{backend}: peak resident memory while draining ({MEMORY_ROWS_PER_OBJECT} rows/object, {} shards; one child process per size)", stats::count(MEMORY_SHARDS as f64)),
+        &["backlog", "window", "window × shards per batch", "peak KiB after fill", "peak KiB after drain", "growth KiB", "drain rows/s"],
     );
-    for &rows in &sizes.memory_rows {
+    let defaults = diesel_outbox::drain::DrainOptions::default();
+    let mut runs: Vec<(usize, usize)> = sizes
+        .memory_rows
+        .iter()
+        .map(|&rows| (rows, defaults.window))
+        .collect();
+    if let Some(&largest) = sizes.memory_rows.iter().max() {
+        runs.push((largest, 100));
+    }
+    for (rows, window) in runs {
         let out = Command::new(&exe)
-            .args(["--memory-child", backend, &rows.to_string()])
+            .args([
+                "--memory-child",
+                backend,
+                &rows.to_string(),
+                &window.to_string(),
+            ])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
@@ -246,8 +454,12 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
         if v.len() != 3 {
             return Err(format!("bad memory line: {line}").into());
         }
+        let shards = MEMORY_SHARDS.min(rows / MEMORY_ROWS_PER_OBJECT).max(1);
+        let per_batch = (rows / shards).min(window) * shards.min(defaults.batch_shards);
         table.row(vec![
             stats::count(rows as f64),
+            stats::count(window as f64),
+            stats::count(per_batch as f64),
             stats::count(v[0]),
             stats::count(v[1]),
             stats::count(v[1] - v[0]),
@@ -258,32 +470,21 @@ fn memory(backend: &str, sizes: &Sizes) -> BResult<()> {
     Ok(())
 }
 
-/// Rows per object of the memory backlogs: 10 on SQLite; 100 on PostgreSQL, whose drain
-/// delivers fewer groups per second, to keep the run within its time budget.
-fn memory_rows_per_object(backend: &str) -> usize {
-    if backend == "postgres" {
-        100
-    } else {
-        10
-    }
-}
-
-fn memory_child(backend: &str, rows: usize) -> BResult<()> {
-    let per_object = memory_rows_per_object(backend);
-    let shards = 1_000.min(rows / per_object).max(1);
+fn memory_child(backend: &str, rows: usize, window: usize) -> BResult<()> {
+    let shards = MEMORY_SHARDS.min(rows / MEMORY_ROWS_PER_OBJECT).max(1);
     let (before, after, secs) = match backend {
         "postgres" => {
             let url = postgres_url().ok_or("OUTBOX_BENCH_POSTGRES_URL is not set")?;
             let schema = PgSchema::new(&url, "mem")?;
             let db = schema.db();
             pg::setup(&db)?;
-            pg::memory_child(&db, rows, shards, per_object)?
+            pg::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT, window)?
         }
         _ => {
             let file = SqliteFile::new("mem")?;
             let db = file.db();
             sqlite::setup(&db)?;
-            sqlite::memory_child(&db, rows, shards, per_object)?
+            sqlite::flush::memory_child(&db, rows, shards, MEMORY_ROWS_PER_OBJECT, window)?
         }
     };
     println!("MEMORY {before} {after} {secs}");
@@ -310,41 +511,71 @@ fn machine() -> String {
     format!("{model}, {cpus} CPUs, {mem_gib:.0} GiB RAM")
 }
 
+/// The comma-separated values of option `name`, if given.
+fn list_option(args: &[String], name: &str) -> BResult<Option<Vec<String>>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => {
+            let value = args
+                .get(i + 1)
+                .ok_or_else(|| format!("{name} needs a value"))?;
+            Ok(Some(value.split(',').map(str::to_owned).collect()))
+        }
+    }
+}
+
 fn main() -> BResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-child") {
-        let backend = args.get(i + 1).ok_or("--memory-child BACKEND ROWS")?;
-        let rows = args
-            .get(i + 2)
-            .ok_or("--memory-child BACKEND ROWS")?
-            .parse()?;
-        return memory_child(backend, rows);
+        let usage = "--memory-child BACKEND ROWS WINDOW";
+        let backend = args.get(i + 1).ok_or(usage)?;
+        let rows = args.get(i + 2).ok_or(usage)?.parse()?;
+        let window = args.get(i + 3).ok_or(usage)?.parse()?;
+        return memory_child(backend, rows, window);
     }
     let has = |flag: &str| args.iter().any(|a| a == flag);
-    let (sizes, size_name) = if has("--tiny") {
+    let (mut sizes, size_name) = if has("--tiny") {
         (Sizes::tiny(), "tiny")
     } else if has("--quick") {
         (Sizes::quick(), "quick")
     } else {
         (Sizes::full(), "full")
     };
-    let mut sizes = sizes;
-    if let Some(i) = args.iter().position(|a| a == "--drain-rows") {
-        let rows: usize = args.get(i + 1).ok_or("--drain-rows N")?.parse()?;
-        sizes.drain_rows = vec![rows];
+    if let Some(names) = list_option(&args, "--backlog")? {
+        let mut known: Vec<&str> = sizes.drain_backlogs.iter().map(|b| b.name).collect();
+        known.extend(
+            sizes
+                .sweep
+                .iter()
+                .flat_map(|g| g.backlogs.iter().map(|b| b.name)),
+        );
+        if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(format!("unknown backlog {bad}; known: {}", known.join(", ")).into());
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        sizes.only_backlogs(&names);
     }
+    let only = list_option(&args, "--only")?;
+    if let Some(bad) = only
+        .iter()
+        .flatten()
+        .find(|s| !SECTIONS.contains(&s.as_str()))
+    {
+        return Err(format!("unknown section {bad}; known: {}", SECTIONS.join(", ")).into());
+    }
+    let want = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
     let started = Instant::now();
     println!("# diesel-outbox benchmarks ({size_name} sizes)\n");
     println!("Machine: {}", machine());
+    println!(
+        "Load average at the start (1, 5, 15 min): {}",
+        load_average()
+    );
     let pg_url = postgres_url();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
-    let memory_wanted = !has("--skip-memory") && only.as_deref().is_none_or(|o| o == "memory");
+    let memory_wanted = !has("--skip-memory") && want("memory");
     if !has("--postgres-only") {
         let file = SqliteFile::new("main")?;
-        run_suite!(sqlite, file.db(), &sizes, false, &only);
+        run_suite!(sqlite, file.db(), &sizes, false, &want);
         if memory_wanted {
             memory("sqlite", &sizes)?;
         }
@@ -352,7 +583,7 @@ fn main() -> BResult<()> {
     match (&pg_url, has("--sqlite-only")) {
         (Some(url), false) => {
             let schema = PgSchema::new(url, "main")?;
-            run_suite!(pg, schema.db(), &sizes, true, &only);
+            run_suite!(pg, schema.db(), &sizes, true, &want);
             drop(schema);
             if memory_wanted {
                 memory("postgres", &sizes)?;
@@ -364,6 +595,10 @@ fn main() -> BResult<()> {
         ),
         _ => {}
     }
-    println!("\nTotal: {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "\nTotal: {:.0} s; load average at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
     Ok(())
 }

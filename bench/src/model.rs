@@ -25,6 +25,10 @@ diesel::table! {
 pub const CREATE_PROJECTS: &str = "CREATE TABLE bench_projects (id BIGINT PRIMARY KEY NOT NULL, \
      organization_id BIGINT NOT NULL, name TEXT NOT NULL)";
 
+/// What the receivers benchmark's writing receiver writes: one row per delivered key.
+pub const CREATE_RECEIPTS: &str =
+    "CREATE TABLE bench_receipts (object_identifier BIGINT PRIMARY KEY NOT NULL, row_id BIGINT NOT NULL)";
+
 /// A replicated model: every save records a cell outbox row.
 #[derive(Queryable, Selectable, ReplicatedCell)]
 #[diesel(table_name = bench_projects)]
