@@ -1,5 +1,6 @@
 //! What only MySQL and MariaDB need: statements that must fit the server's
-//! `max_allowed_packet`, tables that must stay InnoDB and utf8mb4, named locks that are
+//! `max_allowed_packet`, tables that must stay InnoDB and utf8mb4, raw statements that
+//! diesel must cache (its `sql_query` never is on MySQL), named locks that are
 //! the server's (not the database's), a worker killed mid-batch, and MySQL's own model SQL
 //! (upsert, update counts, delete without RETURNING).
 #![cfg(feature = "mysql")]
@@ -355,6 +356,74 @@ fn a_drain_leaves_no_named_lock_held() {
     assert_eq!(during.lock().expect("seen").len(), 5, "the flush delivered");
     assert!(!holds(&mut conn, worker_lock()));
     assert!(!holds(&mut conn, &shard_lock(5)));
+}
+
+/// What a connection prepared for its statement cache, and every statement it started.
+#[derive(Clone, Default)]
+struct CacheLog(Arc<Mutex<(Vec<String>, Vec<String>)>>);
+
+impl diesel::connection::Instrumentation for CacheLog {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent;
+        let Ok(mut log) = self.0.lock() else { return };
+        match event {
+            InstrumentationEvent::CacheQuery { sql, .. } => log.0.push(sql.to_owned()),
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let text = query.to_string();
+                let sql = text.split(" -- binds: ").next().unwrap_or("").to_owned();
+                log.1.push(sql);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The drain's statements are prepared once per connection and then reused (diesel's
+/// `sql_query` is never cached on MySQL, whatever wraps it: the backend has its own
+/// statement type for that, and this would catch a regression to three round trips a
+/// statement).
+#[test]
+fn a_second_drain_prepares_no_statement() {
+    let Some(db) = database() else { return };
+    let mut conn = db.connect();
+    let log = CacheLog::default();
+    conn.set_instrumentation(log.clone());
+    let outbox = Outbox::builder(Receivers::new().cell(
+        Category::OrganizationUpdate,
+        |_: &mut MysqlConnection, _: &OutboxMessage| Ok::<_, Error>(()),
+    ))
+    .flush_on_commit(false)
+    .build();
+    let mut cached_by_first = Vec::new();
+    for round in 0..2 {
+        for shard in 0..3 {
+            write_one(&mut conn, shard, 100 * round + shard);
+        }
+        if round == 1 {
+            cached_by_first = std::mem::take(&mut log.0.lock().expect("log").0);
+            log.0.lock().expect("log").1.clear();
+        }
+        let report = outbox.drain_due_shards(&mut conn).expect("drains");
+        assert_eq!(report.rows_deleted, 3, "round {round}");
+    }
+    let (prepared_again, started) = log.0.lock().expect("log").clone();
+    let statements: Vec<&String> = started
+        .iter()
+        .filter(|sql| !matches!(sql.trim(), "BEGIN" | "COMMIT" | "ROLLBACK"))
+        .collect();
+    assert!(
+        statements.len() >= 4,
+        "the drain's statements: {statements:#?}"
+    );
+    let uncached: Vec<&&String> = statements
+        .iter()
+        .filter(|sql| !cached_by_first.contains(sql))
+        .collect();
+    assert!(uncached.is_empty(), "never cached: {uncached:#?}");
+    assert!(
+        prepared_again.is_empty(),
+        "the second drain prepared again: {prepared_again:#?}"
+    );
 }
 
 fn create_projects(conn: &mut MysqlConnection) {

@@ -31,6 +31,8 @@ pub(crate) mod inspect;
 pub(crate) mod migrations;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_raw;
 pub(crate) mod parked;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::mysql::{Mysql, MysqlConnection};
-use diesel::query_builder::{AstPass, BoxedSqlQuery, QueryFragment, QueryId, SqlQuery};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
@@ -36,8 +36,8 @@ use super::claim::{
     WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
+use super::mysql_raw::{bind_parked_key, bind_shard, raw_sql, RawStatement};
 use super::parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
-use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
     inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
     LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow, ParkedGroupRow,
@@ -151,11 +151,9 @@ impl OutboxConnection for MysqlConnection {
         // MySQL has no sequences. UUID_SHORT() is unique on the server (its server_id,
         // start time and a counter) and takes no lock, where a counter row would
         // serialise every transaction that mints an id until it commits.
-        Prepared(diesel::sql_query(
-            "SELECT CAST(UUID_SHORT() AS SIGNED) AS value",
-        ))
-        .get_result::<BigIntValue>(self)
-        .map(|row| row.value)
+        Prepared(raw_sql("SELECT CAST(UUID_SHORT() AS SIGNED) AS value"))
+            .get_result::<BigIntValue>(self)
+            .map(|row| row.value)
     }
 
     fn insert_tombstone(
@@ -178,7 +176,7 @@ impl OutboxConnection for MysqlConnection {
             tombstone_table(table)
         );
         Prepared(
-            diesel::sql_query(text)
+            raw_sql(text)
                 .bind::<Text, _>(table_name)
                 .bind::<BigInt, _>(object_identifier)
                 .bind::<Timestamp, _>(now),
@@ -495,7 +493,7 @@ impl OutboxConnection for MysqlConnection {
         window: i64,
     ) -> QueryResult<Vec<RowIdentity>> {
         let text = rows::window_identities(&Names::of(table), NULL_TEXT);
-        let query = bind_shard(diesel::sql_query(text).into_boxed(), &shard.shard)
+        let query = bind_shard(raw_sql(text), &shard.shard)
             .bind::<BigInt, _>(shard.bound)
             .bind::<BigInt, _>(window);
         let found = Prepared(query).load::<IdentityRow>(self)?;
@@ -583,7 +581,7 @@ impl OutboxConnection for MysqlConnection {
 
     fn shard_max_id(&mut self, _token: Token<'_>, shard: &ShardKey) -> QueryResult<Option<i64>> {
         let text = rows::shard_max_id(&Names::of(shard.table()));
-        let query = bind_shard(diesel::sql_query(text).into_boxed(), shard);
+        let query = bind_shard(raw_sql(text), shard);
         Ok(Prepared(query).get_result::<MaybeBigInt>(self)?.value)
     }
 
@@ -625,21 +623,18 @@ impl OutboxConnection for MysqlConnection {
         let text = record_failure_sql(&Names::of(table));
         for failure in failures {
             // In the order of STATE_COLUMNS, without `skipped`.
-            let query = bind_shard(
-                diesel::sql_query(text.as_str()).into_boxed(),
-                &failure.shard,
-            )
-            .bind::<Timestamp, _>(failure.scheduled_from)
-            .bind::<Timestamp, _>(failure.scheduled_for)
-            .bind::<BigInt, _>(failure.covered_id)
-            .bind::<Bool, _>(failure.isolated)
-            .bind::<Integer, _>(failure.attempts)
-            .bind::<Nullable<Timestamp>, _>(Some(failure.first_failure_at))
-            .bind::<Nullable<Timestamp>, _>(Some(failure.scheduled_from))
-            .bind::<Nullable<Text>, _>(Some(failure.error.clone()))
-            .bind::<Nullable<BigInt>, _>(failure.row_id)
-            .bind::<Nullable<Integer>, _>(failure.category)
-            .bind::<Nullable<BigInt>, _>(failure.object_identifier);
+            let query = bind_shard(raw_sql(text.as_str()), &failure.shard)
+                .bind::<Timestamp, _>(failure.scheduled_from)
+                .bind::<Timestamp, _>(failure.scheduled_for)
+                .bind::<BigInt, _>(failure.covered_id)
+                .bind::<Bool, _>(failure.isolated)
+                .bind::<Integer, _>(failure.attempts)
+                .bind::<Nullable<Timestamp>, _>(Some(failure.first_failure_at))
+                .bind::<Nullable<Timestamp>, _>(Some(failure.scheduled_from))
+                .bind::<Nullable<Text>, _>(Some(failure.error.clone()))
+                .bind::<Nullable<BigInt>, _>(failure.row_id)
+                .bind::<Nullable<Integer>, _>(failure.category)
+                .bind::<Nullable<BigInt>, _>(failure.object_identifier);
             Prepared(query).execute(self)?;
         }
         Ok(())
@@ -657,14 +652,8 @@ impl OutboxConnection for MysqlConnection {
             states::compacted(&names),
         );
         for (shard, covered_id) in shards {
-            Prepared(bind_shard(
-                diesel::sql_query(delete.as_str()).into_boxed(),
-                shard,
-            ))
-            .execute(self)?;
-            let query = diesel::sql_query(compacted.as_str())
-                .into_boxed()
-                .bind::<BigInt, _>(*covered_id);
+            Prepared(bind_shard(raw_sql(delete.as_str()), shard)).execute(self)?;
+            let query = raw_sql(compacted.as_str()).bind::<BigInt, _>(*covered_id);
             Prepared(bind_shard(query, shard)).execute(self)?;
         }
         Ok(())
@@ -690,7 +679,7 @@ impl OutboxConnection for MysqlConnection {
              skipped = VALUES(skipped)",
             states = names.states,
         );
-        let query = bind_shard(diesel::sql_query(text).into_boxed(), shard)
+        let query = bind_shard(raw_sql(text), shard)
             .bind::<Timestamp, _>(now)
             .bind::<Timestamp, _>(crate::row::write::DUE_AT_ONCE)
             .bind::<Bool, _>(skipped);
@@ -707,13 +696,13 @@ impl OutboxConnection for MysqlConnection {
         let names = Names::of(table);
         let Some(shards) = shards else {
             let text = states::load_all(&names, NULL_TEXT);
-            let found = Prepared(diesel::sql_query(text)).load::<StateRow>(self)?;
+            let found = Prepared(raw_sql(text)).load::<StateRow>(self)?;
             return Ok(found.into_iter().map(|row| row.into_state(table)).collect());
         };
         let text = states::load_one(&names, NULL_TEXT);
         let mut found = Vec::new();
         for shard in shards.iter().filter(|shard| shard.table() == table) {
-            let query = bind_shard(diesel::sql_query(text.as_str()).into_boxed(), shard);
+            let query = bind_shard(raw_sql(text.as_str()), shard);
             if let Some(row) = Prepared(query).get_result::<StateRow>(self).optional()? {
                 found.push(row.into_state(table));
             }
@@ -723,7 +712,7 @@ impl OutboxConnection for MysqlConnection {
 
     fn deliverable_rows(&mut self, _token: Token<'_>, table: OutboxTable) -> QueryResult<u64> {
         let text = rows::deliverable(&Names::of(table));
-        let count = Prepared(diesel::sql_query(text)).get_result::<BigIntValue>(self)?;
+        let count = Prepared(raw_sql(text)).get_result::<BigIntValue>(self)?;
         Ok(u64::try_from(count.value).unwrap_or(0))
     }
 
@@ -752,8 +741,7 @@ impl OutboxConnection for MysqlConnection {
         now: NaiveDateTime,
     ) -> QueryResult<bool> {
         let text = inspect::retry_now(&Names::of(shard.table()));
-        let query = diesel::sql_query(text)
-            .into_boxed()
+        let query = raw_sql(text)
             .bind::<Timestamp, _>(now)
             .bind::<Timestamp, _>(now);
         Ok(Prepared(bind_shard(query, shard)).execute(self)? > 0)
@@ -766,8 +754,7 @@ impl OutboxConnection for MysqlConnection {
         limit: i64,
     ) -> QueryResult<Vec<ShardDepth>> {
         let text = inspect::shard_depths(&Names::of(table), NULL_TEXT);
-        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
-            .load::<ShardDepthRow>(self)?;
+        let found = Prepared(raw_sql(text).bind::<BigInt, _>(limit)).load::<ShardDepthRow>(self)?;
         Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
     }
 
@@ -777,7 +764,7 @@ impl OutboxConnection for MysqlConnection {
         table: OutboxTable,
     ) -> QueryResult<Vec<CategoryDepth>> {
         let text = inspect::category_depths(&Names::of(table));
-        let found = Prepared(diesel::sql_query(text)).load::<CategoryDepthRow>(self)?;
+        let found = Prepared(raw_sql(text)).load::<CategoryDepthRow>(self)?;
         Ok(found.into_iter().map(|row| row.into_depth(table)).collect())
     }
 
@@ -788,7 +775,7 @@ impl OutboxConnection for MysqlConnection {
         now: NaiveDateTime,
     ) -> QueryResult<Option<OldestRow>> {
         let text = inspect::oldest_due(&Names::of(table));
-        let found = Prepared(diesel::sql_query(text).bind::<Timestamp, _>(now))
+        let found = Prepared(raw_sql(text).bind::<Timestamp, _>(now))
             .get_result::<OldestRowRow>(self)
             .optional()?;
         Ok(found.map(|row| row.into_oldest(table)))
@@ -851,9 +838,9 @@ impl OutboxConnection for MysqlConnection {
         // One transaction (a savepoint inside an open one): the rows leave the parked
         // table as they arrive in the outbox.
         self.transaction(|conn| {
-            let query = bind_parked_key(diesel::sql_query(copy).into_boxed(), key);
+            let query = bind_parked_key(raw_sql(copy), key);
             let moved = Prepared(query).execute(conn)?;
-            let query = bind_parked_key(diesel::sql_query(discard).into_boxed(), key);
+            let query = bind_parked_key(raw_sql(discard), key);
             Prepared(query).execute(conn)?;
             Ok(moved)
         })
@@ -866,7 +853,7 @@ impl OutboxConnection for MysqlConnection {
         key: Option<&ParkedKey>,
     ) -> QueryResult<usize> {
         let text = parked::discard(&Names::of(table), key.is_some());
-        let query = bind_parked_key(diesel::sql_query(text).into_boxed(), key);
+        let query = bind_parked_key(raw_sql(text), key);
         Prepared(query).execute(self)
     }
 
@@ -877,8 +864,8 @@ impl OutboxConnection for MysqlConnection {
         limit: i64,
     ) -> QueryResult<Vec<ParkedGroup>> {
         let text = parked::groups(&Names::of(table), NULL_TEXT);
-        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(limit))
-            .load::<ParkedGroupRow>(self)?;
+        let found =
+            Prepared(raw_sql(text).bind::<BigInt, _>(limit)).load::<ParkedGroupRow>(self)?;
         Ok(found.into_iter().map(|row| row.into_group(table)).collect())
     }
 
@@ -896,7 +883,7 @@ impl OutboxConnection for MysqlConnection {
             parked = names.parked,
             shard = names.shard.join(", "),
         );
-        Ok(Prepared(diesel::sql_query(text))
+        Ok(Prepared(raw_sql(text))
             .get_result::<ParkedCountsRow>(self)?
             .into_counts())
     }
@@ -924,7 +911,7 @@ impl OutboxConnection for MysqlConnection {
         table: OutboxTable,
     ) -> QueryResult<Option<(i64, i64)>> {
         let text = rows::id_bounds(&Names::of(table));
-        let bounds = Prepared(diesel::sql_query(text)).get_result::<IdBounds>(self)?;
+        let bounds = Prepared(raw_sql(text)).get_result::<IdBounds>(self)?;
         Ok(bounds.lo.zip(bounds.hi))
     }
 }
@@ -933,7 +920,7 @@ impl OutboxConnection for MysqlConnection {
 /// trip) where the server prepares it, as MariaDB does; otherwise as text.
 fn read_committed_next(conn: &mut MysqlConnection) -> QueryResult<()> {
     const SQL: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
-    match Prepared(diesel::sql_query(SQL)).execute(conn) {
+    match Prepared(raw_sql(SQL)).execute(conn) {
         Ok(_) => Ok(()),
         // ER_UNSUPPORTED_PS: "not supported in the prepared statement protocol".
         Err(DieselError::DatabaseError(_, info))
@@ -957,14 +944,14 @@ enum Param {
     Bool(bool),
 }
 
-type Boxed = BoxedSqlQuery<'static, Mysql, SqlQuery>;
+type Boxed = RawStatement<'static>;
 
 /// `sql` with its `:name` parameters turned into MySQL's positional `?` (a name may
 /// appear more than once), each bound from `params`. The text depends on the table only,
 /// so diesel keeps it as a prepared statement.
 fn statement(sql: &str, params: &[(&str, Param)]) -> QueryResult<Prepared<Boxed>> {
     let (text, order) = positional(sql);
-    let mut query = diesel::sql_query(text).into_boxed();
+    let mut query = raw_sql(text);
     for name in order {
         let Some((_, value)) = params.iter().find(|(known, _)| *known == name) else {
             return Err(DieselError::QueryBuilderError(
@@ -1459,7 +1446,7 @@ fn load_below(
         rows = names.rows,
         shard = names.shard_is("o."),
     );
-    let query = bind_shard(diesel::sql_query(text).into_boxed(), shard).bind::<BigInt, _>(cut);
+    let query = bind_shard(raw_sql(text), shard).bind::<BigInt, _>(cut);
     let found = Prepared(query).load::<MessageRow>(conn)?;
     Ok(found
         .into_iter()
@@ -1535,7 +1522,7 @@ fn insert_within_packets<R>(
 }
 
 fn max_allowed_packet(conn: &mut MysqlConnection) -> QueryResult<usize> {
-    let limit = Prepared(diesel::sql_query(
+    let limit = Prepared(raw_sql(
         "SELECT CAST(@@max_allowed_packet AS SIGNED) AS value",
     ))
     .get_result::<BigIntValue>(conn)?;
@@ -1634,7 +1621,7 @@ fn check_tables(conn: &mut MysqlConnection) -> Result<()> {
          WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME IN ({listed}) \
          ORDER BY t.TABLE_NAME"
     );
-    let tables = diesel::sql_query(text).load::<TableSetup>(conn)?;
+    let tables = raw_sql(text).load::<TableSetup>(conn)?;
     for table in tables {
         let engine = table.engine.unwrap_or_default();
         if !engine.eq_ignore_ascii_case("InnoDB") {
