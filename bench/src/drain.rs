@@ -74,7 +74,7 @@ macro_rules! drain_section {
             /// starts with another contender). PostgreSQL's deletes do not touch the
             /// indexes, so the order does not matter there (`NaN`).
             fn contenders(conn: &mut Conn, backlog: &Backlog, reps: usize) -> BResult<[f64; 3]> {
-                let kinds = if PG { 2 } else { 3 };
+                let kinds = if PG || MY { 2 } else { 3 };
                 let mut rates = [Vec::new(), Vec::new(), Vec::new()];
                 for rep in 0..reps.max(1) {
                     for k in 0..kinds {
@@ -90,7 +90,7 @@ macro_rules! drain_section {
                         rates[which].push(rate);
                     }
                 }
-                let by_shard = if PG { f64::NAN } else { median(&rates[2]) };
+                let by_shard = if PG || MY { f64::NAN } else { median(&rates[2]) };
                 Ok([median(&rates[0]), median(&rates[1]), by_shard])
             }
 
@@ -112,7 +112,7 @@ macro_rules! drain_section {
                 let mut table = Table::new(
                     format!(
                         "{NAME}: drain, rows deleted per second (receiver does nothing; median of {} runs each, interleaved; {} from 100,000 rows; {})",
-                        sizes.drain_reps, sizes.drain_reps.div_ceil(2), if PG { "one with synchronous_commit=on" } else { "SQLite's ceiling also in shard order" }
+                        sizes.drain_reps, sizes.drain_reps.div_ceil(2), if PG { "one with synchronous_commit=on" } else if MY { "the ceiling: a locking SELECT and a range DELETE per batch" } else { "SQLite's ceiling also in shard order" }
                     ),
                     &["backlog (shards × rows)", "rows", "library drain", "ceiling: batched delete, id order", "ceiling, shard order", "library/ceiling", "library/best ceiling"],
                 );
@@ -310,6 +310,11 @@ macro_rules! drain_section {
                 let sql = if PG {
                     "INSERT INTO bench_receipts (object_identifier, row_id) VALUES ($1, $2) \
                      ON CONFLICT (object_identifier) DO UPDATE SET row_id = excluded.row_id"
+                } else if MY {
+                    // diesel's MySQL connection prepares this anew each time, `Cached` or
+                    // not (see the library's `backend/mysql_raw.rs`): as a receiver would.
+                    "INSERT INTO bench_receipts (object_identifier, row_id) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE row_id = VALUES(row_id)"
                 } else {
                     "INSERT INTO bench_receipts (object_identifier, row_id) VALUES (?, ?) \
                      ON CONFLICT (object_identifier) DO UPDATE SET row_id = excluded.row_id"

@@ -8,7 +8,10 @@
 //! cargo run -p diesel-outbox-bench -- --tiny                # a smoke run (CI)
 //! ```
 //!
-//! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--skip-memory`,
+//! MariaDB / MySQL too with the `mysql` feature and `OUTBOX_BENCH_MYSQL_URL` (the sections
+//! whose SQL is dialect-specific are skipped there, see `NOT_ON_MYSQL`).
+//!
+//! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--mysql-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
 //! scaling, receivers, profile, discovery, flush, memory), `--backlog NAME[,NAME...]`
 //! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
@@ -215,8 +218,10 @@ impl Sizes {
     }
 }
 
-suite::suite!(sqlite, diesel::SqliteConnection, pg = false);
-suite::suite!(pg, diesel::PgConnection, pg = true);
+suite::suite!(sqlite, diesel::SqliteConnection, pg = false, mysql = false);
+suite::suite!(pg, diesel::PgConnection, pg = true, mysql = false);
+#[cfg(feature = "mysql")]
+suite::suite!(my, diesel::MysqlConnection, pg = false, mysql = true);
 
 /// A SQLite database file in a fresh temp dir, removed on drop.
 struct SqliteFile {
@@ -288,6 +293,65 @@ impl Drop for PgSchema {
     }
 }
 
+/// A MySQL / MariaDB database of the bench's own, dropped on drop.
+#[cfg(feature = "mysql")]
+struct MysqlDatabase {
+    base: String,
+    database: String,
+}
+
+#[cfg(feature = "mysql")]
+impl MysqlDatabase {
+    fn new(base: &str, tag: &str) -> BResult<Self> {
+        let database = format!("outbox_bench_{tag}_{}", std::process::id());
+        let mut admin = diesel::MysqlConnection::establish(base)?;
+        admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {database}; \
+             CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))?;
+        Ok(MysqlDatabase {
+            base: base.to_owned(),
+            database,
+        })
+    }
+
+    /// `base` (`mysql://user@host:port/db?options`) with its database replaced.
+    fn db(&self) -> my::Db {
+        let (head, query) = self
+            .base
+            .split_at(self.base.find('?').unwrap_or(self.base.len()));
+        let authority = head.find("://").map_or(0, |at| at + 3);
+        let host_end = head[authority..]
+            .find('/')
+            .map_or(head.len(), |at| authority + at);
+        my::Db {
+            url: format!("{}/{}{query}", &head[..host_end], self.database),
+            sync_commit: false,
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = diesel::MysqlConnection::establish(&self.base) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.database));
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_url() -> Option<String> {
+    ["OUTBOX_BENCH_MYSQL_URL", "OUTBOX_MYSQL_URL"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|u| !u.is_empty())
+}
+
+/// Sections whose SQL is written for SQLite and PostgreSQL only (catalog queries, EXPLAIN,
+/// the anatomy's files, advisory-lock workers): MariaDB runs the others.
+const NOT_ON_MYSQL: [&str; 5] = ["indexes", "anatomy", "scaling", "profile", "discovery"];
+
 fn postgres_url() -> Option<String> {
     ["OUTBOX_BENCH_POSTGRES_URL", "OUTBOX_POSTGRES_URL"]
         .iter()
@@ -312,16 +376,22 @@ const SECTIONS: [&str; 12] = [
 ];
 
 macro_rules! run_suite {
-    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $want:expr) => {{
+    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $my:expr, $want:expr) => {{
         let db = $db;
         let sizes = $sizes;
         let want = $want;
         $module::setup(&db)?;
-        let name = if $pg { "PostgreSQL" } else { "SQLite" };
+        let name = if $pg {
+            "PostgreSQL"
+        } else if $my {
+            "MariaDB"
+        } else {
+            "SQLite"
+        };
         println!("\n## {name} ({})", $module::version(&db)?);
         let t = Instant::now();
         let timed = |section: &str, run: &mut dyn FnMut() -> BResult<()>| -> BResult<()> {
-            if want(section) {
+            if want(section) && !($my && NOT_ON_MYSQL.contains(&section)) {
                 let t = Instant::now();
                 run()?;
                 println!(
@@ -341,7 +411,7 @@ macro_rules! run_suite {
         timed("indexes", &mut || {
             Ok($module::writes::index_costs(&db, sizes)?.print())
         })?;
-        if !$pg {
+        if !$pg && !$my {
             timed("anatomy", &mut || {
                 Ok($module::writes::anatomy(sizes)?.print())
             })?;
@@ -573,17 +643,17 @@ fn main() -> BResult<()> {
     );
     let pg_url = postgres_url();
     let memory_wanted = !has("--skip-memory") && want("memory");
-    if !has("--postgres-only") {
+    if !has("--postgres-only") && !has("--mysql-only") {
         let file = SqliteFile::new("main")?;
-        run_suite!(sqlite, file.db(), &sizes, false, &want);
+        run_suite!(sqlite, file.db(), &sizes, false, false, &want);
         if memory_wanted {
             memory("sqlite", &sizes)?;
         }
     }
-    match (&pg_url, has("--sqlite-only")) {
+    match (&pg_url, has("--sqlite-only") || has("--mysql-only")) {
         (Some(url), false) => {
             let schema = PgSchema::new(url, "main")?;
-            run_suite!(pg, schema.db(), &sizes, true, &want);
+            run_suite!(pg, schema.db(), &sizes, true, false, &want);
             drop(schema);
             if memory_wanted {
                 memory("postgres", &sizes)?;
@@ -592,6 +662,17 @@ fn main() -> BResult<()> {
         (None, false) => println!(
             "\n(PostgreSQL skipped: set OUTBOX_BENCH_POSTGRES_URL, e.g. \
              postgres://postgres@127.0.0.1:5432/test)"
+        ),
+        _ => {}
+    }
+    #[cfg(feature = "mysql")]
+    match (mysql_url(), has("--sqlite-only") || has("--postgres-only")) {
+        (Some(url), false) => {
+            let database = MysqlDatabase::new(&url, "main")?;
+            run_suite!(my, database.db(), &sizes, false, true, &want);
+        }
+        (None, false) => println!(
+            "\n(MariaDB skipped: set OUTBOX_BENCH_MYSQL_URL, e.g. mysql://root@127.0.0.1:3306/test)"
         ),
         _ => {}
     }
