@@ -52,9 +52,22 @@ macro_rules! discovery_section {
                 detail: String,
             }
 
-            /// The plan of `sql` run with `binds` (PostgreSQL: EXPLAIN ANALYZE).
+            #[derive(QueryableByName)]
+            struct MysqlPlan {
+                #[diesel(sql_type = Text, column_name = "ANALYZE")]
+                json: String,
+            }
+
+            /// The plan of `sql` run with `binds` (PostgreSQL: EXPLAIN ANALYZE; MariaDB:
+            /// ANALYZE FORMAT=JSON, which runs it too and gives each table's rows read).
             pub fn explain(conn: &mut Conn, sql: &str, binds: &[Bind]) -> BResult<Vec<String>> {
-                let prefix = if PG { "EXPLAIN (ANALYZE, COSTS OFF) " } else { "EXPLAIN QUERY PLAN " };
+                let prefix = if PG {
+                    "EXPLAIN (ANALYZE, COSTS OFF) "
+                } else if MY {
+                    "ANALYZE FORMAT=JSON "
+                } else {
+                    "EXPLAIN QUERY PLAN "
+                };
                 let mut query = diesel::sql_query(format!("{prefix}{sql}")).into_boxed();
                 for bind in binds {
                     query = match bind {
@@ -65,6 +78,12 @@ macro_rules! discovery_section {
                 }
                 Ok(if PG {
                     query.load::<PlanLine>(conn)?.into_iter().map(|l| l.line).collect()
+                } else if MY {
+                    query
+                        .load::<MysqlPlan>(conn)?
+                        .into_iter()
+                        .flat_map(|p| p.json.lines().map(str::to_owned).collect::<Vec<_>>())
+                        .collect()
                 } else {
                     query.load::<SqlitePlan>(conn)?.into_iter().map(|l| l.detail).collect()
                 })
@@ -110,7 +129,12 @@ macro_rules! discovery_section {
                 for k in 0..=(sizes.discovery_samples * 10) {
                     let shard = ((k * 37) % shards) as i64;
                     let start = Instant::now();
-                    Cached(diesel::sql_query(LOOKUP).bind::<BigInt, _>(shard)).get_result::<Value>(&mut conn)?;
+                    if MY {
+                        // Cached by diesel on MySQL too (see `crate::suite::Raw`).
+                        crate::suite::Raw::new(LOOKUP).bind::<BigInt, _>(shard).get_result::<Value>(&mut conn)?;
+                    } else {
+                        Cached(diesel::sql_query(LOOKUP).bind::<BigInt, _>(shard)).get_result::<Value>(&mut conn)?;
+                    }
                     if k > 0 {
                         lookup.push(micros(start.elapsed()));
                     }
