@@ -36,8 +36,9 @@ use super::claim::{
     WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
-use super::mysql_raw::{bind_parked_key, bind_shard, raw_sql, RawStatement};
+use super::mysql_raw::{raw_sql, RawStatement};
 use super::parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
+use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
     inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
     LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow, ParkedGroupRow,

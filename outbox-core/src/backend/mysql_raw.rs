@@ -18,8 +18,7 @@ use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Integer, Text, Untyped};
 use diesel::QueryResult;
 
-use super::parked::ParkedKey;
-use crate::key::shard::ShardKey;
+use super::shared::Binds;
 
 /// A statement's text, cut at its `?` placeholders, and the values bound to them.
 pub(crate) struct RawStatement<'a> {
@@ -106,28 +105,17 @@ fn split_at_placeholders(text: &str) -> Vec<String> {
     pieces
 }
 
-/// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
-pub(crate) fn bind_shard<'a>(query: RawStatement<'a>, key: &ShardKey) -> RawStatement<'a> {
-    let query = match key.cell_name() {
-        Some(cell_name) => query.bind::<Text, _>(cell_name.to_owned()),
-        None => query,
-    };
-    let shard = key.shard();
-    query
-        .bind::<Integer, _>(shard.scope)
-        .bind::<BigInt, _>(shard.identifier)
-}
+impl Binds for RawStatement<'_> {
+    fn bind_integer(self, value: i32) -> Self {
+        self.bind::<Integer, _>(value)
+    }
 
-/// Binds a parked key's shard, category and object (nothing for "every key").
-pub(crate) fn bind_parked_key<'a>(
-    query: RawStatement<'a>,
-    key: Option<&ParkedKey>,
-) -> RawStatement<'a> {
-    match key {
-        Some(key) => bind_shard(query, &key.shard)
-            .bind::<Integer, _>(key.category)
-            .bind::<BigInt, _>(key.object_identifier),
-        None => query,
+    fn bind_bigint(self, value: i64) -> Self {
+        self.bind::<BigInt, _>(value)
+    }
+
+    fn bind_text(self, value: String) -> Self {
+        self.bind::<Text, _>(value)
     }
 }
 

@@ -17,42 +17,56 @@ use super::claim::DueScan;
 use super::parked::ParkedKey;
 use crate::key::shard::ShardKey;
 
-/// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
-pub(crate) fn bind_shard<'f, DB>(
-    query: BoxedSqlQuery<'f, DB, SqlQuery>,
-    key: &ShardKey,
-) -> BoxedSqlQuery<'f, DB, SqlQuery>
+/// A raw statement that takes its binds one by one: diesel's boxed `sql_query` (SQLite,
+/// PostgreSQL) or MySQL's own statement type (`mysql_raw`), so that the helpers below
+/// bind a shard or a parked key the same way on every backend.
+pub(crate) trait Binds: Sized {
+    /// Binds an `INTEGER`.
+    fn bind_integer(self, value: i32) -> Self;
+    /// Binds a `BIGINT`.
+    fn bind_bigint(self, value: i64) -> Self;
+    /// Binds a text.
+    fn bind_text(self, value: String) -> Self;
+}
+
+impl<'f, DB> Binds for BoxedSqlQuery<'f, DB, SqlQuery>
 where
     DB: Backend + HasSqlType<Integer> + HasSqlType<BigInt> + HasSqlType<Text>,
     i32: ToSql<Integer, DB>,
     i64: ToSql<BigInt, DB>,
     String: ToSql<Text, DB>,
 {
+    fn bind_integer(self, value: i32) -> Self {
+        self.bind::<Integer, _>(value)
+    }
+
+    fn bind_bigint(self, value: i64) -> Self {
+        self.bind::<BigInt, _>(value)
+    }
+
+    fn bind_text(self, value: String) -> Self {
+        self.bind::<Text, _>(value)
+    }
+}
+
+/// Binds a shard's columns in the order of [`Names::shard`](super::sql::Names).
+pub(crate) fn bind_shard<Q: Binds>(query: Q, key: &ShardKey) -> Q {
     let query = match key.cell_name() {
-        Some(cell_name) => query.bind::<Text, _>(cell_name.to_owned()),
+        Some(cell_name) => query.bind_text(cell_name.to_owned()),
         None => query,
     };
     let shard = key.shard();
     query
-        .bind::<Integer, _>(shard.scope)
-        .bind::<BigInt, _>(shard.identifier)
+        .bind_integer(shard.scope)
+        .bind_bigint(shard.identifier)
 }
 
 /// Binds a parked key's shard, category and object (nothing for "every key").
-pub(crate) fn bind_parked_key<'f, DB>(
-    query: BoxedSqlQuery<'f, DB, SqlQuery>,
-    key: Option<&ParkedKey>,
-) -> BoxedSqlQuery<'f, DB, SqlQuery>
-where
-    DB: Backend + HasSqlType<Integer> + HasSqlType<BigInt> + HasSqlType<Text>,
-    i32: ToSql<Integer, DB>,
-    i64: ToSql<BigInt, DB>,
-    String: ToSql<Text, DB>,
-{
+pub(crate) fn bind_parked_key<Q: Binds>(query: Q, key: Option<&ParkedKey>) -> Q {
     match key {
         Some(key) => bind_shard(query, &key.shard)
-            .bind::<Integer, _>(key.category)
-            .bind::<BigInt, _>(key.object_identifier),
+            .bind_integer(key.category)
+            .bind_bigint(key.object_identifier),
         None => query,
     }
 }
