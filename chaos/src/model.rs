@@ -28,6 +28,7 @@ diesel_outbox::outbox_scopes_and_categories! {
         AlwaysPanics = 2 { scope: Object, silo: cell },
         AlwaysFails = 3 { scope: Object, silo: cell },
         NoReceiver = 4 { scope: Object, silo: cell },
+        FailsThenParks = 5 { scope: Object, silo: cell },
     }
 }
 

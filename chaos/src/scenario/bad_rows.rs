@@ -4,15 +4,21 @@
 //! drains. Healthy writes go through `Outbox::context`, so their flushes run beside the
 //! failing shards too.
 //!
-//! Each case is a row of [`cases`]; what must happen to it is its [`Outcome`]. Parking a
-//! key after `max_attempts` (the operations issue) becomes one more outcome.
+//! Each case is a row of [`cases`]; what must happen to it is its [`Outcome`]: it backs
+//! off forever (the default exhaustion policy), or, for the one category whose policy is
+//! `Exhaustion::Park`, it is parked after its last allowed attempt and its shard goes on
+//! with the key after it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_outbox::category::{OutboxCategory, OutboxScope};
-use diesel_outbox::{BoxError, Outbox, OutboxMessage, Receivers, ShardKey, Worker, WorkerOptions};
+use diesel_outbox::drain::Exhaustion;
+use diesel_outbox::inspect::ParkedGroup;
+use diesel_outbox::{
+    BoxError, Outbox, OutboxMessage, OutboxTable, Receivers, ShardKey, Worker, WorkerOptions,
+};
 
 use crate::backend::{Backend, ChaosConn, Target};
 use crate::model::{record_update, setup, Category, Deliver, Scope};
@@ -27,7 +33,15 @@ use crate::CResult;
 enum Outcome {
     /// It stays, its shard backs off and retries at a doubling interval, forever.
     BacksOff,
+    /// Its category parks after [`PARK_AFTER`] failed attempts: its row moves, with its id,
+    /// the error and the attempts, to `cell_outbox_parked`; its shard goes on with the
+    /// key after it and is left without a failure.
+    Parked,
 }
+
+/// The `max_attempts` of `FailsThenParks`: the first failure backs off 2 s, the second
+/// parks.
+const PARK_AFTER: u32 = 2;
 
 /// One bad row, in a shard of its own between a healthy row before it and one after.
 struct Case {
@@ -144,17 +158,29 @@ fn cases() -> Vec<Case> {
             "no receiver",
             false,
         ),
+        Case {
+            outcome: Outcome::Parked,
+            ..case(
+                "receiver fails, parked after 2 attempts",
+                None,
+                <Category::FailsThenParks as OutboxCategory>::NUMBER,
+                GOOD_PAYLOAD,
+                DUE,
+                "the receiver failed",
+                false,
+            )
+        },
     ]
 }
 
 /// The first shard of the bad cases; healthy shards are below it.
 const FIRST_BAD_SHARD: i64 = 1_000;
 
-/// A case as written: its shard and the ids of its three rows.
+/// A case as written: its shard and its three rows, each as (id, object).
 struct Written {
     shard: i64,
     before: (i64, i64),
-    bad: i64,
+    bad: (i64, i64),
     after: (i64, i64),
 }
 
@@ -190,7 +216,23 @@ pub fn run<C: ChaosConn>(target: &Target, size: &BadRowsSize, seed: u64) -> CRes
                 |_: &mut C, message: &OutboxMessage| -> Result<(), BoxError> {
                     Err(format!("chaos: the receiver of row {} fails", message.id).into())
                 },
+            )
+            .cell(
+                Category::FailsThenParks,
+                |_: &mut C, message: &OutboxMessage| -> Result<(), BoxError> {
+                    Err(format!(
+                        "chaos: the receiver of row {} fails until it is parked",
+                        message.id
+                    )
+                    .into())
+                },
             ),
+    )
+    .exhaustion(
+        Category::FailsThenParks,
+        Exhaustion::Park {
+            max_attempts: PARK_AFTER,
+        },
     )
     .build();
     let pool = C::pool(&target.url, 2, Duration::from_secs(10))?;
@@ -241,6 +283,46 @@ pub fn run<C: ChaosConn>(target: &Target, size: &BadRowsSize, seed: u64) -> CRes
     let settled = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
         Ok(healthy_left(&mut conn)? == 0)
     })?;
+    // A parking case parks about 2 s after its first attempt, and its shard goes on in a
+    // later batch: a short run waits for both before the worker stops (the checks below
+    // still look at each).
+    let parking: Vec<&Written> = cases
+        .iter()
+        .zip(&written)
+        .filter(|(case, _)| matches!(case.outcome, Outcome::Parked))
+        .map(|(_, rows)| rows)
+        .collect();
+    let parked_now = |conn: &mut C| -> CResult<bool> {
+        for rows in &parking {
+            let parked = conn.scalar(&format!(
+                "SELECT COUNT(*) AS v FROM cell_outbox_parked WHERE id = {}",
+                rows.bad.0
+            ))?;
+            if parked == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let gone_on = |conn: &mut C| -> CResult<bool> {
+        for rows in &parking {
+            let left = conn.scalar(&format!(
+                "SELECT COUNT(*) AS v FROM cell_outboxes WHERE shard_identifier = {}",
+                rows.shard
+            ))?;
+            if left > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
+        parked_now(&mut conn)
+    })?;
+    wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        gone_on(&mut conn)
+    })?;
+    // The failing shards retried until now: their attempts are bounded by this.
     let elapsed = started.elapsed();
     worker.stop();
 
@@ -316,7 +398,7 @@ fn write_case<C: ChaosConn>(conn: &mut C, index: i64, case: &Case) -> CResult<Wr
     Ok(Written {
         shard,
         before: (before, object),
-        bad,
+        bad: (bad, object + 1),
         after: (after, object + 2),
     })
 }
@@ -331,7 +413,9 @@ fn check_case<C: ChaosConn>(
     (least, most): (i32, i32),
 ) -> CResult<()> {
     let name = case.name;
-    let state = outbox.shard_state(conn, &ShardKey::cell(Scope::Object, rows.shard))?;
+    let (bad, bad_object) = rows.bad;
+    let shard = ShardKey::cell(Scope::Object, rows.shard);
+    let state = outbox.shard_state(conn, &shard)?;
     let present = |conn: &mut C, id: i64| -> CResult<bool> {
         Ok(conn.scalar(&format!(
             "SELECT COUNT(*) AS v FROM cell_outboxes WHERE id = {id}"
@@ -342,23 +426,53 @@ fn check_case<C: ChaosConn>(
             "SELECT COUNT(*) AS v FROM replica WHERE id = {object}"
         ))? == 1)
     };
-    let error = state
-        .as_ref()
-        .and_then(|state| state.last_error.clone())
-        .unwrap_or_default();
+    // The bad key's parked group, as an operator lists it.
+    let group: Option<ParkedGroup> = outbox
+        .parked(conn, OutboxTable::Cell, 1_000)?
+        .into_iter()
+        .find(|group| {
+            group.key.shard == shard
+                && group.key.category == case.category
+                && group.key.object_identifier == bad_object
+        });
+    // From its first failure to its parking: the backoff between the attempts.
+    let parked_after = group.as_ref().and_then(|group| {
+        group
+            .first_failure_at
+            .map(|first| (group.parked_at - first).num_milliseconds() as f64 / 1000.0)
+    });
+    let error = match (&case.outcome, &group) {
+        (Outcome::Parked, Some(group)) => group.error.clone(),
+        _ => state
+            .as_ref()
+            .and_then(|state| state.last_error.clone())
+            .unwrap_or_default(),
+    };
+    let (attempts, retried) = match (&case.outcome, &group) {
+        (Outcome::Parked, Some(group)) => (
+            group.attempts,
+            parked_after.map_or_else(
+                || "parked".to_owned(),
+                |after| format!("{after:.0} s, then parked"),
+            ),
+        ),
+        _ => (
+            state.as_ref().map_or(0, |state| state.attempts),
+            state.as_ref().map_or_else(String::new, |state| {
+                format!(
+                    "{:.0} s",
+                    (state.scheduled_for - state.scheduled_from).num_milliseconds() as f64 / 1000.0
+                )
+            }),
+        ),
+    };
     let before = if delivered(conn, rows.before.1)? {
         "delivered"
     } else {
         "waits"
     };
     section.note(format!(
-        "| {name} | {} | {before} | {} | {} | {} |",
-        rows.bad,
-        state.as_ref().map_or(0, |state| state.attempts),
-        state.as_ref().map_or_else(String::new, |state| format!(
-            "{:.0} s",
-            (state.scheduled_for - state.scheduled_from).num_milliseconds() as f64 / 1000.0
-        )),
+        "| {name} | {bad} | {before} | {attempts} | {retried} | {} |",
         error
             .replace('|', "/")
             .chars()
@@ -371,8 +485,8 @@ fn check_case<C: ChaosConn>(
                 format!("{name}: the error names the row and says why"),
                 state
                     .as_ref()
-                    .is_some_and(|state| state.failed_row_id == Some(rows.bad))
-                    && error.contains(&format!("row {}", rows.bad))
+                    .is_some_and(|state| state.failed_row_id == Some(bad))
+                    && error.contains(&format!("row {bad}"))
                     && error.contains(case.cause),
                 format!(
                     "failed row {:?}: {error}",
@@ -392,10 +506,81 @@ fn check_case<C: ChaosConn>(
             );
             section.check(
                 format!("{name}: its row and the key after it stay"),
-                present(conn, rows.bad)?
+                present(conn, bad)?
                     && present(conn, rows.after.0)?
                     && !delivered(conn, rows.after.1)?,
-                format!("rows {} and {}", rows.bad, rows.after.0),
+                format!("rows {bad} and {}", rows.after.0),
+            );
+        }
+        Outcome::Parked => {
+            let in_outbox = present(conn, bad)?;
+            let parked_in_shard = conn.scalar(&format!(
+                "SELECT COUNT(*) AS v FROM cell_outbox_parked WHERE shard_identifier = {}",
+                rows.shard
+            ))?;
+            let parked_as_written = conn.scalar(&format!(
+                "SELECT COUNT(*) AS v FROM cell_outbox_parked WHERE id = {bad} \
+                 AND shard_identifier = {} AND category = {} AND object_identifier = {bad_object}",
+                rows.shard, case.category
+            ))? == 1;
+            section.check(
+                format!("{name}: its row left the outbox and is parked with its id"),
+                !in_outbox && parked_as_written && parked_in_shard == 1,
+                format!(
+                    "row {bad} in cell_outboxes: {in_outbox}, in cell_outbox_parked: \
+                     {parked_as_written}; parked rows of its shard: {parked_in_shard}"
+                ),
+            );
+            let attempts = i32::try_from(PARK_AFTER)?;
+            section.check(
+                format!(
+                    "{name}: `Outbox::parked` lists it, parked at attempt {attempts}, \
+                     the error naming the row and why"
+                ),
+                group.as_ref().is_some_and(|group| {
+                    group.rows == 1
+                        && group.first_id == bad
+                        && group.last_id == bad
+                        && group.attempts == attempts
+                        && group.error.contains(&format!("row {bad}"))
+                        && group.error.contains(case.cause)
+                }),
+                group.as_ref().map_or_else(
+                    || format!("no parked group of object {bad_object}"),
+                    |group| {
+                        format!(
+                            "{} row(s), ids {}..{}, attempts {}: {}",
+                            group.rows, group.first_id, group.last_id, group.attempts, group.error
+                        )
+                    },
+                ),
+            );
+            section.check(
+                format!("{name}: parked at its retry after the first backoff (2 s), not at once"),
+                parked_after.is_some_and(|after| after >= 2.0),
+                parked_after.map_or_else(
+                    || "no first failure recorded".to_owned(),
+                    |after| format!("parked {after:.2} s after its first failure"),
+                ),
+            );
+            let after = delivered(conn, rows.after.1)? && !present(conn, rows.after.0)?;
+            section.check(
+                format!("{name}: the key after it is delivered and its row deleted"),
+                after,
+                format!("row {} delivered and deleted: {after}", rows.after.0),
+            );
+            section.check(
+                format!("{name}: its shard is not left backing off"),
+                state.is_none(),
+                state.as_ref().map_or_else(
+                    || "no shard state".to_owned(),
+                    |state| {
+                        format!(
+                            "a state: attempts {}, failed row {:?}, skipped {}, retried at {}",
+                            state.attempts, state.failed_row_id, state.skipped, state.scheduled_for
+                        )
+                    },
+                ),
             );
         }
     }
