@@ -299,6 +299,15 @@ pub trait OutboxConnection:
         shards: Option<&[ShardKey]>,
     ) -> QueryResult<Vec<ShardState>>;
 
+    /// The states of `table`'s isolated shards (a worker died delivering them): one
+    /// statement, whatever the number of shards a drain holds.
+    #[doc(hidden)]
+    fn load_isolated_states(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<Vec<ShardState>>;
+
     /// Rows a drain still has to deliver: every row but the newest rows a kill switch
     /// keeps.
     #[doc(hidden)]

@@ -711,6 +711,16 @@ impl OutboxConnection for MysqlConnection {
         Ok(found)
     }
 
+    fn load_isolated_states(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+    ) -> QueryResult<Vec<ShardState>> {
+        let text = states::load_isolated(&Names::of(table), NULL_TEXT);
+        let found = Prepared(raw_sql(text)).load::<StateRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_state(table)).collect())
+    }
+
     fn deliverable_rows(&mut self, _token: Token<'_>, table: OutboxTable) -> QueryResult<u64> {
         let text = rows::deliverable(&Names::of(table));
         let count = Prepared(raw_sql(text)).get_result::<BigIntValue>(self)?;

@@ -362,6 +362,19 @@ macro_rules! shared_statements {
             Ok(found)
         }
 
+        fn load_isolated_states(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            table: $crate::key::shard::OutboxTable,
+        ) -> diesel::QueryResult<Vec<$crate::backend::state::ShardState>> {
+            use diesel::RunQueryDsl;
+            use $crate::backend::shared::NULL_TEXT;
+            use $crate::backend::sql::{states, Names, Prepared, StateRow};
+            let text = $text(&states::load_isolated(&Names::of(table), NULL_TEXT));
+            let found = Prepared(diesel::sql_query(text)).load::<StateRow>(self)?;
+            Ok(found.into_iter().map(|row| row.into_state(table)).collect())
+        }
+
         fn deliverable_rows(
             &mut self,
             _token: $crate::key::token::Token<'_>,

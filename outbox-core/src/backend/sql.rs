@@ -559,6 +559,15 @@ pub(crate) mod states {
         )
     }
 
+    /// The states of the table's isolated shards.
+    pub(crate) fn load_isolated(names: &Names, null_text: &str) -> String {
+        format!(
+            "SELECT {columns} FROM {states} st WHERE st.isolated",
+            columns = select_columns(names, null_text),
+            states = names.states,
+        )
+    }
+
     /// Every state of the table, failing first.
     pub(crate) fn load_all(names: &Names, null_text: &str) -> String {
         format!(

@@ -28,13 +28,14 @@ pub(crate) fn without_abandoned<C: OutboxConnection>(
     if claim.shards.is_empty() {
         return Ok(claim);
     }
-    let failed_since = failed_since_claimed(conn, &claim)?;
+    let failed_since = isolated_since_claimed(conn, &claim)?;
     if abandoned.is_empty() && failed_since.is_empty() {
         return Ok(claim);
     }
-    let (given_back, kept) = claim.shards.into_iter().partition(|shard| {
-        abandoned.contains(&shard.key) || failed_since.contains(&shard.key)
-    });
+    let (given_back, kept) = claim
+        .shards
+        .into_iter()
+        .partition(|shard| abandoned.contains(&shard.key) || failed_since.contains(&shard.key));
     claim.shards = kept;
     let given_back = Claim {
         shards: given_back,
@@ -56,27 +57,29 @@ pub(crate) fn without_abandoned<C: OutboxConnection>(
     Ok(claim)
 }
 
-/// The claimed shards whose state records a failure the claim did not see. While this
-/// connection holds them, only the recovery of a dead worker's batch records one: another
-/// drain that found the lease, backed its shards off and deleted it between this claim
-/// and this drain's look for abandoned leases (which then finds nothing). Delivering such
-/// a shard would hand it back to the receiver that killed that worker.
-fn failed_since_claimed<C: OutboxConnection>(
+/// The claimed shards that a recovery isolated after the claim read their state. While
+/// this connection holds them, only the recovery of a dead worker's batch records a
+/// failure: another drain that found the lease, backed its shards off (isolated) and
+/// deleted it between this claim and this drain's look for abandoned leases, which then
+/// finds nothing. Delivering such a shard would hand it back to the receiver that killed
+/// that worker. Isolated shards are few (one batch per dead worker, until they succeed),
+/// so reading them all is one small statement per claim.
+fn isolated_since_claimed<C: OutboxConnection>(
     conn: &mut C,
     claim: &Claim,
 ) -> Result<HashSet<ShardKey>, Error> {
-    let keys: Vec<ShardKey> = claim.shards.iter().map(|shard| shard.key.clone()).collect();
-    let states = conn.load_shard_states(Token::new(), claim.table, Some(&keys))?;
+    let isolated = conn.load_isolated_states(Token::new(), claim.table)?;
+    if isolated.is_empty() {
+        return Ok(HashSet::new());
+    }
     Ok(claim
         .shards
         .iter()
         .filter(|shard| {
             let seen = shard.state.as_ref().and_then(|state| state.last_failure_at);
-            states.iter().any(|state| {
-                state.shard == shard.key
-                    && state.last_failure_at.is_some()
-                    && state.last_failure_at != seen
-            })
+            isolated
+                .iter()
+                .any(|state| state.shard == shard.key && state.last_failure_at != seen)
         })
         .map(|shard| shard.key.clone())
         .collect())
