@@ -24,18 +24,18 @@ pub(crate) fn without_abandoned<C: OutboxConnection>(
     mut claim: Claim,
     report: &mut DrainReport,
 ) -> Result<Claim, Error> {
-    let abandoned = recover_abandoned(drainer, conn, claim.table, claim.lease, report)?;
+    let mut dead = recover_abandoned(drainer, conn, claim.table, claim.lease, report)?;
     if claim.shards.is_empty() {
         return Ok(claim);
     }
-    let failed_since = isolated_since_claimed(conn, &claim)?;
-    if abandoned.is_empty() && failed_since.is_empty() {
+    dead.extend(isolated_since_claimed(conn, &claim)?);
+    if dead.is_empty() {
         return Ok(claim);
     }
     let (given_back, kept) = claim
         .shards
         .into_iter()
-        .partition(|shard| abandoned.contains(&shard.key) || failed_since.contains(&shard.key));
+        .partition(|shard| dead.contains(&shard.key));
     claim.shards = kept;
     let given_back = Claim {
         shards: given_back,
