@@ -154,16 +154,19 @@ pub fn run(dir: &Path, size: &RestartSize, seed: u64) -> CResult<Section> {
     ];
     let mut outcomes = Vec::new();
     for outage in &outages {
-        // Mid-drain: deliveries are being committed and rows are waiting.
+        // Mid-drain: deliveries are being committed and rows are waiting, both seen in
+        // the same poll (a drain that has caught up with the writer leaves no row
+        // waiting for a moment, and a stop then would test an idle worker).
         let mut last = monitor.committed().unwrap_or(0);
+        let mut waiting = 0;
         let moving = wait_for(Duration::from_secs(60), Duration::from_millis(300), || {
             let now = monitor.committed().unwrap_or(last);
             let moved = now > last;
             last = now;
-            Ok(moved)
+            waiting = outbox_left(&mut conn)?.0;
+            Ok(moved && waiting > 0)
         })?;
         let before = monitor.committed().unwrap_or(last);
-        let waiting = outbox_left(&mut conn)?.0;
         let stopping = Instant::now();
         cluster.stop_server(outage.mode)?;
         std::thread::sleep(outage.down);
