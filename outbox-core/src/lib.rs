@@ -55,7 +55,9 @@ pub mod __private_0_1_0;
 
 pub use backend::migrations::run_migrations;
 pub use backend::OutboxConnection;
-pub use deliver::hooks::{CellReplicationHooks, ControlReplicationHooks, ReplicationContext};
+pub use deliver::hooks::{
+    CellReplicationHooks, ControlReplicationHooks, ReplicationBatch, ReplicationContext,
+};
 pub use deliver::receiver::{BatchError, BatchReceiver, Receiver, Receivers};
 pub use deliver::silo::{DatabaseUrl, SiloConnector, SiloDirectory};
 pub use diesel_outbox_derive::{ReplicatedCell, ReplicatedControl};
@@ -85,7 +87,8 @@ pub mod category {
 /// Replicated models: the traits the derives implement, and the hooks processing calls.
 pub mod model {
     pub use crate::deliver::hooks::{
-        CellReplicationHooks, ControlReplicationHooks, ReplicationContext,
+        CellReplicationHooks, ControlReplicationHooks, Deleted, ReplicationBatch,
+        ReplicationContext,
     };
     pub use crate::write::model::{CellNames, ModelWrites, ReplicatedCell, ReplicatedControl};
 }
@@ -123,10 +126,11 @@ pub mod silo {
 /// [`SiloDirectory`] remains for single-database and test setups.
 pub mod apply {
     pub use crate::deliver::apply::{
-        Appliers, ApplyContext, ApplyError, CellApplyHooks, ControlApplyHooks, Refusal,
+        Appliers, ApplyBatch, ApplyContext, ApplyError, CellApplyHooks, ControlApplyHooks, Refusal,
     };
+    pub use crate::deliver::hooks::Deleted;
     pub use crate::deliver::remote::{Outgoing, RemoteReceiver, Transport};
-    pub use crate::deliver::request::{ApplyOutcome, ApplyRequest, Change};
+    pub use crate::deliver::request::{ApplyOutcome, ApplyRequest, Change, ModelState};
 }
 
 /// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.

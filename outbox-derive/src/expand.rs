@@ -422,6 +422,19 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                     __outbox::diesel::RunQueryDsl::first(query, conn),
                 )?)
             }
+
+            fn load_rows(conn: &mut #conn, ids: &[i64]) -> __outbox::Result<::std::vec::Vec<Self>> {
+                use __outbox::diesel::ExpressionMethods as _;
+                let keys = ids
+                    .iter()
+                    .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
+                    .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+                let query = __outbox::diesel::QueryDsl::select(
+                    __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys)),
+                    <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                );
+                ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)?)
+            }
         }
     }
 }

@@ -43,11 +43,12 @@ impl Default for ClientOptions {
     }
 }
 
-/// A peer: where it listens and the key of the pair.
+/// A peer: where it listens and the keys of the pair (the first signs, any verifies an
+/// answer).
 struct Peer {
     url: String,
     name: String,
-    key: SigningKey,
+    keys: Vec<SigningKey>,
 }
 
 /// The signed HTTP [`Transport`]: sends each target silo its requests in one POST (or
@@ -119,12 +120,28 @@ impl HttpTransport {
     /// Sends `silo` its requests at `base_url` (e.g. `http://10.0.0.7:8080`; the endpoint's
     /// path is appended), signed with `key`, the key of this pair of silos.
     pub fn peer(
-        mut self,
+        self,
         silo: SiloId,
         base_url: impl Into<String>,
         key: SigningKey,
     ) -> Result<Self, ConfigError> {
+        self.peer_keys(silo, base_url, [key])
+    }
+
+    /// [`peer`](Self::peer) with several keys of the pair, while one is being rotated (see
+    /// the crate's docs, "Rotating a key"): the first signs the requests, and an answer
+    /// signed with any of them is trusted.
+    pub fn peer_keys(
+        mut self,
+        silo: SiloId,
+        base_url: impl Into<String>,
+        keys: impl IntoIterator<Item = SigningKey>,
+    ) -> Result<Self, ConfigError> {
         let name = silo_name(&silo)?;
+        let keys: Vec<SigningKey> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Err(ConfigError::NoKey { silo: name });
+        }
         if silo == self.local {
             return Err(ConfigError::SelfPeer { silo: name });
         }
@@ -136,7 +153,7 @@ impl HttpTransport {
             });
         }
         let url = format!("{}{}", base_url.trim_end_matches('/'), self.options.path);
-        self.peers.insert(silo, Peer { url, name, key });
+        self.peers.insert(silo, Peer { url, name, keys });
         Ok(self)
     }
 
@@ -155,8 +172,12 @@ impl HttpTransport {
     ) -> Result<Vec<ApplyOutcome>, BoxError> {
         let nonce = new_nonce().map_err(|error| format!("could not draw a nonce: {error}"))?;
         let timestamp = unix_now();
+        // `peer_keys` refuses an empty list.
+        let Some(signing) = peer.keys.first() else {
+            return Err(format!("{target} has no signing key").into());
+        };
         let signature = sign_request(
-            &peer.key,
+            signing,
             &RequestParts {
                 method: "POST",
                 path: &self.options.path,
@@ -196,7 +217,9 @@ impl HttpTransport {
             return Err(format!("{target} answered {status}: {why}").into());
         }
         let trusted = signed.is_some_and(|signature| {
-            verify_response(&peer.key, &nonce, status, &answer, &signature)
+            peer.keys
+                .iter()
+                .any(|key| verify_response(key, &nonce, status, &answer, &signature))
         });
         if !trusted {
             return Err(format!(

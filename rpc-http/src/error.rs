@@ -46,6 +46,12 @@ pub enum ConfigError {
         /// The path given.
         path: String,
     },
+    /// A peer was given no key.
+    #[error("{silo} was given no signing key")]
+    NoKey {
+        /// The silo.
+        silo: String,
+    },
     /// A silo named itself as its peer.
     #[error("{silo} cannot be its own peer")]
     SelfPeer {

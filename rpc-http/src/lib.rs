@@ -34,6 +34,33 @@
 //!
 //! The signature proves who sent a request and that nothing changed it; it does not hide
 //! it. Use `https://` peers (feature `tls`) or a private network for confidentiality.
+//!
+//! ## Replays, retries and order
+//!
+//! A server refuses a nonce it has seen within the timestamp window (409). Servers behind
+//! one load balancer each remember their own nonces, so a request replayed to another of
+//! them passes that check; but every request carries its source outbox row id, and the
+//! receiving silo records the highest one applied per object in its own database
+//! ([`Appliers`](diesel_outbox::apply::Appliers), "monotonic apply"): a replay, a
+//! duplicate, a proxy's late retry or a retried parked group at or below it is answered
+//! as applied without running any hook. A replica never goes back to an older state, and
+//! a deleted object never comes back.
+//!
+//! ## Rotating a key
+//!
+//! A pair of silos may hold several keys at once: the first signs, any of them verifies.
+//! To replace a key with no refused request:
+//!
+//! 1. on the receiving silo's servers, add the new key beside the old one:
+//!    `Server::peer_keys(cell, [old, new])`;
+//! 2. on the sending silo, sign with the new one, still trusting answers signed with the
+//!    old: `HttpTransport::peer_keys(control, url, [new, old])` (a server answers with
+//!    the key that verified the request);
+//! 3. once every sender signs with the new key, remove the old one on both sides:
+//!    `Server::peer(cell, new)`, `HttpTransport::peer(control, url, new)`.
+//!
+//! Each step may be rolled out server by server: during step 1 a server with only the old
+//! key still accepts every sender, which all sign with the old key until step 2.
 #![deny(missing_docs)]
 
 #[cfg(feature = "axum")]

@@ -5,8 +5,12 @@
 //! are swept out. Memory is bounded by the request rate times twice the window.
 //!
 //! The memory is this process's: servers behind one load balancer each keep their own,
-//! so a request replayed to another of them within the window is accepted there. That
-//! costs nothing but a second application of the same change, which changes nothing.
+//! so a request replayed to another of them within the window passes this check there.
+//! It still applies nothing: the receiving silo's ledger of applied changes (monotonic
+//! apply, see [`Appliers`](diesel_outbox::apply::Appliers)) knows that the request's
+//! source row id is at or below what was applied of its object, and answers it as
+//! applied without running its hooks. Such a replay costs one short transaction that
+//! changes nothing; it can never put back an older state or a deleted object.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -126,7 +126,8 @@ pub struct Server<C: OutboxConnection> {
     name: String,
     connector: Box<dyn SiloConnector<C>>,
     outbox: Option<Outbox<C>>,
-    keys: HashMap<String, SigningKey>,
+    /// Per peer, the keys that verify its requests (several while a key rotates).
+    keys: HashMap<String, Vec<SigningKey>>,
     options: ServerOptions,
     replay: ReplayGuard,
 }
@@ -151,12 +152,28 @@ impl<C: OutboxConnection> Server<C> {
     }
 
     /// Accepts requests from `silo`, signed with `key` (the key of this pair of silos).
-    pub fn peer(mut self, silo: SiloId, key: SigningKey) -> Result<Self, ConfigError> {
+    /// Replaces the keys it had.
+    pub fn peer(self, silo: SiloId, key: SigningKey) -> Result<Self, ConfigError> {
+        self.peer_keys(silo, [key])
+    }
+
+    /// Accepts requests from `silo` signed with any of `keys`: the pair's keys while one
+    /// is being rotated (see the crate's docs, "Rotating a key"). Each answer is signed
+    /// with the key that verified its request. Replaces the keys it had.
+    pub fn peer_keys(
+        mut self,
+        silo: SiloId,
+        keys: impl IntoIterator<Item = SigningKey>,
+    ) -> Result<Self, ConfigError> {
         let name = silo_name(&silo)?;
         if name == self.name {
             return Err(ConfigError::SelfPeer { silo: name });
         }
-        self.keys.insert(name, key);
+        let keys: Vec<SigningKey> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Err(ConfigError::NoKey { silo: name });
+        }
+        self.keys.insert(name, keys);
         Ok(self)
     }
 
@@ -180,6 +197,12 @@ impl<C: OutboxConnection> Server<C> {
     pub fn flush_with(mut self, outbox: Outbox<C>) -> Self {
         self.outbox = Some(outbox);
         self
+    }
+
+    /// What it applies, and from whom (e.g. to read
+    /// [`superseded`](Appliers::superseded)).
+    pub fn appliers(&self) -> &Appliers<C> {
+        &self.appliers
     }
 
     /// The limits.
@@ -280,7 +303,7 @@ impl<C: OutboxConnection> Server<C> {
         ) else {
             return Err(Refused::MissingSignature);
         };
-        let key = self
+        let keys = self
             .keys
             .get(caller)
             .ok_or_else(|| Refused::UnknownCaller {
@@ -305,9 +328,10 @@ impl<C: OutboxConnection> Server<C> {
             recipient: &self.name,
             body: &request.body,
         };
-        if !verify_request(key, &parts, signature) {
-            return Err(Refused::WrongSignature);
-        }
+        let key = keys
+            .iter()
+            .find(|key| verify_request(key, &parts, signature))
+            .ok_or(Refused::WrongSignature)?;
         // Only an authentic timestamp and nonce are worth checking, and remembering.
         let now = unix_now();
         let window = i64::try_from(self.options.timestamp_window.as_secs()).unwrap_or(i64::MAX);

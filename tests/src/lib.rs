@@ -534,6 +534,48 @@ macro_rules! backend_db_tests {
     };
 }
 
+/// Declares one `#[test]` per enabled backend for a function
+/// `fn name<D: TestDb>(first: &D, second: &D)` that needs two databases of one backend
+/// (e.g. a cell's and control's).
+#[macro_export]
+macro_rules! two_db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_two {
+            $(
+                #[test]
+                fn $name() {
+                    let (first, second) = ($crate::SqliteDb::new(), $crate::SqliteDb::new());
+                    super::$name(&first, &second);
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres_two {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(first) = $crate::PgSchema::create() else { return };
+                    let Some(second) = $crate::PgSchema::create() else { return };
+                    super::$name(&first, &second);
+                }
+            )*
+        }
+
+        #[cfg(feature = "mysql")]
+        mod mysql_two {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(first) = $crate::MysqlDb::create() else { return };
+                    let Some(second) = $crate::MysqlDb::create() else { return };
+                    super::$name(&first, &second);
+                }
+            )*
+        }
+    };
+}
+
 /// Declares one `#[test]` on PostgreSQL only, for a function `fn name<D: TestDb>(db: &D)`:
 /// points that need real row locks.
 #[macro_export]

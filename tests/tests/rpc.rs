@@ -11,13 +11,14 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_outbox::apply::{
     Appliers, ApplyContext, ApplyError, ApplyOutcome, ApplyRequest, CellApplyHooks, Change,
-    ControlApplyHooks, Outgoing, Refusal, Transport,
+    ControlApplyHooks, ModelState, Outgoing, Refusal, Transport,
 };
 use diesel_outbox::silo::{tombstones, TombstoneTable};
 use diesel_outbox::{
@@ -257,8 +258,20 @@ fn transport(control: &Control, cell: &str, key: &SigningKey) -> HttpTransport {
         .expect("client")
 }
 
+/// A new source row id: each request these tests build is newer than the ones before
+/// (monotonic apply answers an older or equal one without running its hooks).
+fn next_row_id() -> i64 {
+    static ROW_ID: AtomicI64 = AtomicI64::new(1);
+    ROW_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+fn state(json: serde_json::Value) -> ModelState {
+    ModelState::of(&json).expect("a state")
+}
+
 fn project_request(id: i64, organization: i64, name: &str, cell: &str) -> ApplyRequest {
     ApplyRequest {
+        row_id: next_row_id(),
         outbox: OutboxTable::Cell,
         table: "projects".into(),
         category: 1,
@@ -267,7 +280,9 @@ fn project_request(id: i64, organization: i64, name: &str, cell: &str) -> ApplyR
         shard_identifier: organization,
         cell: cell.into(),
         change: Change::Replicate {
-            state: serde_json::json!({"id": id, "organization_id": organization, "name": name}),
+            state: state(
+                serde_json::json!({"id": id, "organization_id": organization, "name": name}),
+            ),
         },
     }
 }
@@ -541,6 +556,7 @@ where
 
     let mut delete = project_request(1, 7, "", "eu");
     delete.change = Change::Delete { payload: None };
+    // Applying it twice: the second is the same source row, so it runs no hook.
     let delete = [delete];
     assert_eq!(
         client.send(&SiloId::Control, &delete).expect("sent"),
@@ -726,8 +742,9 @@ where
     assert!(db.conn().replicas().is_empty());
 }
 
-fn notice_request(id: i64, cell: &str, state: serde_json::Value) -> ApplyRequest {
+fn notice_request(id: i64, cell: &str, json: serde_json::Value) -> ApplyRequest {
     ApplyRequest {
+        row_id: next_row_id(),
         outbox: OutboxTable::Control,
         table: "notices".into(),
         category: 2,
@@ -735,7 +752,7 @@ fn notice_request(id: i64, cell: &str, state: serde_json::Value) -> ApplyRequest
         shard_scope: 0,
         shard_identifier: 5,
         cell: cell.into(),
-        change: Change::Replicate { state },
+        change: Change::Replicate { state: state(json) },
     }
 }
 
@@ -789,7 +806,9 @@ where
     other_shard.shard_identifier = 6;
     let mut other_state = state(4, "other shard");
     other_state["organization_id"] = 6.into();
-    other_shard.change = Change::Replicate { state: other_state };
+    other_shard.change = Change::Replicate {
+        state: ModelState::of(&other_state).expect("a state"),
+    };
     let batch = [
         good.clone(),
         notice_request(2, "eu", state(9, "impostor")),
@@ -813,6 +832,7 @@ where
     assert_eq!(ids, vec![1, 4]);
 
     let mut delete = good;
+    delete.row_id = next_row_id();
     delete.change = Change::Delete {
         payload: Some(serde_json::json!({"why": "expired"})),
     };

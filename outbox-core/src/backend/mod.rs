@@ -26,6 +26,7 @@ use crate::key::token::Token;
 use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
+pub(crate) mod applied;
 pub(crate) mod claim;
 pub(crate) mod inspect;
 pub(crate) mod migrations;
@@ -64,7 +65,11 @@ pub(crate) use sealed::Sealed;
 /// per-backend SQL, each take a token that only the runtime can make: application code can
 /// name the trait in bounds, never call what writes an outbox table.
 pub trait OutboxConnection:
-    Connection<TransactionManager = AnsiTransactionManager> + Sealed + Send + 'static
+    Connection<TransactionManager = AnsiTransactionManager>
+    + applied::AppliedLedger
+    + Sealed
+    + Send
+    + 'static
 {
     /// The backend's limit on bind parameters in one statement; multi-row INSERTs are
     /// split only where they would exceed it.
@@ -99,13 +104,15 @@ pub trait OutboxConnection:
 
     // ---- Tombstones.
 
+    /// Records tombstones of `table_name`'s objects (those it has already are kept);
+    /// how many are new.
     #[doc(hidden)]
-    fn insert_tombstone(
+    fn insert_tombstones(
         &mut self,
         token: Token<'_>,
         table: TombstoneTable,
         table_name: &str,
-        object_identifier: i64,
+        object_identifiers: &[i64],
         now: NaiveDateTime,
     ) -> QueryResult<usize>;
 

@@ -157,12 +157,12 @@ impl OutboxConnection for MysqlConnection {
             .map(|row| row.value)
     }
 
-    fn insert_tombstone(
+    fn insert_tombstones(
         &mut self,
         _token: Token<'_>,
         table: TombstoneTable,
         table_name: &str,
-        object_identifier: i64,
+        object_identifiers: &[i64],
         now: NaiveDateTime,
     ) -> QueryResult<usize> {
         if table_name.chars().count() > MAX_TABLE_NAME_LEN {
@@ -171,16 +171,18 @@ impl OutboxConnection for MysqlConnection {
             ));
         }
         // IGNORE: an existing tombstone counts 0 rows (ON DUPLICATE KEY UPDATE would count
-        // it 1 with the found-rows flag diesel sets, so a repeat would look new).
+        // it 1 with the found-rows flag diesel sets, so a repeat would look new). The ids
+        // travel as one JSON array, so the text is one whatever their number.
         let text = format!(
-            "INSERT IGNORE INTO {} (table_name, object_identifier, created_at) VALUES (?, ?, ?)",
+            "INSERT IGNORE INTO {} (table_name, object_identifier, created_at) \
+             SELECT ?, j.id, ? FROM {ID_TABLE_POSITIONAL}",
             tombstone_table(table)
         );
         Prepared(
             raw_sql(text)
                 .bind::<Text, _>(table_name)
-                .bind::<BigInt, _>(object_identifier)
-                .bind::<Timestamp, _>(now),
+                .bind::<Timestamp, _>(now)
+                .bind::<Text, _>(json_ids(object_identifiers)),
         )
         .execute(self)
     }
@@ -1110,6 +1112,8 @@ fn shard_params(key: &ShardKey) -> Vec<(&'static str, Param)> {
 
 /// A JSON bind `ids` read as a table `j` of ids.
 const ID_TABLE: &str = "JSON_TABLE(:ids, '$[*]' COLUMNS (id BIGINT PATH '$')) j";
+/// [`ID_TABLE`] for a statement with `?` placeholders.
+const ID_TABLE_POSITIONAL: &str = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) j";
 
 /// Ids as a JSON array.
 fn json_ids(ids: &[i64]) -> String {

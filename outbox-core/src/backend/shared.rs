@@ -144,26 +144,37 @@ macro_rules! shared_statements {
             Ok(())
         }
 
-        fn insert_tombstone(
+        fn insert_tombstones(
             &mut self,
             _token: $crate::key::token::Token<'_>,
             table: $crate::row::tombstone::TombstoneTable,
             table_name: &str,
-            object_identifier: i64,
+            object_identifiers: &[i64],
             now: chrono::NaiveDateTime,
         ) -> diesel::QueryResult<usize> {
             use diesel::{ExpressionMethods, RunQueryDsl};
+            // Three binds per tombstone; one statement per chunk under the bind limit.
+            let chunk_len = (Self::MAX_BIND_PARAMS / 3).max(1);
+            let mut inserted = 0;
             macro_rules! insert_into {
                 ($t:ident) => {{
                     use $crate::row::schema::$t::dsl;
-                    diesel::insert_into(dsl::$t)
-                        .values((
-                            dsl::table_name.eq(table_name),
-                            dsl::object_identifier.eq(object_identifier),
-                            dsl::created_at.eq(now),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(self)
+                    for chunk in object_identifiers.chunks(chunk_len) {
+                        let rows: Vec<_> = chunk
+                            .iter()
+                            .map(|object_identifier| {
+                                (
+                                    dsl::table_name.eq(table_name),
+                                    dsl::object_identifier.eq(*object_identifier),
+                                    dsl::created_at.eq(now),
+                                )
+                            })
+                            .collect();
+                        inserted += diesel::insert_into(dsl::$t)
+                            .values(rows)
+                            .on_conflict_do_nothing()
+                            .execute(self)?;
+                    }
                 }};
             }
             match table {
@@ -172,6 +183,7 @@ macro_rules! shared_statements {
                     insert_into!(control_tombstones)
                 }
             }
+            Ok(inserted)
         }
 
         fn load_tombstones(

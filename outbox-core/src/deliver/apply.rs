@@ -13,17 +13,22 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::request::{ApplyOutcome, ApplyRequest, Change};
-use super::tombstone::record_tombstone;
+use super::group::groups;
+use super::hooks::Deleted;
+use super::request::{ApplyOutcome, ApplyRequest, Change, ModelState};
+use super::tombstone::record_tombstones;
+use crate::backend::applied::AppliedChange;
 use crate::backend::OutboxConnection;
 use crate::key::category::OutboxCategory;
 use crate::key::error::{BoxError, Error};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::silo_id::SiloId;
+use crate::key::token::Token;
 use crate::row::payload::JsonPayload;
 use crate::row::tombstone::TombstoneTable;
 use crate::write::context::{outbox_context, OutboxContext};
@@ -84,6 +89,72 @@ impl<'tx, C: OutboxConnection> ApplyContext<'_, 'tx, C> {
     }
 }
 
+/// What a batch apply hook gets ([`CellApplyHooks::apply_replications`],
+/// [`CellApplyHooks::apply_deletions`] and their [`ControlApplyHooks`] twins): the
+/// receiving silo's transaction and the requests of the batch's models, in order.
+///
+/// Every request of one batch comes from the same caller and concerns the same cell
+/// ([`cell_name`](Self::cell_name)), so a hook can write the whole batch with one
+/// multi-row statement.
+pub struct ApplyBatch<'a, 'tx, C: OutboxConnection> {
+    ctx: &'a mut OutboxContext<'tx, C>,
+    requests: &'a [&'a ApplyRequest],
+    caller: &'a SiloId,
+    local: &'a SiloId,
+}
+
+impl<'tx, C: OutboxConnection> ApplyBatch<'_, 'tx, C> {
+    /// The receiving silo's connection, inside the batch's transaction.
+    pub fn connection(&mut self) -> &mut C {
+        self.ctx.connection()
+    }
+
+    /// The batch's transaction as an outbox context (see
+    /// [`ApplyContext::outbox_context`]).
+    pub fn outbox_context(&mut self) -> &mut OutboxContext<'tx, C> {
+        self.ctx
+    }
+
+    /// The cell of every request of the batch: the cell the objects live in, for cell
+    /// models applied in control; this cell, for control models applied here.
+    pub fn cell_name(&self) -> &str {
+        self.requests
+            .first()
+            .map_or("", |request| request.cell.as_str())
+    }
+
+    /// The silo that sent the batch (as its transport authenticated it).
+    pub fn caller(&self) -> &SiloId {
+        self.caller
+    }
+
+    /// This silo.
+    pub fn local(&self) -> &SiloId {
+        self.local
+    }
+
+    /// The requests, one per model (or deleted object) given to the hook, in the same
+    /// order.
+    pub fn requests(&self) -> &[&ApplyRequest] {
+        self.requests
+    }
+
+    /// The context of the batch's request `index`, as a per-object hook gets it (the
+    /// default batch hooks call the per-object ones with it).
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below the number of requests.
+    pub fn context(&mut self, index: usize) -> ApplyContext<'_, 'tx, C> {
+        ApplyContext {
+            ctx: &mut *self.ctx,
+            request: self.requests[index],
+            caller: self.caller,
+            local: self.local,
+        }
+    }
+}
+
 /// What control does with a cell model's change that a cell sent: the receiving side of
 /// [`CellReplicationHooks`](crate::CellReplicationHooks), for silos that talk over a
 /// transport instead of writing each other's databases.
@@ -110,6 +181,41 @@ pub trait CellApplyHooks<C: OutboxConnection>: ReplicatedCell + DeserializeOwned
         let _ = (ctx, object_identifier, shard_identifier, payload);
         Ok(())
     }
+
+    /// In control: a batch of objects exists with the states `models` (in the order of
+    /// [`ApplyBatch::requests`]). The default calls
+    /// [`apply_replication`](Self::apply_replication) for each; override it to write
+    /// the batch with one multi-row statement. An error rolls the whole batch back: it is
+    /// then applied again one request at a time (this hook with a batch of one), so
+    /// that exactly the failing request fails.
+    fn apply_replications(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        models: &[Self],
+    ) -> Result<(), BoxError> {
+        for (index, model) in models.iter().enumerate() {
+            model.apply_replication(&mut batch.context(index))?;
+        }
+        Ok(())
+    }
+
+    /// In control: a batch of objects was deleted; their tombstones are already recorded (one
+    /// statement for the batch). The default calls
+    /// [`apply_deletion`](Self::apply_deletion) for each; failures are handled as for
+    /// [`apply_replications`](Self::apply_replications).
+    fn apply_deletions(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        deleted: &[Deleted],
+    ) -> Result<(), BoxError> {
+        for (index, object) in deleted.iter().enumerate() {
+            Self::apply_deletion(
+                &mut batch.context(index),
+                object.object_identifier,
+                object.shard_identifier,
+                object.payload.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What a cell does with a control model's change that control sent: the receiving side
@@ -129,6 +235,41 @@ pub trait ControlApplyHooks<C: OutboxConnection>: ReplicatedControl + Deserializ
         payload: Option<&JsonPayload>,
     ) -> Result<(), BoxError> {
         let _ = (ctx, object_identifier, shard_identifier, payload);
+        Ok(())
+    }
+
+    /// In a cell: a batch of objects exists with the states `models` (in the order of
+    /// [`ApplyBatch::requests`]). The default calls
+    /// [`apply_replication`](Self::apply_replication) for each; override it to write
+    /// the batch with one multi-row statement. An error rolls the whole batch back: it is
+    /// then applied again one request at a time (this hook with a batch of one), so
+    /// that exactly the failing request fails.
+    fn apply_replications(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        models: &[Self],
+    ) -> Result<(), BoxError> {
+        for (index, model) in models.iter().enumerate() {
+            model.apply_replication(&mut batch.context(index))?;
+        }
+        Ok(())
+    }
+
+    /// In a cell: a batch of objects was deleted; their tombstones are already recorded (one
+    /// statement for the batch). The default calls
+    /// [`apply_deletion`](Self::apply_deletion) for each; failures are handled as for
+    /// [`apply_replications`](Self::apply_replications).
+    fn apply_deletions(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        deleted: &[Deleted],
+    ) -> Result<(), BoxError> {
+        for (index, object) in deleted.iter().enumerate() {
+            Self::apply_deletion(
+                &mut batch.context(index),
+                object.object_identifier,
+                object.shard_identifier,
+                object.payload.as_ref(),
+            )?;
+        }
         Ok(())
     }
 }
@@ -190,33 +331,43 @@ pub enum ApplyError {
     Database(#[from] Error),
 }
 
-/// How one model's requests are applied.
+/// How one model's requests are applied, a batch at a time.
 trait ApplyModel<C: OutboxConnection>: Send + Sync {
-    /// Decodes `state` and runs the replication hook.
-    fn replicate(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        state: &serde_json::Value,
-    ) -> Result<(), BoxError>;
+    /// Decodes the batch's states and runs the batch replication hook.
+    fn replicate(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError>;
 
-    /// Runs the deletion hook (the tombstone is recorded by then).
-    fn delete(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        payload: Option<&JsonPayload>,
-    ) -> Result<(), BoxError>;
+    /// Runs the batch deletion hook (the tombstones are recorded by then).
+    fn delete(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError>;
 }
 
 struct CellModel<M>(PhantomData<fn() -> M>);
 struct ControlModel<M>(PhantomData<fn() -> M>);
 
+/// Decodes each request's state and checks that it is the object the request names.
+fn decode_all<M: DeserializeOwned>(
+    requests: &[&ApplyRequest],
+    identity: impl Fn(&M) -> (i64, i64),
+) -> Result<Vec<M>, BoxError> {
+    requests
+        .iter()
+        .map(|request| match &request.change {
+            Change::Replicate { state } => decode(state, request, &identity),
+            Change::Delete { .. } => Err(format!(
+                "`{}` object {} is a deletion, not a state",
+                request.table, request.object_identifier
+            )
+            .into()),
+        })
+        .collect()
+}
+
 /// Decodes a model's state and checks that it is the object the request names.
 fn decode<M: DeserializeOwned>(
-    state: &serde_json::Value,
+    state: &ModelState,
     request: &ApplyRequest,
     identity: impl Fn(&M) -> (i64, i64),
 ) -> Result<M, BoxError> {
-    let model = M::deserialize(state).map_err(|error| {
+    let model: M = state.decode().map_err(|error| {
         format!(
             "the state of `{}` object {} does not decode: {error}",
             request.table, request.object_identifier
@@ -233,47 +384,51 @@ fn decode<M: DeserializeOwned>(
     Ok(model)
 }
 
+/// The deleted objects of a batch of deletions.
+fn deleted_all(requests: &[&ApplyRequest]) -> Result<Vec<Deleted>, BoxError> {
+    requests
+        .iter()
+        .map(|request| {
+            let payload = match &request.change {
+                Change::Delete { payload } => {
+                    payload.as_ref().map(JsonPayload::encode).transpose()?
+                }
+                Change::Replicate { .. } => None,
+            };
+            Ok(Deleted::new(
+                request.object_identifier,
+                request.shard_identifier,
+                payload,
+            ))
+        })
+        .collect()
+}
+
 impl<C: OutboxConnection, M: CellApplyHooks<C>> ApplyModel<C> for CellModel<M> {
-    fn replicate(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        state: &serde_json::Value,
-    ) -> Result<(), BoxError> {
-        let model: M = decode(state, ctx.request, |m: &M| {
+    fn replicate(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError> {
+        let models: Vec<M> = decode_all(batch.requests, |m: &M| {
             (m.object_identifier(), m.shard_identifier())
         })?;
-        model.apply_replication(ctx)
+        M::apply_replications(batch, &models)
     }
 
-    fn delete(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        payload: Option<&JsonPayload>,
-    ) -> Result<(), BoxError> {
-        let (object, shard) = (ctx.object_identifier(), ctx.shard_identifier());
-        M::apply_deletion(ctx, object, shard, payload)
+    fn delete(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError> {
+        let deleted = deleted_all(batch.requests)?;
+        M::apply_deletions(batch, &deleted)
     }
 }
 
 impl<C: OutboxConnection, M: ControlApplyHooks<C>> ApplyModel<C> for ControlModel<M> {
-    fn replicate(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        state: &serde_json::Value,
-    ) -> Result<(), BoxError> {
-        let model: M = decode(state, ctx.request, |m: &M| {
+    fn replicate(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError> {
+        let models: Vec<M> = decode_all(batch.requests, |m: &M| {
             (m.object_identifier(), m.shard_identifier())
         })?;
-        model.apply_replication(ctx)
+        M::apply_replications(batch, &models)
     }
 
-    fn delete(
-        &self,
-        ctx: &mut ApplyContext<'_, '_, C>,
-        payload: Option<&JsonPayload>,
-    ) -> Result<(), BoxError> {
-        let (object, shard) = (ctx.object_identifier(), ctx.shard_identifier());
-        M::apply_deletion(ctx, object, shard, payload)
+    fn delete(&self, batch: &mut ApplyBatch<'_, '_, C>) -> Result<(), BoxError> {
+        let deleted = deleted_all(batch.requests)?;
+        M::apply_deletions(batch, &deleted)
     }
 }
 
@@ -294,10 +449,33 @@ struct Accepted<C: OutboxConnection> {
 ///   only, aimed at this cell only.
 ///
 /// [`Appliers::apply`] checks a batch, then applies it in one transaction (an
-/// [`OutboxContext`]): a request whose hook fails is rolled back alone (the batch is then
-/// applied again, each request in a savepoint of its own, so its hooks may run twice),
-/// and the later requests of its shard are not attempted, so that a shard's changes are
-/// applied in order. The outcomes say exactly which requests were committed.
+/// [`OutboxContext`]):
+///
+/// 1. **Monotonic apply.** One statement records, per (source silo, model table, object),
+///    the highest source outbox row id applied ([`ApplyRequest::row_id`]), deletions
+///    included, in the library's table `outbox_applied_changes`, and locks those rows. A
+///    request at or below the recorded id (a replay, a duplicate, a late retry, a retried
+///    parked group) is answered [`Applied`](ApplyOutcome::Applied) without running its
+///    hooks ([`superseded`](Self::superseded) counts them; logged at debug), so an older
+///    state never overwrites a newer one and a deleted object never comes back. A
+///    concurrent apply of the same object (another server process) waits for this
+///    transaction, then finds its request older or newer.
+/// 2. **Batch hooks.** The remaining requests are cut into groups of one model and one
+///    kind (replications, deletions), keeping each shard's order, and each group is
+///    handed to the model's batch hook at once
+///    ([`apply_replications`](CellApplyHooks::apply_replications),
+///    [`apply_deletions`](CellApplyHooks::apply_deletions); their defaults call the
+///    per-object hooks). A deletion group's tombstones are recorded first, with one
+///    statement.
+/// 3. **Failures.** If a hook fails, the batch is rolled back and applied again, each
+///    request in a savepoint of its own (its hooks may then run twice): the failing request
+///    is rolled back alone, and the later requests of its shard are not attempted, so that
+///    a shard's changes are applied in order. The outcomes say exactly which requests were
+///    committed.
+///
+/// The ledger holds a row per replicated object; the rows of deleted objects can be
+/// forgotten with [`forget_deletions_before`](Self::forget_deletions_before) once no
+/// request for them can still arrive (beyond the transport's replay window).
 ///
 /// ```
 /// # diesel_outbox::outbox_scopes_and_categories! {
@@ -306,7 +484,9 @@ struct Accepted<C: OutboxConnection> {
 /// # }
 /// # diesel::table! { organizations (id) { id -> BigInt, name -> Text } }
 /// use diesel::prelude::*;
-/// use diesel_outbox::apply::{ApplyContext, ApplyRequest, Appliers, CellApplyHooks, Change};
+/// use diesel_outbox::apply::{
+///     ApplyContext, ApplyRequest, Appliers, CellApplyHooks, Change, ModelState,
+/// };
 /// use diesel_outbox::{BoxError, OutboxTable, ReplicatedCell, SiloId};
 ///
 /// #[derive(Queryable, Selectable, ReplicatedCell, serde::Serialize, serde::Deserialize)]
@@ -333,10 +513,15 @@ struct Accepted<C: OutboxConnection> {
 ///     shard_scope: 0,
 ///     shard_identifier: 10,
 ///     cell: "eu".into(),
-///     change: Change::Replicate { state: serde_json::json!({"id": 10, "name": "Acme"}) },
+///     row_id: 7,
+///     change: Change::Replicate { state: ModelState::of(&serde_json::json!({"id": 10, "name": "Acme"}))? },
 /// };
 /// let outcomes = appliers.apply(&mut control, &SiloId::cell("eu"), &[request.clone()])?;
 /// assert!(outcomes[0].is_applied());
+/// // The same request again (a replay): answered as applied, its hook not run.
+/// let outcomes = appliers.apply(&mut control, &SiloId::cell("eu"), &[request.clone()])?;
+/// assert!(outcomes[0].is_applied());
+/// assert_eq!(appliers.superseded(), 1);
 /// // Cell us may not send eu's changes: the batch is refused, nothing applied.
 /// assert!(appliers.apply(&mut control, &SiloId::cell("us"), &[request]).is_err());
 /// # Ok(()) }
@@ -344,6 +529,8 @@ struct Accepted<C: OutboxConnection> {
 pub struct Appliers<C: OutboxConnection> {
     local: SiloId,
     accepted: HashMap<(OutboxTable, i32), Accepted<C>>,
+    monotonic: bool,
+    superseded: AtomicU64,
 }
 
 impl<C: OutboxConnection> Appliers<C> {
@@ -352,6 +539,8 @@ impl<C: OutboxConnection> Appliers<C> {
         Appliers {
             local,
             accepted: HashMap::new(),
+            monotonic: true,
+            superseded: AtomicU64::new(0),
         }
     }
 
@@ -398,6 +587,35 @@ impl<C: OutboxConnection> Appliers<C> {
     /// This silo.
     pub fn local(&self) -> &SiloId {
         &self.local
+    }
+
+    /// Whether to keep the ledger of applied changes (default `true`; see the type's
+    /// docs, "monotonic apply"). Without it every request runs its hooks, however old:
+    /// turn it off only when the hooks themselves never go back (e.g. a replica upsert
+    /// conditional on a version column the model carries), to save the ledger's
+    /// statement and rows.
+    pub fn monotonic(mut self, monotonic: bool) -> Self {
+        self.monotonic = monotonic;
+        self
+    }
+
+    /// How many requests were answered as applied without running their hooks since
+    /// this registry was built, because the object had a request with the same or a
+    /// newer source row id applied already (see the type's docs, "monotonic apply").
+    pub fn superseded(&self) -> u64 {
+        self.superseded.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the ledger rows of objects whose deletion was applied before `before`
+    /// (UTC), in `conn`'s database; how many. A request for such an object that arrives
+    /// later is applied again, so choose `before` older than any request can still
+    /// arrive: the transport's replay window (five minutes for the HTTP transport) and
+    /// the sender's longest backoff. Run it beside your own retention of tombstones.
+    pub fn forget_deletions_before(
+        conn: &mut C,
+        before: chrono::NaiveDateTime,
+    ) -> Result<usize, Error> {
+        Ok(conn.forget_applied_deletions(Token::new(), before)?)
     }
 
     /// How many (outbox, category) pairs are accepted.
@@ -507,8 +725,8 @@ impl<C: OutboxConnection> Appliers<C> {
         Ok(self.apply_checked(ctx, caller, requests))
     }
 
-    /// A checked batch in `ctx`. First the whole batch in one savepoint: two statements
-    /// for the batch rather than two per request. If a request fails, that savepoint is
+    /// A checked batch in `ctx`. First the whole batch in one savepoint: a few statements
+    /// for the batch rather than a few per request. If a request fails, that savepoint is
     /// rolled back and the batch is applied again, each request in a savepoint of its
     /// own and none of a shard after one that failed.
     fn apply_checked(
@@ -517,21 +735,12 @@ impl<C: OutboxConnection> Appliers<C> {
         caller: &SiloId,
         requests: &[ApplyRequest],
     ) -> Vec<ApplyOutcome> {
+        let all: Vec<&ApplyRequest> = requests.iter().collect();
         let whole = panic::catch_unwind(AssertUnwindSafe(|| {
-            outbox_context(ctx, |inner| {
-                requests.iter().try_for_each(|request| {
-                    let accepted = self.accepted_for(request)?;
-                    let mut apply = ApplyContext {
-                        ctx: &mut *inner,
-                        request,
-                        caller,
-                        local: &self.local,
-                    };
-                    run_hook(accepted, &mut apply)
-                })
-            })
+            outbox_context(ctx, |inner| self.apply_all(inner, caller, &all))
         }));
-        if matches!(whole, Ok(Ok(()))) {
+        if let Ok(Ok(superseded)) = whole {
+            self.count_superseded(superseded);
             return vec![ApplyOutcome::Applied; requests.len()];
         }
         let mut stopped: HashSet<ShardKey> = HashSet::new();
@@ -553,13 +762,132 @@ impl<C: OutboxConnection> Appliers<C> {
         outcomes
     }
 
+    fn count_superseded(&self, superseded: u64) {
+        if superseded > 0 {
+            self.superseded.fetch_add(superseded, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            metrics::counter!("outbox.apply_superseded").increment(superseded);
+        }
+    }
+
+    /// Records the requests in the ledger, then runs the hooks of those that are newer,
+    /// a group at a time; how many were superseded.
+    fn apply_all(
+        &self,
+        ctx: &mut OutboxContext<'_, C>,
+        caller: &SiloId,
+        requests: &[&ApplyRequest],
+    ) -> Result<u64, BoxError> {
+        let newer = self.record_newer(ctx.connection(), caller, requests)?;
+        let fresh: Vec<&ApplyRequest> = requests
+            .iter()
+            .zip(&newer)
+            .filter(|(_, newer)| **newer)
+            .map(|(request, _)| *request)
+            .collect();
+        let kind = |r: &&ApplyRequest| (r.outbox, r.category, r.is_deletion());
+        for group in groups(&fresh, |r| r.shard_key(), kind) {
+            let group: Vec<&ApplyRequest> = group.into_iter().map(|index| fresh[index]).collect();
+            self.apply_group(ctx, caller, &group)?;
+        }
+        Ok((requests.len() - fresh.len()) as u64)
+    }
+
+    /// For each request, whether it is newer than what was applied of its object: the
+    /// ledger moved forward to it. Of several requests for one object in the batch, only
+    /// the one with the highest row id can be.
+    fn record_newer(
+        &self,
+        conn: &mut C,
+        caller: &SiloId,
+        requests: &[&ApplyRequest],
+    ) -> Result<Vec<bool>, BoxError> {
+        if !self.monotonic {
+            return Ok(vec![true; requests.len()]);
+        }
+        let mut newest: HashMap<(&str, i64), usize> = HashMap::new();
+        for (index, request) in requests.iter().enumerate() {
+            let key = (request.table.as_str(), request.object_identifier);
+            match newest.get(&key) {
+                Some(&known) if requests[known].row_id >= request.row_id => {}
+                _ => {
+                    newest.insert(key, index);
+                }
+            }
+        }
+        let mut candidates: Vec<usize> = newest.into_values().collect();
+        candidates.sort_unstable();
+        let changes: Vec<AppliedChange<'_>> = candidates
+            .iter()
+            .map(|&index| AppliedChange {
+                table_name: &requests[index].table,
+                object_identifier: requests[index].object_identifier,
+                row_id: requests[index].row_id,
+                deleted: requests[index].is_deletion(),
+            })
+            .collect();
+        let now = chrono::Utc::now().naive_utc();
+        let recorded = conn.record_applied(Token::new(), caller, &changes, now)?;
+        let mut newer = vec![false; requests.len()];
+        for (&index, recorded) in candidates.iter().zip(recorded) {
+            newer[index] = recorded;
+        }
+        for (request, newer) in requests.iter().zip(&newer) {
+            if !newer {
+                tracing::debug!(
+                    caller = %caller,
+                    table = %request.table,
+                    object = request.object_identifier,
+                    row_id = request.row_id,
+                    "an outbox change at or below the applied one was not applied again"
+                );
+            }
+        }
+        Ok(newer)
+    }
+
+    /// One group (one model, one kind) through its batch hook; a deletion group's
+    /// tombstones first.
+    fn apply_group(
+        &self,
+        ctx: &mut OutboxContext<'_, C>,
+        caller: &SiloId,
+        group: &[&ApplyRequest],
+    ) -> Result<(), BoxError> {
+        let Some(first) = group.first() else {
+            return Ok(());
+        };
+        let accepted = self.accepted_for(first)?;
+        let deletion = first.is_deletion();
+        if deletion {
+            // A cell object's tombstone lives in control, a control object's in the cell.
+            let tombstones = match first.outbox {
+                OutboxTable::Cell => TombstoneTable::Control,
+                OutboxTable::Control => TombstoneTable::Cell,
+            };
+            let objects: Vec<i64> = group.iter().map(|r| r.object_identifier).collect();
+            record_tombstones(ctx.connection(), tombstones, accepted.table, &objects)?;
+        }
+        let mut batch = ApplyBatch {
+            ctx,
+            requests: group,
+            caller,
+            local: &self.local,
+        };
+        if deletion {
+            accepted.model.delete(&mut batch)
+        } else {
+            accepted.model.replicate(&mut batch)
+        }
+    }
+
     fn accepted_for(&self, request: &ApplyRequest) -> Result<&Accepted<C>, BoxError> {
         self.accepted
             .get(&(request.outbox, request.category))
             .ok_or_else(|| "no model of this category is applied here".into())
     }
 
-    /// One request in a savepoint of `ctx`, its panics caught.
+    /// One request in a savepoint of `ctx` (a batch of one), its panics caught.
     fn apply_one(
         &self,
         ctx: &mut OutboxContext<'_, C>,
@@ -576,18 +904,13 @@ impl<C: OutboxConnection> Appliers<C> {
         };
         // outbox_context rolls its savepoint back before a panic goes on.
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            outbox_context(ctx, |inner| {
-                let mut apply = ApplyContext {
-                    ctx: inner,
-                    request,
-                    caller,
-                    local: &self.local,
-                };
-                run_hook(accepted, &mut apply)
-            })
+            outbox_context(ctx, |inner| self.apply_all(inner, caller, &[request]))
         }));
         match run {
-            Ok(Ok(())) => ApplyOutcome::Applied,
+            Ok(Ok(superseded)) => {
+                self.count_superseded(superseded);
+                ApplyOutcome::Applied
+            }
             Ok(Err(error)) => ApplyOutcome::Failed {
                 error: format!(
                     "{} `{}` object {}: {error}",
@@ -603,27 +926,6 @@ impl<C: OutboxConnection> Appliers<C> {
                     panic_message(&*panic)
                 ),
             },
-        }
-    }
-}
-
-/// The hook a request asks for; a deletion records its tombstone first.
-fn run_hook<C: OutboxConnection>(
-    accepted: &Accepted<C>,
-    ctx: &mut ApplyContext<'_, '_, C>,
-) -> Result<(), BoxError> {
-    match &ctx.request.change {
-        Change::Replicate { state } => accepted.model.replicate(ctx, state),
-        Change::Delete { payload } => {
-            // A cell object's tombstone lives in control, a control object's in the cell.
-            let tombstones = match ctx.request.outbox {
-                OutboxTable::Cell => TombstoneTable::Control,
-                OutboxTable::Control => TombstoneTable::Cell,
-            };
-            let object = ctx.object_identifier();
-            record_tombstone(ctx.connection(), tombstones, accepted.table, object)?;
-            let payload = payload.as_ref().map(JsonPayload::encode).transpose()?;
-            accepted.model.delete(ctx, payload.as_ref())
         }
     }
 }

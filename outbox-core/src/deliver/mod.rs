@@ -13,7 +13,9 @@
 //!   silo's [`Appliers`](apply::Appliers).
 
 pub(crate) mod apply;
+pub(crate) mod group;
 pub(crate) mod hooks;
+pub(crate) mod load;
 pub(crate) mod receiver;
 pub(crate) mod remote;
 pub(crate) mod replicated;

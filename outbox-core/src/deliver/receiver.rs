@@ -328,11 +328,20 @@ impl<C: 'static> Receivers<C> {
         self
     }
 
-    /// Registers the library's receiver for the cell model `M` under its category: it
-    /// loads the object by id; if it exists it calls
-    /// [`handle_async_replication`](crate::CellReplicationHooks::handle_async_replication),
-    /// otherwise it records a tombstone in control (with a silo directory) and calls
-    /// [`handle_async_deletion`](crate::CellReplicationHooks::handle_async_deletion).
+    /// Registers the library's receiver for the cell model `M` under its category, a
+    /// batch receiver: it loads the batch's objects with one statement; those that exist
+    /// go to
+    /// [`handle_async_replications`](crate::CellReplicationHooks::handle_async_replications),
+    /// the others get their tombstones in control (with a silo directory; one statement)
+    /// and go to
+    /// [`handle_async_deletions`](crate::CellReplicationHooks::handle_async_deletions).
+    /// The defaults of both call the per-object hooks
+    /// ([`handle_async_replication`](crate::CellReplicationHooks::handle_async_replication),
+    /// [`handle_async_deletion`](crate::CellReplicationHooks::handle_async_deletion)).
+    ///
+    /// Each hook call gets rows of one kind, each shard's in order, inside a savepoint of
+    /// the drain's connection; a call that fails is made again one row at a time, so
+    /// that exactly the failing row (and the later rows of its shard) stay.
     pub fn replicated_cell<M>(self) -> Self
     where
         C: OutboxConnection,
@@ -344,7 +353,7 @@ impl<C: 'static> Receivers<C> {
             OutboxTable::Cell,
             category.number,
             category.name,
-            one(receiver),
+            Handler::Batch(Arc::new(receiver)),
         )
     }
 
@@ -362,7 +371,7 @@ impl<C: 'static> Receivers<C> {
             OutboxTable::Control,
             category.number,
             category.name,
-            one(receiver),
+            Handler::Batch(Arc::new(receiver)),
         )
     }
 

@@ -2,8 +2,9 @@
 //! [`Transport`], which carries them to the silo that applies them.
 //!
 //! [`Outgoing`] says which models a silo sends; [`RemoteReceiver`] is the batch receiver
-//! the drain calls: it builds a request per message (loading the model by id: its state,
-//! or a deletion if it is gone), sends each target silo its requests at once, and reports
+//! the drain calls: it builds a request per message (a batch's objects of each model
+//! loaded with one statement: each one's state, or a deletion if it is gone), sends each
+//! target silo its requests at once, and reports
 //! exactly those that were not applied, so the drain deletes exactly the applied ones.
 //! [`Receivers::remote`](crate::Receivers::remote) registers it.
 
@@ -13,8 +14,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::load::load_models;
 use super::receiver::{BatchError, BatchReceiver};
-use super::request::{ApplyOutcome, ApplyRequest, Change};
+use super::request::{ApplyOutcome, ApplyRequest, Change, ModelState};
 use crate::backend::OutboxConnection;
 use crate::key::category::{CategoryInfo, OutboxCategory};
 use crate::key::error::{BoxError, Error};
@@ -58,29 +60,36 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
 }
 
-/// Loads a model by id and serialises it: `None` when the object is gone.
-type LoadState<C> = fn(&mut C, i64) -> Result<Option<serde_json::Value>, BoxError>;
+/// Loads a batch's objects of one model by id (one statement per bind-limit chunk) and
+/// serialises each once: the state of each object found, by id (an object whose state does
+/// not serialise carries its error); an id absent from the map is a deleted object.
+type LoadStates<C> = Arc<dyn Fn(&mut C, &[i64]) -> Result<States, BoxError> + Send + Sync>;
 
-fn load_state<C, M>(
-    conn: &mut C,
-    object_identifier: i64,
-) -> Result<Option<serde_json::Value>, BoxError>
+/// The states of a batch's objects of one model, by id.
+type States = HashMap<i64, Result<ModelState, String>>;
+
+fn load_states<C, M>(conn: &mut C, ids: &[i64], identity: fn(&M) -> i64) -> Result<States, BoxError>
 where
+    C: OutboxConnection,
     M: ModelWrites<C> + Serialize,
 {
-    match M::load_row(conn, object_identifier)? {
-        Some(model) => Ok(Some(serde_json::to_value(&model).map_err(|error| {
-            format!("object {object_identifier} could not be serialised: {error}")
-        })?)),
-        None => Ok(None),
-    }
+    let models: Vec<M> = load_models(conn, ids)?;
+    Ok(models
+        .iter()
+        .map(|model| {
+            let id = identity(model);
+            let state = ModelState::of(model)
+                .map_err(|error| format!("object {id} could not be serialised: {error}"));
+            (id, state)
+        })
+        .collect())
 }
 
 /// One sent model.
 struct Sent<C> {
     category: CategoryInfo,
     table: &'static str,
-    load: LoadState<C>,
+    load: LoadStates<C>,
 }
 
 /// Which replicated models a silo sends to the others, by category: the sending half of
@@ -129,7 +138,9 @@ impl<C: OutboxConnection> Outgoing<C> {
             Sent {
                 category,
                 table: <M as ReplicatedCell>::TABLE_NAME,
-                load: load_state::<C, M>,
+                load: Arc::new(|conn: &mut C, ids: &[i64]| {
+                    load_states::<C, M>(conn, ids, M::object_identifier)
+                }),
             },
         );
         self
@@ -146,7 +157,9 @@ impl<C: OutboxConnection> Outgoing<C> {
             Sent {
                 category,
                 table: <M as ReplicatedControl>::TABLE_NAME,
-                load: load_state::<C, M>,
+                load: Arc::new(|conn: &mut C, ids: &[i64]| {
+                    load_states::<C, M>(conn, ids, M::object_identifier)
+                }),
             },
         );
         self
@@ -165,55 +178,119 @@ impl<C: OutboxConnection> Outgoing<C> {
     }
 
     /// The request for `message`, sent by `local`: the model's current state, loaded by
-    /// id on `conn` (the sending silo's own database), or a deletion if it is gone.
+    /// id on `conn` (the sending silo's own database), or a deletion if it is gone. A
+    /// batch is better built with [`requests`](Self::requests).
     pub fn request(
         &self,
         conn: &mut C,
         local: &SiloId,
         message: &OutboxMessage,
     ) -> Result<ApplyRequest, BoxError> {
-        let sent = self
-            .sent
-            .get(&(message.table, message.category))
-            .ok_or_else(|| {
-                format!(
+        self.requests(conn, local, std::slice::from_ref(message))
+            .pop()
+            .unwrap_or_else(|| Err("no request was built".into()))
+    }
+
+    /// The requests for a batch of `messages`, sent by `local`, one per message in order:
+    /// each model's objects are loaded on `conn` (the sending silo's own database) with
+    /// one statement for the batch (`= ANY($1)` on PostgreSQL, `IN (..)` split at the bind
+    /// limit elsewhere), and each object is serialised once, however many requests (cells)
+    /// carry it. An object the load does not return was deleted: its request is a
+    /// deletion. A message that cannot become a request (no model sent for its category,
+    /// a state that does not serialise, a load that failed) gets its error.
+    pub fn requests(
+        &self,
+        conn: &mut C,
+        local: &SiloId,
+        messages: &[OutboxMessage],
+    ) -> Vec<Result<ApplyRequest, BoxError>> {
+        let mut built: Vec<Option<Result<ApplyRequest, BoxError>>> =
+            messages.iter().map(|_| None).collect();
+        let mut by_model: BTreeMap<(OutboxTable, i32), Vec<usize>> = BTreeMap::new();
+        for (index, message) in messages.iter().enumerate() {
+            if self.sent.contains_key(&(message.table, message.category)) {
+                by_model
+                    .entry((message.table, message.category))
+                    .or_default()
+                    .push(index);
+            } else {
+                built[index] = Some(Err(format!(
                     "no replicated model of category {} of {} is sent from {local}",
                     message.category, message.table
                 )
-            })?;
-        let cell = match (message.table, local) {
-            (OutboxTable::Cell, SiloId::Cell(name)) => name.clone(),
-            (OutboxTable::Cell, SiloId::Control) => {
-                return Err("cell-outbox rows are sent by a cell, and this silo is control".into())
+                .into()));
             }
-            (OutboxTable::Control, _) => {
-                message.cell_name.clone().ok_or(Error::MissingCellName {
-                    table: sent.table,
-                    object_identifier: message.object_identifier,
-                })?
+        }
+        for (model, indexes) in by_model {
+            let Some(sent) = self.sent.get(&model) else {
+                continue;
+            };
+            let ids: Vec<i64> = indexes
+                .iter()
+                .map(|&index| messages[index].object_identifier)
+                .collect();
+            match (sent.load)(conn, &ids) {
+                Ok(states) => {
+                    for index in indexes {
+                        built[index] = Some(build(sent, local, &messages[index], &states));
+                    }
+                }
+                Err(error) => {
+                    let error = format!("loading `{}` failed: {error}", sent.table);
+                    for index in indexes {
+                        built[index] = Some(Err(error.clone().into()));
+                    }
+                }
             }
-        };
-        let change = match (sent.load)(conn, message.object_identifier)? {
-            Some(state) => Change::Replicate { state },
-            None => Change::Delete {
-                payload: message
-                    .payload
-                    .as_ref()
-                    .map(|payload| serde_json::from_str(payload.as_str()))
-                    .transpose()?,
-            },
-        };
-        Ok(ApplyRequest {
-            outbox: message.table,
-            table: sent.table.to_owned(),
-            category: message.category,
-            object_identifier: message.object_identifier,
-            shard_scope: message.shard.scope,
-            shard_identifier: message.shard.identifier,
-            cell,
-            change,
-        })
+        }
+        built
+            .into_iter()
+            .map(|request| request.unwrap_or_else(|| Err("no request was built".into())))
+            .collect()
     }
+}
+
+/// The request for one message of a model whose batch is loaded (`states`).
+fn build<C>(
+    sent: &Sent<C>,
+    local: &SiloId,
+    message: &OutboxMessage,
+    states: &States,
+) -> Result<ApplyRequest, BoxError> {
+    let cell = match (message.table, local) {
+        (OutboxTable::Cell, SiloId::Cell(name)) => name.clone(),
+        (OutboxTable::Cell, SiloId::Control) => {
+            return Err("cell-outbox rows are sent by a cell, and this silo is control".into())
+        }
+        (OutboxTable::Control, _) => message.cell_name.clone().ok_or(Error::MissingCellName {
+            table: sent.table,
+            object_identifier: message.object_identifier,
+        })?,
+    };
+    let change = match states.get(&message.object_identifier) {
+        Some(Ok(state)) => Change::Replicate {
+            state: state.clone(),
+        },
+        Some(Err(error)) => return Err(format!("`{}` {error}", sent.table).into()),
+        None => Change::Delete {
+            payload: message
+                .payload
+                .as_ref()
+                .map(|payload| serde_json::from_str(payload.as_str()))
+                .transpose()?,
+        },
+    };
+    Ok(ApplyRequest {
+        outbox: message.table,
+        table: sent.table.to_owned(),
+        category: message.category,
+        object_identifier: message.object_identifier,
+        shard_scope: message.shard.scope,
+        shard_identifier: message.shard.identifier,
+        cell,
+        row_id: message.id,
+        change,
+    })
 }
 
 impl<C: OutboxConnection> Default for Outgoing<C> {
@@ -236,7 +313,8 @@ impl<C> fmt::Debug for Outgoing<C> {
 
 /// The drain's receiver for the models a silo sends over a [`Transport`].
 ///
-/// For a batch of messages it builds each request on the drain's connection, groups them
+/// For a batch of messages it builds the requests on the drain's connection (one load per
+/// model, see [`Outgoing::requests`]), groups them
 /// by target silo (control, or each row's cell), sends every target its requests in one
 /// call (the targets in parallel), and fails exactly the messages that were not applied.
 /// Within a shard nothing is sent after a message that could not be built, and the
@@ -281,7 +359,8 @@ impl<C: OutboxConnection> BatchReceiver<C> for RemoteReceiver<C> {
         let mut failed = BatchError::new();
         let mut stopped: HashSet<ShardKey> = HashSet::new();
         let mut by_target = ByTarget::new();
-        for (index, message) in messages.iter().enumerate() {
+        let requests = self.outgoing.requests(conn, local, messages);
+        for (index, (message, request)) in messages.iter().zip(requests).enumerate() {
             let shard = message.shard_key();
             if stopped.contains(&shard) {
                 failed.fail(
@@ -290,7 +369,7 @@ impl<C: OutboxConnection> BatchReceiver<C> for RemoteReceiver<C> {
                 );
                 continue;
             }
-            match self.outgoing.request(conn, local, message) {
+            match request {
                 Ok(request) => {
                     let (indexes, requests) = by_target.entry(request.target()).or_default();
                     indexes.push(index);

@@ -19,8 +19,23 @@ pub fn record_tombstone<C: OutboxConnection>(
     table_name: &str,
     object_identifier: i64,
 ) -> Result<bool> {
+    Ok(record_tombstones(conn, table, table_name, &[object_identifier])? > 0)
+}
+
+/// Records that the objects `object_identifiers` of `table_name` were deleted, with one
+/// statement (split only at the backend's bind limit). Returns how many tombstones are
+/// new; those that existed already (repeated deliveries) are kept as they were.
+pub fn record_tombstones<C: OutboxConnection>(
+    conn: &mut C,
+    table: TombstoneTable,
+    table_name: &str,
+    object_identifiers: &[i64],
+) -> Result<usize> {
+    if object_identifiers.is_empty() {
+        return Ok(0);
+    }
     let now = chrono::Utc::now().naive_utc();
-    Ok(conn.insert_tombstone(Token::new(), table, table_name, object_identifier, now)? > 0)
+    Ok(conn.insert_tombstones(Token::new(), table, table_name, object_identifiers, now)?)
 }
 
 /// The tombstones of `table`, oldest first; only those of `table_name` if given.

@@ -347,6 +347,10 @@ pub trait ModelWrites<C>: Sized {
     ) -> Result<Vec<Self>>;
     /// SELECT by primary key.
     fn load_row(conn: &mut C, object_identifier: i64) -> Result<Option<Self>>;
+    /// SELECT of many by primary key, in one statement (`= ANY($1)` on PostgreSQL, `IN
+    /// (..)` elsewhere: callers split `object_identifiers` at the backend's bind limit).
+    /// The models found, in no particular order; an identifier not found is absent.
+    fn load_rows(conn: &mut C, object_identifiers: &[i64]) -> Result<Vec<Self>>;
 }
 
 /// The outbox rows a write of a model records, whichever silo it belongs to.

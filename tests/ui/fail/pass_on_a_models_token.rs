@@ -54,6 +54,10 @@ impl ModelWrites<SqliteConnection> for Evil {
     fn load_row(_: &mut SqliteConnection, _: i64) -> diesel_outbox::Result<Option<Self>> {
         Ok(None)
     }
+
+    fn load_rows(_: &mut SqliteConnection, _: &[i64]) -> diesel_outbox::Result<Vec<Self>> {
+        Ok(Vec::new())
+    }
 }
 
 fn main() {}
