@@ -576,6 +576,46 @@ macro_rules! two_db_tests {
     };
 }
 
+/// Declares one `#[test]` per enabled backend for a function
+/// `fn name<D: TestDb>(first: &D, second: &D, third: &D)` that needs three databases of
+/// one backend (e.g. control's and two cells').
+#[macro_export]
+macro_rules! three_db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_three {
+            $(
+                #[test]
+                fn $name() {
+                    let dbs = [$crate::SqliteDb::new(), $crate::SqliteDb::new(), $crate::SqliteDb::new()];
+                    super::$name(&dbs[0], &dbs[1], &dbs[2]);
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres_three {
+            $(
+                #[test]
+                fn $name() {
+                    let (Some(a), Some(b), Some(c)) = ($crate::PgSchema::create(), $crate::PgSchema::create(), $crate::PgSchema::create()) else { return };
+                    super::$name(&a, &b, &c);
+                }
+            )*
+        }
+
+        #[cfg(feature = "mysql")]
+        mod mysql_three {
+            $(
+                #[test]
+                fn $name() {
+                    let (Some(a), Some(b), Some(c)) = ($crate::MysqlDb::create(), $crate::MysqlDb::create(), $crate::MysqlDb::create()) else { return };
+                    super::$name(&a, &b, &c);
+                }
+            )*
+        }
+    };
+}
+
 /// Declares one `#[test]` on PostgreSQL only, for a function `fn name<D: TestDb>(db: &D)`:
 /// points that need real row locks.
 #[macro_export]

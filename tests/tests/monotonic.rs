@@ -18,7 +18,7 @@ use diesel_outbox_http::signature::{
     TIMESTAMP_HEADER,
 };
 use diesel_outbox_http::SigningKey;
-use diesel_outbox_tests::{TestConnection, TestDb as _};
+use diesel_outbox_tests::TestConnection;
 use silo_pair::*;
 
 /// A signed POST as cell eu sends it, kept so that it can be sent again byte for byte.

@@ -229,9 +229,15 @@ where
             continue;
         }
         for index in members {
-            if let Err(error) = attempt(conn, messages, &[index], &deliver) {
+            let shard = messages[index].shard_key();
+            if stopped.contains(&shard) {
+                failed.fail(
+                    index,
+                    format!("not delivered: an earlier row of {shard} failed"),
+                );
+            } else if let Err(error) = attempt(conn, messages, &[index], &deliver) {
                 failed.fail(index, error);
-                stopped.insert(messages[index].shard_key());
+                stopped.insert(shard);
             }
         }
     }

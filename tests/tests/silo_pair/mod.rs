@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_outbox::apply::{
-    Appliers, ApplyBatch, ApplyContext, ApplyRequest, CellApplyHooks, Change, ModelState,
+    Appliers, ApplyBatch, ApplyContext, ApplyRequest, CellApplyHooks, Change, ControlApplyHooks,
+    ModelState,
 };
 use diesel_outbox::{
-    BoxError, CellReplicationHooks, JsonPayload, OutboxTable, ReplicatedCell, ReplicationContext,
-    SiloId,
+    BoxError, CellReplicationHooks, JsonPayload, OutboxTable, ReplicatedCell, ReplicatedControl,
+    ReplicationContext, SiloId,
 };
 use diesel_outbox_http::axum::{router, serve_in_background, Background};
 use diesel_outbox_http::{HttpTransport, Server, SigningKey};
@@ -32,6 +33,7 @@ diesel_outbox::outbox_scopes_and_categories! {
     pub categories Category {
         ProjectUpdate = 1 { scope: Organization, silo: cell },
         ItemUpdate = 3 { scope: Organization, silo: cell },
+        NoticeUpdate = 2 { scope: Organization, silo: control },
     }
 }
 
@@ -51,6 +53,52 @@ diesel::table! {
 diesel::table! {
     /// Control's copies of them.
     item_replicas (id) { id -> BigInt, organization_id -> BigInt, name -> Text }
+}
+
+diesel::table! {
+    /// Control's notices, each aimed at the cells its `cells` lists (comma-separated).
+    notices (id) { id -> BigInt, organization_id -> BigInt, text -> Text, cells -> Text }
+}
+diesel::table! {
+    /// A cell's copies of them.
+    notice_replicas (id) { id -> BigInt, text -> Text }
+}
+
+/// Control's notices table.
+pub const NOTICE_TABLES: &str = "CREATE TABLE notices (id BIGINT PRIMARY KEY,
+    organization_id BIGINT NOT NULL, text TEXT NOT NULL, cells TEXT NOT NULL);";
+
+/// A cell's table of notice replicas.
+pub const NOTICE_REPLICA_TABLES: &str =
+    "CREATE TABLE notice_replicas (id BIGINT PRIMARY KEY, text TEXT NOT NULL);";
+
+/// A control model sent to several cells. Its `Serialize` counts how often each notice is
+/// serialised (by id), to show that one state serves every cell.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Deserialize, ReplicatedControl)]
+#[diesel(table_name = notices)]
+#[outbox(category = Category::NoticeUpdate, cells = cells_of, flush = false)]
+pub struct Notice {
+    pub id: i64,
+    pub organization_id: i64,
+    pub text: String,
+    pub cells: String,
+}
+
+fn cells_of(notice: &Notice) -> Vec<String> {
+    notice.cells.split(',').map(str::to_owned).collect()
+}
+
+impl Serialize for Notice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        count_call("notice.serialize", self.id, 1);
+        let mut state = serializer.serialize_struct("Notice", 4)?;
+        state.serialize_field("id", &self.id)?;
+        state.serialize_field("organization_id", &self.organization_id)?;
+        state.serialize_field("text", &self.text)?;
+        state.serialize_field("cells", &self.cells)?;
+        state.end()
+    }
 }
 
 /// The cell's tables.
@@ -146,7 +194,7 @@ pub fn calls(hook: &'static str, organization: i64) -> usize {
 /// column on SQLite and PostgreSQL, `DuplicatedKeys` on MySQL; `$new_name` is the name an
 /// upsert would have inserted.
 macro_rules! per_backend {
-    ($conn:ty, key: $key:expr, item_key: $item_key:expr, new_name: $new_name:expr) => {
+    ($conn:ty, key: $key:expr, item_key: $item_key:expr, notice_key: $notice_key:expr, new_name: $new_name:expr) => {
         impl CellApplyHooks<$conn> for Project {
             fn apply_replication(
                 &self,
@@ -278,7 +326,33 @@ macro_rules! per_backend {
             }
         }
 
+        impl ControlApplyHooks<$conn> for Notice {
+            fn apply_replication(
+                &self,
+                ctx: &mut ApplyContext<'_, '_, $conn>,
+            ) -> Result<(), BoxError> {
+                count_call("notice.apply", self.organization_id, 1);
+                diesel::insert_into(notice_replicas::table)
+                    .values((
+                        notice_replicas::id.eq(self.id),
+                        notice_replicas::text.eq(&self.text),
+                    ))
+                    .on_conflict($notice_key)
+                    .do_update()
+                    .set(notice_replicas::text.eq(&self.text))
+                    .execute(ctx.connection())?;
+                Ok(())
+            }
+        }
+
         impl Replicas for $conn {
+            fn notice_replicas(&mut self) -> Vec<(i64, String)> {
+                notice_replicas::table
+                    .order(notice_replicas::id)
+                    .load(self)
+                    .expect("read notice_replicas")
+            }
+
             fn project_replicas(&mut self) -> Vec<ProjectReplica> {
                 project_replicas::table
                     .order(project_replicas::id)
@@ -302,6 +376,7 @@ macro_rules! per_backend {
 pub trait Replicas: TestConnection + SimpleConnection {
     fn project_replicas(&mut self) -> Vec<ProjectReplica>;
     fn item_replicas(&mut self) -> Vec<ItemReplica>;
+    fn notice_replicas(&mut self) -> Vec<(i64, String)>;
 
     /// Control's project replicas as (id, name).
     fn project_names(&mut self) -> Vec<(i64, String)> {
@@ -316,6 +391,7 @@ per_backend!(
     diesel::SqliteConnection,
     key: project_replicas::id,
     item_key: item_replicas::id,
+    notice_key: notice_replicas::id,
     new_name: diesel::upsert::excluded(item_replicas::name)
 );
 #[cfg(feature = "postgres")]
@@ -323,6 +399,7 @@ per_backend!(
     diesel::PgConnection,
     key: project_replicas::id,
     item_key: item_replicas::id,
+    notice_key: notice_replicas::id,
     new_name: diesel::upsert::excluded(item_replicas::name)
 );
 #[cfg(feature = "mysql")]
@@ -330,6 +407,7 @@ per_backend!(
     diesel::MysqlConnection,
     key: diesel::dsl::DuplicatedKeys,
     item_key: diesel::dsl::DuplicatedKeys,
+    notice_key: diesel::dsl::DuplicatedKeys,
     new_name: diesel::dsl::sql::<diesel::sql_types::Text>("VALUES(name)")
 );
 
