@@ -11,6 +11,8 @@
 //! `RETURNING` the rows it wrote. MySQL has no `RETURNING`: the upsert keeps the id it
 //! replaced in `previous_row_id`, and a second statement reads it back.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
@@ -21,9 +23,7 @@ use crate::key::token::Token;
 /// One change an apply transaction records: its object and the source row id that
 /// produced it.
 #[derive(Clone, Copy, Debug)]
-pub struct AppliedChange<'a> {
-    /// The model's table.
-    pub table_name: &'a str,
+pub struct AppliedChange {
     /// The object.
     pub object_identifier: i64,
     /// The source outbox row id.
@@ -35,28 +35,19 @@ pub struct AppliedChange<'a> {
 /// The ledger's statements, one implementation per backend. Sealed and hidden like
 /// [`OutboxConnection`](super::OutboxConnection)'s: only the runtime records changes.
 pub trait AppliedLedger: Sealed {
-    /// Records each change of `source` whose row id is above the recorded one (or that
-    /// has none), locking its row until the transaction ends; for each change, in order,
-    /// whether it was recorded (`false`: at or below the recorded id). The changes'
-    /// objects must be distinct.
+    /// Records each change of `source` to objects of `table_name` whose row id is above
+    /// the recorded one (or that has none), locking its row until the transaction ends;
+    /// for each change, in order, whether it was recorded (`false`: at or below the
+    /// recorded id). The changes' objects must be distinct.
     #[doc(hidden)]
     fn record_applied(
         &mut self,
         token: Token<'_>,
         source: &SiloId,
-        changes: &[AppliedChange<'_>],
+        table_name: &str,
+        changes: &[AppliedChange],
         now: NaiveDateTime,
     ) -> QueryResult<Vec<bool>>;
-
-    /// The recorded row id of each object of `table_name` from `source` that has one.
-    #[doc(hidden)]
-    fn applied_row_ids(
-        &mut self,
-        token: Token<'_>,
-        source: &SiloId,
-        table_name: &str,
-        object_identifiers: &[i64],
-    ) -> QueryResult<Vec<(i64, i64)>>;
 
     /// Forgets the deleted objects recorded before `before`; how many.
     #[doc(hidden)]
@@ -76,34 +67,20 @@ pub(crate) fn source_name(silo: &SiloId) -> String {
     }
 }
 
-/// Which of `changes` the rows a statement wrote (`written`: table and object) are.
-fn written_flags(changes: &[AppliedChange<'_>], written: &[(String, i64)]) -> Vec<bool> {
+/// Which of `changes` are among the objects a statement wrote.
+fn written_flags(changes: &[AppliedChange], written: impl IntoIterator<Item = i64>) -> Vec<bool> {
+    let written: HashSet<i64> = written.into_iter().collect();
     changes
         .iter()
-        .map(|change| {
-            written.iter().any(|(table, object)| {
-                *object == change.object_identifier && table == change.table_name
-            })
-        })
+        .map(|change| written.contains(&change.object_identifier))
         .collect()
 }
 
-/// A row a statement wrote or read.
+/// An object a statement wrote.
 #[derive(diesel::QueryableByName)]
 struct WrittenRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    table_name: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     object_identifier: i64,
-}
-
-/// An object's recorded id.
-#[derive(diesel::QueryableByName)]
-struct RecordedRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    object_identifier: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    row_id: i64,
 }
 
 /// The move-forward upsert's tail on PostgreSQL and SQLite.
@@ -111,7 +88,7 @@ struct RecordedRow {
 const FORWARD_ONLY: &str = "ON CONFLICT (source_silo, table_name, object_identifier) DO UPDATE \
      SET row_id = excluded.row_id, deleted = excluded.deleted, applied_at = excluded.applied_at \
      WHERE outbox_applied_changes.row_id < excluded.row_id \
-     RETURNING table_name, object_identifier";
+     RETURNING object_identifier";
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
@@ -120,39 +97,34 @@ mod sqlite {
     use diesel::{QueryResult, RunQueryDsl, SqliteConnection};
 
     use super::{
-        source_name, written_flags, AppliedChange, AppliedLedger, RecordedRow, WrittenRow,
-        FORWARD_ONLY,
+        source_name, written_flags, AppliedChange, AppliedLedger, WrittenRow, FORWARD_ONLY,
     };
     use crate::backend::OutboxConnection;
     use crate::key::silo_id::SiloId;
     use crate::key::token::Token;
 
-    /// Binds per change: table, object, row id, deleted (the source and the time are
-    /// shared).
-    const BINDS: usize = 4;
+    /// Binds per change: object, row id, deleted (source, table and time are shared).
+    const BINDS: usize = 3;
+    /// The shared binds: `?1` source, `?2` table, `?3` time.
+    const SHARED: usize = 3;
 
     impl AppliedLedger for SqliteConnection {
         fn record_applied(
             &mut self,
             _token: Token<'_>,
             source: &SiloId,
-            changes: &[AppliedChange<'_>],
+            table_name: &str,
+            changes: &[AppliedChange],
             now: NaiveDateTime,
         ) -> QueryResult<Vec<bool>> {
             let mut written = Vec::with_capacity(changes.len());
-            for chunk in changes.chunks((Self::MAX_BIND_PARAMS - 2) / BINDS) {
+            for chunk in changes.chunks((Self::MAX_BIND_PARAMS - SHARED) / BINDS) {
                 // Numbered: SQLite gives a bare `?` the number after the largest so far,
-                // which would collide with `?2`.
+                // which would collide with the shared ones.
                 let values = (0..chunk.len())
                     .map(|row| {
-                        let first = 3 + row * BINDS;
-                        format!(
-                            "(?1, ?{}, ?{}, ?{}, ?{}, ?2)",
-                            first,
-                            first + 1,
-                            first + 2,
-                            first + 3
-                        )
+                        let first = SHARED + 1 + row * BINDS;
+                        format!("(?1, ?2, ?{}, ?{}, ?{}, ?3)", first, first + 1, first + 2)
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -164,53 +136,20 @@ mod sqlite {
                 let mut query = diesel::sql_query(text)
                     .into_boxed()
                     .bind::<Text, _>(source_name(source))
+                    .bind::<Text, _>(table_name.to_owned())
                     .bind::<Timestamp, _>(now);
                 for change in chunk {
                     query = query
-                        .bind::<Text, _>(change.table_name.to_owned())
                         .bind::<BigInt, _>(change.object_identifier)
                         .bind::<BigInt, _>(change.row_id)
                         .bind::<Bool, _>(change.deleted);
                 }
-                written.extend(
-                    query
-                        .load::<WrittenRow>(self)?
-                        .into_iter()
-                        .map(|row| (row.table_name, row.object_identifier)),
-                );
+                written.extend(query.load::<WrittenRow>(self)?);
             }
-            Ok(written_flags(changes, &written))
-        }
-
-        fn applied_row_ids(
-            &mut self,
-            _token: Token<'_>,
-            source: &SiloId,
-            table_name: &str,
-            object_identifiers: &[i64],
-        ) -> QueryResult<Vec<(i64, i64)>> {
-            let mut found = Vec::new();
-            for chunk in object_identifiers.chunks(Self::MAX_BIND_PARAMS - 2) {
-                let list = vec!["?"; chunk.len()].join(", ");
-                let text = format!(
-                    "SELECT object_identifier, row_id FROM outbox_applied_changes \
-                     WHERE source_silo = ? AND table_name = ? AND object_identifier IN ({list})"
-                );
-                let mut query = diesel::sql_query(text)
-                    .into_boxed()
-                    .bind::<Text, _>(source_name(source))
-                    .bind::<Text, _>(table_name.to_owned());
-                for object in chunk {
-                    query = query.bind::<BigInt, _>(*object);
-                }
-                found.extend(
-                    query
-                        .load::<RecordedRow>(self)?
-                        .into_iter()
-                        .map(|row| (row.object_identifier, row.row_id)),
-                );
-            }
-            Ok(found)
+            Ok(written_flags(
+                changes,
+                written.into_iter().map(|row| row.object_identifier),
+            ))
         }
 
         fn forget_applied_deletions(
@@ -233,8 +172,7 @@ mod postgres {
     use diesel::{QueryResult, RunQueryDsl};
 
     use super::{
-        source_name, written_flags, AppliedChange, AppliedLedger, RecordedRow, WrittenRow,
-        FORWARD_ONLY,
+        source_name, written_flags, AppliedChange, AppliedLedger, WrittenRow, FORWARD_ONLY,
     };
     use crate::backend::sql::Prepared;
     use crate::key::silo_id::SiloId;
@@ -245,7 +183,8 @@ mod postgres {
             &mut self,
             _token: Token<'_>,
             source: &SiloId,
-            changes: &[AppliedChange<'_>],
+            table_name: &str,
+            changes: &[AppliedChange],
             now: NaiveDateTime,
         ) -> QueryResult<Vec<bool>> {
             // One fixed text whatever the batch (the changes travel as arrays), kept by
@@ -253,54 +192,25 @@ mod postgres {
             let text = format!(
                 "INSERT INTO outbox_applied_changes \
                  (source_silo, table_name, object_identifier, row_id, deleted, applied_at) \
-                 SELECT $1, c.table_name, c.object_identifier, c.row_id, c.deleted, $2 \
-                 FROM unnest($3::text[], $4::int8[], $5::int8[], $6::bool[]) \
-                 AS c(table_name, object_identifier, row_id, deleted) {FORWARD_ONLY}"
+                 SELECT $1, $2, c.object_identifier, c.row_id, c.deleted, $3 \
+                 FROM unnest($4::int8[], $5::int8[], $6::bool[]) \
+                 AS c(object_identifier, row_id, deleted) {FORWARD_ONLY}"
             );
+            let objects: Vec<i64> = changes.iter().map(|c| c.object_identifier).collect();
+            let rows: Vec<i64> = changes.iter().map(|c| c.row_id).collect();
+            let deleted: Vec<bool> = changes.iter().map(|c| c.deleted).collect();
             let query = diesel::sql_query(text)
                 .bind::<Text, _>(source_name(source))
+                .bind::<Text, _>(table_name.to_owned())
                 .bind::<Timestamp, _>(now)
-                .bind::<Array<Text>, _>(
-                    changes
-                        .iter()
-                        .map(|c| c.table_name.to_owned())
-                        .collect::<Vec<_>>(),
-                )
-                .bind::<Array<BigInt>, _>(
-                    changes
-                        .iter()
-                        .map(|c| c.object_identifier)
-                        .collect::<Vec<_>>(),
-                )
-                .bind::<Array<BigInt>, _>(changes.iter().map(|c| c.row_id).collect::<Vec<_>>())
-                .bind::<Array<Bool>, _>(changes.iter().map(|c| c.deleted).collect::<Vec<_>>());
-            let written: Vec<(String, i64)> = Prepared(query)
-                .load::<WrittenRow>(self)?
-                .into_iter()
-                .map(|row| (row.table_name, row.object_identifier))
-                .collect();
-            Ok(written_flags(changes, &written))
-        }
-
-        fn applied_row_ids(
-            &mut self,
-            _token: Token<'_>,
-            source: &SiloId,
-            table_name: &str,
-            object_identifiers: &[i64],
-        ) -> QueryResult<Vec<(i64, i64)>> {
-            let query = diesel::sql_query(
-                "SELECT object_identifier, row_id FROM outbox_applied_changes \
-                 WHERE source_silo = $1 AND table_name = $2 AND object_identifier = ANY($3)",
-            )
-            .bind::<Text, _>(source_name(source))
-            .bind::<Text, _>(table_name.to_owned())
-            .bind::<Array<BigInt>, _>(object_identifiers.to_vec());
-            Ok(Prepared(query)
-                .load::<RecordedRow>(self)?
-                .into_iter()
-                .map(|row| (row.object_identifier, row.row_id))
-                .collect())
+                .bind::<Array<BigInt>, _>(objects)
+                .bind::<Array<BigInt>, _>(rows)
+                .bind::<Array<Bool>, _>(deleted);
+            let written = Prepared(query).load::<WrittenRow>(self)?;
+            Ok(written_flags(
+                changes,
+                written.into_iter().map(|row| row.object_identifier),
+            ))
         }
 
         fn forget_applied_deletions(
@@ -319,12 +229,14 @@ mod postgres {
 
 #[cfg(feature = "mysql")]
 mod mysql {
+    use std::collections::HashMap;
+
     use chrono::NaiveDateTime;
     use diesel::mysql::MysqlConnection;
-    use diesel::sql_types::{BigInt, Text, Timestamp};
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
     use diesel::{QueryResult, RunQueryDsl};
 
-    use super::{source_name, AppliedChange, AppliedLedger, RecordedRow};
+    use super::{source_name, AppliedChange, AppliedLedger};
     use crate::backend::mysql_raw::raw_sql;
     use crate::backend::sql::Prepared;
     use crate::key::silo_id::SiloId;
@@ -332,18 +244,15 @@ mod mysql {
 
     /// The changes as rows of a `JSON_TABLE`, so that both statements keep one text.
     const CHANGES: &str = "JSON_TABLE(?, '$[*]' COLUMNS (\
-         table_name VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$[0]', \
-         object_identifier BIGINT PATH '$[1]', row_id BIGINT PATH '$[2]', \
-         deleted TINYINT PATH '$[3]')) c";
+         object_identifier BIGINT PATH '$[0]', row_id BIGINT PATH '$[1]', \
+         deleted TINYINT PATH '$[2]')) c";
 
     /// A row read back after the upsert: the id it replaced, if any.
     #[derive(diesel::QueryableByName)]
     struct Replaced {
-        #[diesel(sql_type = Text)]
-        table_name: String,
         #[diesel(sql_type = BigInt)]
         object_identifier: i64,
-        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        #[diesel(sql_type = Nullable<BigInt>)]
         previous_row_id: Option<i64>,
     }
 
@@ -352,19 +261,15 @@ mod mysql {
             &mut self,
             _token: Token<'_>,
             source: &SiloId,
-            changes: &[AppliedChange<'_>],
+            table_name: &str,
+            changes: &[AppliedChange],
             now: NaiveDateTime,
         ) -> QueryResult<Vec<bool>> {
             let json = serde_json::Value::Array(
                 changes
                     .iter()
                     .map(|c| {
-                        serde_json::json!([
-                            c.table_name,
-                            c.object_identifier,
-                            c.row_id,
-                            i32::from(c.deleted)
-                        ])
+                        serde_json::json!([c.object_identifier, c.row_id, i32::from(c.deleted)])
                     })
                     .collect(),
             )
@@ -374,8 +279,7 @@ mod mysql {
             let upsert = format!(
                 "INSERT INTO outbox_applied_changes \
                  (source_silo, table_name, object_identifier, row_id, deleted, applied_at) \
-                 SELECT ?, c.table_name, c.object_identifier, c.row_id, c.deleted, ? \
-                 FROM {CHANGES} \
+                 SELECT ?, ?, c.object_identifier, c.row_id, c.deleted, ? FROM {CHANGES} \
                  ON DUPLICATE KEY UPDATE previous_row_id = {t}.row_id, \
                  deleted = IF({t}.row_id < VALUES(row_id), VALUES(deleted), {t}.deleted), \
                  applied_at = IF({t}.row_id < VALUES(row_id), VALUES(applied_at), {t}.applied_at), \
@@ -386,54 +290,36 @@ mod mysql {
             Prepared(
                 raw_sql(upsert)
                     .bind::<Text, _>(source.clone())
+                    .bind::<Text, _>(table_name.to_owned())
                     .bind::<Timestamp, _>(now)
                     .bind::<Text, _>(json.clone()),
             )
             .execute(self)?;
             let read = format!(
-                "SELECT a.table_name, a.object_identifier, a.previous_row_id \
+                "SELECT a.object_identifier, a.previous_row_id \
                  FROM {CHANGES} STRAIGHT_JOIN outbox_applied_changes a \
-                 ON a.source_silo = ? AND a.table_name = c.table_name \
+                 ON a.source_silo = ? AND a.table_name = ? \
                  AND a.object_identifier = c.object_identifier"
             );
-            let replaced = Prepared(raw_sql(read).bind::<Text, _>(json).bind::<Text, _>(source))
-                .load::<Replaced>(self)?;
+            let replaced = Prepared(
+                raw_sql(read)
+                    .bind::<Text, _>(json)
+                    .bind::<Text, _>(source)
+                    .bind::<Text, _>(table_name.to_owned()),
+            )
+            .load::<Replaced>(self)?;
+            let previous: HashMap<i64, Option<i64>> = replaced
+                .into_iter()
+                .map(|row| (row.object_identifier, row.previous_row_id))
+                .collect();
             Ok(changes
                 .iter()
                 .map(|change| {
-                    replaced.iter().any(|row| {
-                        row.object_identifier == change.object_identifier
-                            && row.table_name == change.table_name
-                            && row
-                                .previous_row_id
-                                .is_none_or(|previous| previous < change.row_id)
-                    })
+                    previous
+                        .get(&change.object_identifier)
+                        .is_some_and(|previous| previous.is_none_or(|id| id < change.row_id))
                 })
                 .collect())
-        }
-
-        fn applied_row_ids(
-            &mut self,
-            _token: Token<'_>,
-            source: &SiloId,
-            table_name: &str,
-            object_identifiers: &[i64],
-        ) -> QueryResult<Vec<(i64, i64)>> {
-            let ids = serde_json::Value::from(object_identifiers.to_vec()).to_string();
-            let read = "SELECT a.object_identifier, a.row_id \
-                 FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) j \
-                 STRAIGHT_JOIN outbox_applied_changes a \
-                 ON a.source_silo = ? AND a.table_name = ? AND a.object_identifier = j.id";
-            Ok(Prepared(
-                raw_sql(read)
-                    .bind::<Text, _>(ids)
-                    .bind::<Text, _>(source_name(source))
-                    .bind::<Text, _>(table_name.to_owned()),
-            )
-            .load::<RecordedRow>(self)?
-            .into_iter()
-            .map(|row| (row.object_identifier, row.row_id))
-            .collect())
         }
 
         fn forget_applied_deletions(

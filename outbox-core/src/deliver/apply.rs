@@ -815,22 +815,30 @@ impl<C: OutboxConnection> Appliers<C> {
                 }
             }
         }
-        let mut candidates: Vec<usize> = newest.into_values().collect();
-        candidates.sort_unstable();
-        let changes: Vec<AppliedChange<'_>> = candidates
-            .iter()
-            .map(|&index| AppliedChange {
-                table_name: &requests[index].table,
-                object_identifier: requests[index].object_identifier,
-                row_id: requests[index].row_id,
-                deleted: requests[index].is_deletion(),
-            })
-            .collect();
+        // One statement per model table (a batch is usually of one).
+        let mut by_table: HashMap<&str, Vec<usize>> = HashMap::new();
+        for index in newest.into_values() {
+            by_table
+                .entry(requests[index].table.as_str())
+                .or_default()
+                .push(index);
+        }
         let now = chrono::Utc::now().naive_utc();
-        let recorded = conn.record_applied(Token::new(), caller, &changes, now)?;
         let mut newer = vec![false; requests.len()];
-        for (&index, recorded) in candidates.iter().zip(recorded) {
-            newer[index] = recorded;
+        for (table_name, mut candidates) in by_table {
+            candidates.sort_unstable();
+            let changes: Vec<AppliedChange> = candidates
+                .iter()
+                .map(|&index| AppliedChange {
+                    object_identifier: requests[index].object_identifier,
+                    row_id: requests[index].row_id,
+                    deleted: requests[index].is_deletion(),
+                })
+                .collect();
+            let recorded = conn.record_applied(Token::new(), caller, table_name, &changes, now)?;
+            for (&index, recorded) in candidates.iter().zip(recorded) {
+                newer[index] = recorded;
+            }
         }
         for (request, newer) in requests.iter().zip(&newer) {
             if !newer {

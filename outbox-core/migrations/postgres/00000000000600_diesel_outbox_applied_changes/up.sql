@@ -4,8 +4,8 @@
 -- duplicate, a late retry) is not applied again. One row per replicated object; rows of
 -- deleted objects are forgotten with `forget_applied_deletions`.
 CREATE TABLE outbox_applied_changes (
-    source_silo TEXT NOT NULL,
-    table_name TEXT NOT NULL,
+    source_silo TEXT COLLATE "C" NOT NULL,
+    table_name TEXT COLLATE "C" NOT NULL,
     object_identifier BIGINT NOT NULL,
     row_id BIGINT NOT NULL,
     deleted BOOLEAN NOT NULL,
