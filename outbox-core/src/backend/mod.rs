@@ -6,6 +6,8 @@
 //! * [`state`]: a shard's schedule, failures and kill switch as stored;
 //! * [`parked`]: rows moved out of the outbox after their last allowed attempt;
 //! * [`inspect`]: depths and the oldest due row, as an operator reads them;
+//! * [`backfill`]: the backfill's state per model, and its statements (a supertrait of
+//!   [`OutboxConnection`], not more methods of it);
 //! * [`sql`]: the pieces of SQL text and the row types the backends share;
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
@@ -26,6 +28,7 @@ use crate::key::token::Token;
 use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
+pub(crate) mod backfill;
 pub(crate) mod claim;
 pub(crate) mod inspect;
 pub(crate) mod migrations;
@@ -46,6 +49,7 @@ pub(crate) mod state;
 pub(crate) mod transaction;
 
 use crate::row::tombstone::{Tombstone, TombstoneTable};
+use backfill::BackfillStatements;
 use claim::{Claim, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
 use inspect::{CategoryDepth, OldestRow, ShardDepth};
 use parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
@@ -64,7 +68,11 @@ pub(crate) use sealed::Sealed;
 /// per-backend SQL, each take a token that only the runtime can make: application code can
 /// name the trait in bounds, never call what writes an outbox table.
 pub trait OutboxConnection:
-    Connection<TransactionManager = AnsiTransactionManager> + Sealed + Send + 'static
+    Connection<TransactionManager = AnsiTransactionManager>
+    + Sealed
+    + BackfillStatements
+    + Send
+    + 'static
 {
     /// The backend's limit on bind parameters in one statement; multi-row INSERTs are
     /// split only where they would exceed it.
