@@ -293,6 +293,11 @@ impl<C: OutboxConnection> Outbox<C> {
                     break;
                 }
                 Ok(Outcome::Held) => {
+                    // Its holder goes on; look again soon, in case it stops.
+                    earliest(
+                        &mut report.next_batch_at,
+                        now + TimeDelta::milliseconds(200),
+                    );
                     report.held.push(model.name);
                     break;
                 }
@@ -396,7 +401,9 @@ impl<C: OutboxConnection> Outbox<C> {
             }
             Ok::<_, Error>(())
         })?;
-        self.shared.backfills_declared.store(true, Ordering::Release);
+        self.shared
+            .backfills_declared
+            .store(true, Ordering::Release);
         for status in self.backfill_status(conn)? {
             if let Some(problem) = status.problem {
                 tracing::warn!(model = %status.model, table = %status.table, %problem, "outbox backfill: the declaration cannot run");
@@ -477,9 +484,9 @@ impl<C: OutboxConnection> Outbox<C> {
             notify: self.shared.notify,
         };
         let (outcome, committed) = context::run_recorded(conn, &settings, |ctx| {
-            let Some(mut row) = ctx
-                .connection()
-                .lock_backfill(Token::new(), model.table, model.name)?
+            let Some(mut row) =
+                ctx.connection()
+                    .lock_backfill(Token::new(), model.table, model.name)?
             else {
                 return Ok::<_, Error>(Outcome::Held);
             };
