@@ -320,9 +320,9 @@ where
     .expect("the worker starts");
     // The backfill's own figures: objects done between its start and its last batch.
     std::thread::sleep(Duration::from_secs(10));
-    worker.stop();
-    let elapsed = started.elapsed().as_secs_f64();
     let status = status_of(&mut conn, &v2, "projects");
+    let elapsed = started.elapsed().as_secs_f64();
+    worker.stop();
     let rate = status.rows_done as f64 / elapsed;
     let measured = status.rate.expect("a running backfill has a rate");
     eprintln!("throttle: {rate:.1} objects/s over {elapsed:.2} s (status: {measured:.1}/s) against {RATE}");
