@@ -39,8 +39,8 @@ diesel::table! {
 }
 
 /// One model's backfill as stored (see the migration for each column's meaning).
-#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = outbox_backfills, primary_key(outbox_table, model), treat_none_as_null = true)]
+#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outbox_backfills)]
 pub struct BackfillRow {
     /// `cell_outboxes` or `control_outboxes`.
     pub outbox_table: String,
@@ -231,7 +231,20 @@ macro_rules! backfill_statements {
                         .filter(dsl::outbox_table.eq(&row.outbox_table))
                         .filter(dsl::model.eq(&row.model)),
                 )
-                .set(row)
+                .set((
+                    dsl::version.eq(row.version),
+                    dsl::target_version.eq(row.target_version),
+                    dsl::last_id.eq(row.last_id),
+                    dsl::rows_done.eq(row.rows_done),
+                    dsl::rows_total.eq(row.rows_total),
+                    dsl::started_at.eq(row.started_at),
+                    dsl::updated_at.eq(row.updated_at),
+                    dsl::finished_at.eq(row.finished_at),
+                    dsl::next_batch_at.eq(row.next_batch_at),
+                    dsl::requested_at.eq(row.requested_at),
+                    dsl::rows_per_second.eq(row.rows_per_second),
+                    dsl::last_error.eq(&row.last_error),
+                ))
                 .execute(self)?;
                 Ok(())
             }
