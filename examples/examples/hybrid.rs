@@ -103,7 +103,6 @@ mod postgres {
         super::introduce(&world);
         let check = run_story(&mut world, &mut |line| println!("{line}"))?;
         let check = super::check_after_backfill(check, &mut world)?;
-        let check = check_after_backfill(check, &mut world)?;
         drop(world);
         for schema in schemas {
             admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
@@ -155,7 +154,6 @@ mod mysql {
         super::introduce(&world);
         let check = run_story(&mut world, &mut |line| println!("{line}"))?;
         let check = super::check_after_backfill(check, &mut world)?;
-        let check = check_after_backfill(check, &mut world)?;
         drop(world);
         for database in databases {
             admin.batch_execute(&format!("DROP DATABASE {database}"))?;
