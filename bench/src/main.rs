@@ -13,9 +13,10 @@
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--mysql-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
-//! scaling, receivers, profile, discovery, flush, memory), `--backlog NAME[,NAME...]`
+//! scaling, receivers, profile, discovery, flush, backfill, memory), `--backlog NAME[,NAME...]`
 //! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
 
+mod backfill;
 mod backlog;
 mod discovery;
 mod drain;
@@ -80,6 +81,10 @@ pub struct Sizes {
     pub discovery_samples: usize,
     /// Samples of the flush latency.
     pub flush_samples: usize,
+    /// Existing objects the backfill benchmark writes outbox rows for, and its runs.
+    pub backfill_objects: usize,
+    /// Runs of the backfill benchmark (the median is reported).
+    pub backfill_reps: usize,
     /// Backlogs drained by the memory children, with the default window; the largest is
     /// drained once more with a window of 100 rows.
     pub memory_rows: Vec<usize>,
@@ -125,6 +130,8 @@ impl Sizes {
             discovery_shards: 10_000,
             discovery_samples: 20,
             flush_samples: 500,
+            backfill_objects: 100_000,
+            backfill_reps: 3,
             memory_rows: vec![100_000, 1_000_000],
         }
     }
@@ -147,6 +154,7 @@ impl Sizes {
             discovery_shards: 2_000,
             discovery_samples: 10,
             flush_samples: 200,
+            backfill_objects: 20_000,
             memory_rows: vec![20_000, 100_000],
             ..Sizes::with_backlogs(backlog::quick())
         }
@@ -168,6 +176,8 @@ impl Sizes {
             discovery_shards: 100,
             discovery_samples: 2,
             flush_samples: 5,
+            backfill_objects: 1_000,
+            backfill_reps: 1,
             memory_rows: vec![1_000, 2_000],
             ..Sizes::with_backlogs(backlog::tiny())
         }
@@ -360,7 +370,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// The sections a run prints, in order.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "writes",
     "statements",
     "indexes",
@@ -372,6 +382,7 @@ const SECTIONS: [&str; 12] = [
     "profile",
     "discovery",
     "flush",
+    "backfill",
     "memory",
 ];
 
@@ -465,6 +476,9 @@ macro_rules! run_suite {
             latency.print();
             statements.print();
             Ok(())
+        })?;
+        timed("backfill", &mut || {
+            Ok($module::backfill::backfill(&db, sizes)?.print())
         })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
     }};

@@ -18,7 +18,8 @@ are, which shards are stuck and why, the rows parked after their last allowed at
 
 This tool cannot run receivers: they are your application's code. Rows are delivered by \
 your application (its Worker, or Outbox::drain_due_shards); this tool reads the outbox \
-tables and changes only schedules, kill switches and parked rows.
+tables and changes only schedules, kill switches, parked rows and backfill requests (a \
+backfill reads your models, so your application's worker runs it).
 
 The database is the one of DATABASE_URL (or --database-url), read as diesel_cli reads it, \
 a .env file included: postgres://... or postgresql://... for PostgreSQL, mysql://... for \
@@ -99,6 +100,38 @@ pub enum Command {
     RetryNow {
         /// The shard (SCOPE/ID or CELL/SCOPE/ID).
         shard: ShardArg,
+    },
+    /// Backfills: every object's outbox rows written again after a model's replication
+    /// version went up (run by the application's worker).
+    Backfill {
+        #[command(subcommand)]
+        action: BackfillAction,
+    },
+}
+
+/// What to do with backfills.
+#[derive(Debug, Subcommand)]
+pub enum BackfillAction {
+    /// Per model: declared and stored version, position, objects done, rate, ETA, and any
+    /// problem (a version that went down, a model no longer declared).
+    Status,
+    /// Ask the application to backfill a model now (its Worker with backfill enabled, or
+    /// its own scheduler, runs it), then follow it until it is done.
+    Run {
+        /// The model: its table's name, as `backfill status` lists it.
+        #[arg(long)]
+        model: String,
+        /// Objects per second for this run, over the application's setting.
+        #[arg(long)]
+        rate: Option<u32>,
+        #[command(flatten)]
+        tables: TableArg,
+        /// Ask, and return without following the progress.
+        #[arg(long)]
+        no_wait: bool,
+        /// Stop following after this many seconds (the backfill goes on; exit 1).
+        #[arg(long)]
+        timeout: Option<u64>,
     },
 }
 

@@ -36,6 +36,7 @@ pub fn run<C: OutboxConnection>(
             outbox.unskip_shard(conn, &shard.0)?;
             Ok(action("unskip", &shard.0, "no longer skipped: due at once"))
         }
+        Command::Backfill { action } => crate::backfill::run(conn, &outbox, action),
         Command::RetryNow { shard } => {
             if outbox.retry_shard_now(conn, &shard.0)? {
                 Ok(action(

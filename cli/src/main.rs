@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod args;
+mod backfill;
 mod commands;
 mod connect;
 mod failure;

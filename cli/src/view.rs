@@ -21,7 +21,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn new(json: impl Serialize, text: String) -> Self {
+    pub(crate) fn new(json: impl Serialize, text: String) -> Self {
         Output {
             // Views are plain data (no maps with non-string keys): serialising cannot fail.
             json: serde_json::to_string(&json).unwrap_or_default(),
@@ -342,7 +342,7 @@ impl ActionView {
 }
 
 /// UTC, RFC 3339 with microseconds.
-fn json_time(at: NaiveDateTime) -> String {
+pub(crate) fn json_time(at: NaiveDateTime) -> String {
     format!("{}Z", at.format("%Y-%m-%dT%H:%M:%S%.6f"))
 }
 
@@ -361,7 +361,7 @@ fn human_json_time(text: &str) -> String {
 }
 
 /// `1h 02m`, `3m 12s`, `4.2s`.
-fn human_duration(duration: Duration) -> String {
+pub(crate) fn human_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     match seconds {
         0..=59 => format!("{:.1}s", duration.as_secs_f64()),
@@ -371,7 +371,7 @@ fn human_duration(duration: Duration) -> String {
 }
 
 /// Columns padded to their widest cell.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -40,6 +40,7 @@ fn main() -> Result<(), BoxError> {
     let mut world = Deployment::<diesel::SqliteConnection>::create(&urls)?;
     introduce(&world);
     let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+    let check = check_after_backfill(check, &mut world)?;
     drop(world);
     std::fs::remove_dir_all(&dir)?;
     if check.converged() {
@@ -47,6 +48,26 @@ fn main() -> Result<(), BoxError> {
     } else {
         Err("the deployment did not converge".into())
     }
+}
+
+/// The story's check, then the backfill's (a cell's replica catching up after a version
+/// bump, `hybrid/backfill.rs`), when the story converged.
+fn check_after_backfill<C>(
+    check: diesel_outbox_examples::hybrid::Convergence,
+    world: &mut Deployment<C>,
+) -> Result<diesel_outbox_examples::hybrid::Convergence, BoxError>
+where
+    C: diesel_outbox_examples::hybrid::DemoSql,
+    diesel_outbox_examples::hybrid::User: diesel_outbox::ModelWrites<C>,
+    diesel_outbox_examples::hybrid::Organization: diesel_outbox::ModelWrites<C>,
+    diesel_outbox_examples::hybrid::backfill::UserV2: diesel_outbox::ModelWrites<C>,
+{
+    if !check.converged() {
+        return Ok(check);
+    }
+    diesel_outbox_examples::hybrid::backfill::replica_catches_up(world, "eu", &mut |line| {
+        println!("{line}")
+    })
 }
 
 #[cfg(feature = "postgres")]
@@ -81,6 +102,7 @@ mod postgres {
         let mut world = Deployment::<PgConnection>::create(&urls)?;
         super::introduce(&world);
         let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+        let check = super::check_after_backfill(check, &mut world)?;
         drop(world);
         for schema in schemas {
             admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
@@ -131,6 +153,7 @@ mod mysql {
         let mut world = Deployment::<MysqlConnection>::create(&urls)?;
         super::introduce(&world);
         let check = run_story(&mut world, &mut |line| println!("{line}"))?;
+        let check = super::check_after_backfill(check, &mut world)?;
         drop(world);
         for database in databases {
             admin.batch_execute(&format!("DROP DATABASE {database}"))?;

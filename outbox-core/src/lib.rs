@@ -21,7 +21,9 @@
 //!   [`silo::tombstones`] of objects deleted there;
 //! * [`apply`]: silos that talk over a transport (e.g. the signed HTTP one of
 //!   `diesel-outbox-http`) instead of writing each other's databases;
-//! * [`testing::drain_until_empty`]: "run the outboxes" in a test.
+//! * [`testing::drain_until_empty`]: "run the outboxes" in a test;
+//! * [`backfill`]: every object's rows written again when a model's replication version
+//!   goes up.
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
@@ -131,6 +133,24 @@ pub mod apply {
     pub use crate::deliver::hooks::Deleted;
     pub use crate::deliver::remote::{Outgoing, RemoteReceiver, Transport};
     pub use crate::deliver::request::{ApplyOutcome, ApplyRequest, Change, ModelState};
+}
+
+/// The backfill: when a replicated model's `#[outbox(replication_version = N)]` goes up,
+/// every existing object's outbox rows are written again, in key order, in throttled
+/// batches whose position is stored with them, one process per model at a time.
+///
+/// Register the models with [`Backfills`](backfill::Backfills) on
+/// [`OutboxBuilder::backfill`], then run it with [`Outbox::backfill`] (one step, for a
+/// scheduler) or a `Worker` with [`WorkerOptions::backfill`](crate::WorkerOptions::backfill);
+/// [`Outbox::backfill_status`] (and `diesel-outbox backfill status`) shows where each
+/// model stands.
+pub mod backfill {
+    pub use crate::key::error::BackfillProblem;
+    pub use crate::outbox::backfill::{
+        BackfillBatch, BackfillFailure, BackfillOptions, BackfillPhase, BackfillReport,
+        BackfillStatus,
+    };
+    pub use crate::write::backfill::Backfills;
 }
 
 /// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.

@@ -93,6 +93,7 @@ const _: () = {
         type Category = Category::DocumentUpdate;
         const TABLE_NAME: &'static str = "documents";
         const FLUSH: bool = true;
+        const REPLICATION_VERSION: i32 = 1i32;
         fn object_identifier(&self) -> i64 {
             __outbox::Identifier::to_identifier(&self.id)
         }
@@ -247,7 +248,35 @@ const _: () = {
             __outbox::diesel::SelectableHelper << $conn as __outbox::diesel::Connection >
             ::Backend >> ::as_select(),);
             ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
-            conn),) ?) } }
+            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
+            __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
+            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
+            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let page = match after {
+            ::core::option::Option::None =>
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(crate
+            ::schema::documents::table, < Self as __outbox::diesel::SelectableHelper <<
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select()), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ?,
+            ::core::option::Option::Some(after) => { let after = __outbox::primary_key::
+            < i64 > ("documents", after) ?;
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ? } };
+            ::core::result::Result::Ok(page) } fn count_rows(conn : & mut $conn) ->
+            __outbox::Result < i64 > {
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(crate
+            ::schema::documents::table), conn,) ?) } }
         };
     }
     #[allow(unused_macros)]
@@ -301,7 +330,35 @@ const _: () = {
             __outbox::diesel::SelectableHelper < < $conn as __outbox::diesel::Connection
             > ::Backend >> ::as_select(),);
             ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
-            conn),) ?) } }
+            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
+            __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
+            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
+            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let page = match after {
+            ::core::option::Option::None =>
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(crate
+            ::schema::documents::table, < Self as __outbox::diesel::SelectableHelper <<
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select()), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ?,
+            ::core::option::Option::Some(after) => { let after = __outbox::primary_key::
+            < i64 > ("documents", after) ?;
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ? } };
+            ::core::result::Result::Ok(page) } fn count_rows(conn : & mut $conn) ->
+            __outbox::Result < i64 > {
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(crate
+            ::schema::documents::table), conn,) ?) } }
         };
     }
     ::diesel_outbox::__outbox_for_each_connection!(
@@ -554,6 +611,82 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
         ::core::result::Result::Ok(
             __outbox::diesel::OptionalExtension::optional(
                 __outbox::diesel::RunQueryDsl::first(query, conn),
+            )?,
+        )
+    }
+    fn load_rows(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        ids: &[i64],
+    ) -> __outbox::Result<::std::vec::Vec<Self>> {
+        use __outbox::diesel::ExpressionMethods as _;
+        let keys = ids
+            .iter()
+            .map(|id| __outbox::primary_key::<i64>("documents", *id))
+            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+        let query = __outbox::diesel::QueryDsl::select(
+            __outbox::diesel::QueryDsl::filter(
+                crate::schema::documents::table,
+                crate::schema::documents::document_id.eq_any(keys),
+            ),
+            <Self as __outbox::diesel::SelectableHelper<
+                <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+            >>::as_select(),
+        );
+        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)?)
+    }
+    fn load_page(
+        conn: &mut diesel::sqlite::SqliteConnection,
+        after: ::core::option::Option<i64>,
+        limit: i64,
+    ) -> __outbox::Result<::std::vec::Vec<Self>> {
+        use __outbox::diesel::ExpressionMethods as _;
+        let page = match after {
+            ::core::option::Option::None => {
+                __outbox::diesel::RunQueryDsl::load(
+                    __outbox::diesel::QueryDsl::limit(
+                        __outbox::diesel::QueryDsl::order(
+                            __outbox::diesel::QueryDsl::select(
+                                crate::schema::documents::table,
+                                <Self as __outbox::diesel::SelectableHelper<
+                                    <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+                                >>::as_select(),
+                            ),
+                            crate::schema::documents::document_id.asc(),
+                        ),
+                        limit,
+                    ),
+                    conn,
+                )?
+            }
+            ::core::option::Option::Some(after) => {
+                let after = __outbox::primary_key::<i64>("documents", after)?;
+                __outbox::diesel::RunQueryDsl::load(
+                    __outbox::diesel::QueryDsl::limit(
+                        __outbox::diesel::QueryDsl::order(
+                            __outbox::diesel::QueryDsl::select(
+                                __outbox::diesel::QueryDsl::filter(
+                                    crate::schema::documents::table,
+                                    crate::schema::documents::document_id.gt(after),
+                                ),
+                                <Self as __outbox::diesel::SelectableHelper<
+                                    <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
+                                >>::as_select(),
+                            ),
+                            crate::schema::documents::document_id.asc(),
+                        ),
+                        limit,
+                    ),
+                    conn,
+                )?
+            }
+        };
+        ::core::result::Result::Ok(page)
+    }
+    fn count_rows(conn: &mut diesel::sqlite::SqliteConnection) -> __outbox::Result<i64> {
+        ::core::result::Result::Ok(
+            __outbox::diesel::RunQueryDsl::get_result(
+                __outbox::diesel::QueryDsl::count(crate::schema::documents::table),
+                conn,
             )?,
         )
     }

@@ -79,6 +79,9 @@ pub struct Model<'a> {
     pub cells: Option<Cells>,
     /// Whether writes are flushed after commit (`#[outbox(flush = false)]`).
     pub flush: bool,
+    /// `#[outbox(replication_version = N)]`, 1 by default: raising it makes the backfill
+    /// write every existing object's outbox rows again.
+    pub replication_version: i32,
     /// The struct's `treat_none_as_default_value`; the derive's default is `false`: a
     /// `None` is inserted as NULL (the model's whole state is written).
     pub none_as_default: bool,

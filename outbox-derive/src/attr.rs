@@ -8,11 +8,12 @@
 use proc_macro2::{Span, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::discouraged::Speculative;
-use syn::{Attribute, Ident, LitBool, LitStr, Path, Token, Type};
+use syn::{Attribute, Ident, LitBool, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-const STRUCT_KEYS: &str = "`category`, `shard`, `payload`, `cells` or `flush`";
+const STRUCT_KEYS: &str =
+    "`category`, `shard`, `payload`, `cells`, `flush` or `replication_version`";
 const FIELD_KEYS: &str = "`shard` or `cells`";
 
 /// diesel's struct keys that only its reading or type derives use (`Queryable`,
@@ -90,6 +91,8 @@ pub struct StructAttrs {
     pub payload: Once<PayloadAttr>,
     pub cells: Once<Path>,
     pub flush: Once<bool>,
+    /// `replication_version = N`: the literal, checked by [`valid`](crate::valid).
+    pub replication_version: Once<LitInt>,
 }
 
 /// The `#[diesel(...)]` keys on the struct that change what a write does.
@@ -167,6 +170,9 @@ fn parse_struct_key(
     } else if key.is_ident("flush") {
         let flush: LitBool = meta.value()?.parse()?;
         out.flush.set(cx, &key, flush.value);
+    } else if key.is_ident("replication_version") {
+        out.replication_version
+            .set(cx, &key, meta.value()?.parse()?);
     } else {
         return Err(meta.error(format!(
             "unknown `outbox` attribute `{}`; expected {STRUCT_KEYS}, e.g. `#[outbox(category = Category::ProjectUpdate)]`",

@@ -197,6 +197,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
     let category_type = quote_spanned!(category.span()=> type Category = #category;);
     let table_name = model.table_name();
     let flush = model.flush;
+    let version = model.replication_version;
     let key = model.key();
     let (key_ident, key_ty) = (key.ident, key.ty);
     let object =
@@ -246,6 +247,7 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
             #category_type
             const TABLE_NAME: &'static str = #table_name;
             const FLUSH: bool = #flush;
+            const REPLICATION_VERSION: i32 = #version;
 
             fn object_identifier(&self) -> i64 { #object }
             fn shard_identifier(&self) -> i64 { #shard }
@@ -380,6 +382,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
     } else {
         upsert_rows_at_once(model)
     };
+    let pages = page_methods(model, conn);
     quote! {
         #[automatically_derived]
         impl __outbox::ModelWrites<#conn> for #ident {
@@ -435,6 +438,61 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                 );
                 ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)?)
             }
+            #pages
+        }
+    }
+}
+
+/// `load_page` and `count_rows`, the backfill's walk over the table in key order: the
+/// same statements on every backend.
+pub(crate) fn page_methods(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
+    let table = &model.table;
+    let key = model.key();
+    let (key_ty, key_column) = (key.ty, &key.column);
+    let table_name = model.table_name();
+    let select = quote! {
+        <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select()
+    };
+    quote! {
+        fn load_page(conn: &mut #conn, after: ::core::option::Option<i64>, limit: i64) -> __outbox::Result<::std::vec::Vec<Self>> {
+            use __outbox::diesel::ExpressionMethods as _;
+            // Two fixed statements (from the start, or after a key), each cached.
+            let page = match after {
+                ::core::option::Option::None => __outbox::diesel::RunQueryDsl::load(
+                    __outbox::diesel::QueryDsl::limit(
+                        __outbox::diesel::QueryDsl::order(
+                            __outbox::diesel::QueryDsl::select(#table::table, #select),
+                            #table::#key_column.asc(),
+                        ),
+                        limit,
+                    ),
+                    conn,
+                )?,
+                ::core::option::Option::Some(after) => {
+                    let after = __outbox::primary_key::<#key_ty>(#table_name, after)?;
+                    __outbox::diesel::RunQueryDsl::load(
+                        __outbox::diesel::QueryDsl::limit(
+                            __outbox::diesel::QueryDsl::order(
+                                __outbox::diesel::QueryDsl::select(
+                                    __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.gt(after)),
+                                    #select,
+                                ),
+                                #table::#key_column.asc(),
+                            ),
+                            limit,
+                        ),
+                        conn,
+                    )?
+                }
+            };
+            ::core::result::Result::Ok(page)
+        }
+
+        fn count_rows(conn: &mut #conn) -> __outbox::Result<i64> {
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(
+                __outbox::diesel::QueryDsl::count(#table::table),
+                conn,
+            )?)
         }
     }
 }

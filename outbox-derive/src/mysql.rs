@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ast::Model;
-use crate::expand::{changes_nothing, execute, insert_rows, update_row, updates_any};
+use crate::expand::{changes_nothing, execute, insert_rows, page_methods, update_row, updates_any};
 
 /// `ModelWrites<conn>` for a MySQL connection type.
 pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
@@ -31,6 +31,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
         upsert_rows_at_once(model)
     };
     let backend = quote!(<#conn as __outbox::diesel::Connection>::Backend);
+    let pages = page_methods(model, conn);
     quote! {
         #[automatically_derived]
         impl __outbox::ModelWrites<#conn> for #ident {
@@ -100,6 +101,7 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                 );
                 ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)?)
             }
+            #pages
         }
     }
 }

@@ -2,7 +2,7 @@
 //! what the correct form is.
 
 use proc_macro2::Span;
-use syn::{Data, DeriveInput, Fields, Ident, Path, Type};
+use syn::{Data, DeriveInput, Fields, Ident, LitInt, Path, Type};
 
 use crate::ast::{option_inner, Cells, Derive, Field, Model, Payload, Shard};
 use crate::attr::{self, FieldAttrs, PayloadAttr};
@@ -98,6 +98,8 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, kind: Derive) -> Option<Mode
         outbox.cells.span(),
     );
 
+    let replication_version = replication_version(cx, outbox.replication_version.get());
+
     Some(Model {
         derive: kind,
         ident: &input.ident,
@@ -109,9 +111,31 @@ fn check<'a>(cx: &mut Ctxt, input: &'a DeriveInput, kind: Derive) -> Option<Mode
         payload,
         cells,
         flush: outbox.flush.get().copied().unwrap_or(true),
+        replication_version: replication_version?,
         none_as_default: diesel.none_as_default.get().copied().unwrap_or(false),
         none_as_null: diesel.none_as_null.get().copied().unwrap_or(true),
     })
+}
+
+/// The replication version: a positive integer that fits the stored `INTEGER` (1 when
+/// not given). 0 is what a model never backfilled has stored, so it cannot be declared.
+fn replication_version(cx: &mut Ctxt, literal: Option<&LitInt>) -> Option<i32> {
+    let Some(literal) = literal else {
+        return Some(1);
+    };
+    match literal.base10_parse::<i32>() {
+        Ok(version) if version >= 1 => Some(version),
+        _ => {
+            cx.syn_error(syn::Error::new(
+                literal.span(),
+                format!(
+                    "`replication_version` is a whole number from 1 to {}: raise it by one to backfill the model again",
+                    i32::MAX
+                ),
+            ));
+            None
+        }
+    }
 }
 
 /// What a field's diesel keys cannot mean on a replicated model, whichever field it is.
@@ -598,6 +622,43 @@ mod tests {
             "`treat_none_as_null` applies to `Option` fields",
         ] {
             assert!(message.contains(expected), "{expected} in {message}");
+        }
+    }
+
+    #[test]
+    fn the_replication_version_is_one_unless_raised_and_never_below_one() {
+        let plain: DeriveInput = parse_quote! {
+            #[outbox(category = Category::ProjectUpdate)]
+            struct Project { id: i64, name: String }
+        };
+        assert_eq!(
+            model(&plain, Derive::Cell)
+                .expect("valid")
+                .replication_version,
+            1
+        );
+        let raised: DeriveInput = parse_quote! {
+            #[outbox(category = Category::ProjectUpdate, replication_version = 3)]
+            struct Project { id: i64, name: String }
+        };
+        assert_eq!(
+            model(&raised, Derive::Cell)
+                .expect("valid")
+                .replication_version,
+            3
+        );
+        for bad in [
+            quote::quote!(0),
+            quote::quote!(-1),
+            quote::quote!(3000000000),
+            quote::quote!("2"),
+        ] {
+            let input: DeriveInput = parse_quote! {
+                #[outbox(category = Category::ProjectUpdate, replication_version = #bad)]
+                struct Project { id: i64, name: String }
+            };
+            let message = errors(input, Derive::Cell);
+            assert!(!message.is_empty(), "{bad} is refused");
         }
     }
 

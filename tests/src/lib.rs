@@ -21,6 +21,8 @@ use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
 use diesel_outbox::OutboxConnection;
 
+pub mod backfill;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique_suffix() -> String {

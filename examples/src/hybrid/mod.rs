@@ -9,6 +9,7 @@
 //! apply their changes. [`Deployment::create_direct`] gives each silo's receivers a
 //! [`SiloDirectory`] of the other databases, as single-database and test setups do.
 
+pub mod backfill;
 mod check;
 mod faults;
 pub mod models;

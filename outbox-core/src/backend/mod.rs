@@ -6,6 +6,8 @@
 //! * [`state`]: a shard's schedule, failures and kill switch as stored;
 //! * [`parked`]: rows moved out of the outbox after their last allowed attempt;
 //! * [`inspect`]: depths and the oldest due row, as an operator reads them;
+//! * [`backfill`]: the backfill's state per model, and its statements (a supertrait of
+//!   [`OutboxConnection`], not more methods of it);
 //! * [`sql`]: the pieces of SQL text and the row types the backends share;
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
@@ -27,6 +29,7 @@ use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
 pub(crate) mod applied;
+pub(crate) mod backfill;
 pub(crate) mod claim;
 pub(crate) mod inspect;
 pub(crate) mod migrations;
@@ -47,6 +50,7 @@ pub(crate) mod state;
 pub(crate) mod transaction;
 
 use crate::row::tombstone::{Tombstone, TombstoneTable};
+use backfill::BackfillStatements;
 use claim::{Claim, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
 use inspect::{CategoryDepth, OldestRow, ShardDepth};
 use parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
@@ -67,6 +71,7 @@ pub(crate) use sealed::Sealed;
 pub trait OutboxConnection:
     Connection<TransactionManager = AnsiTransactionManager>
     + applied::AppliedLedger
+    + BackfillStatements
     + Sealed
     + Send
     + 'static

@@ -65,7 +65,7 @@ const NULL_TEXT: &str = "CAST(NULL AS CHAR)";
 const UNBOUNDED: &str = "9223372036854775807";
 
 /// The library's tables, as `run_migrations` checks them.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "cell_outboxes",
     "control_outboxes",
     "cell_tombstones",
@@ -75,6 +75,7 @@ const TABLES: [&str; 9] = [
     "outbox_drain_leases",
     "cell_outbox_parked",
     "control_outbox_parked",
+    "outbox_backfills",
 ];
 
 /// The longest tombstone table name the column stores (`INSERT IGNORE` would cut a longer

@@ -163,6 +163,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// A model's backfill cannot run as declared (see [`BackfillProblem`]): nothing of it
+    /// is written until the declaration is fixed.
+    #[error("the backfill of `{model}` ({table}): {problem}")]
+    Backfill {
+        /// The outbox table of the model's rows.
+        table: OutboxTable,
+        /// The model's table.
+        model: String,
+        /// What is wrong.
+        problem: BackfillProblem,
+    },
+
     /// A drain worker thread could not be started.
     #[error("could not start an outbox drain thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -243,6 +255,45 @@ impl fmt::Display for PayloadOwner<'_> {
             (Some(category), None) => write!(f, "the payload of a {category} row "),
             (None, Some(object)) => write!(f, "the payload of a row for object {object} "),
             (None, None) => f.write_str("an outbox payload "),
+        }
+    }
+}
+
+/// Why a model's backfill cannot run as declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackfillProblem {
+    /// The declared replication version is below the one stored (finished, or under way):
+    /// versions only go up, so the code running is older than the data, or a version was
+    /// lowered by mistake.
+    VersionWentDown {
+        /// What the application declares.
+        declared: i32,
+        /// What is stored.
+        stored: i32,
+    },
+    /// A version is stored for a model the application no longer declares.
+    NotDeclared {
+        /// What is stored.
+        stored: i32,
+    },
+}
+
+impl fmt::Display for BackfillProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackfillProblem::VersionWentDown { declared, stored } => write!(
+                f,
+                "the declared replication version {declared} is below the stored version \
+                 {stored}: versions only go up; declare {stored} (or above, to backfill again), \
+                 or run the code that declares it"
+            ),
+            BackfillProblem::NotDeclared { stored } => write!(
+                f,
+                "version {stored} is stored but the application no longer declares the \
+                 model: register it in its `Backfills` again, or, if the model is gone, \
+                 delete its row from `outbox_backfills`"
+            ),
         }
     }
 }

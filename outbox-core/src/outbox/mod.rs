@@ -2,12 +2,15 @@
 //! the test helpers. Uses every layer below.
 //!
 //! * this file: [`Outbox`] and its builder;
-//! * `worker`: threads draining through a connection pool (feature `pool`);
+//! * `worker`: threads draining through a connection pool (feature `pool`), and the
+//!   backfill's thread;
 //! * `inspect`: depths, lag, stuck shards and parked groups, and an operator's actions;
+//! * `backfill`: writing every object's rows again when a model's version goes up;
 //! * [`testing`]: "run the outboxes" in a test, and reads of the tables.
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +29,12 @@ use crate::key::clock::{Clock, SystemClock};
 use crate::key::error::{Error, Result};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
+use crate::write::backfill::Backfills;
 use crate::write::context::{
     self, OutboxContext, Settings, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NOTIFY,
 };
 
+pub(crate) mod backfill;
 pub(crate) mod inspect;
 pub(crate) mod testing;
 #[cfg(feature = "pool")]
@@ -42,6 +47,9 @@ struct Shared<C> {
     notify: bool,
     max_payload_bytes: usize,
     reported: inspect::ReportedDepths,
+    backfills: Backfills<C>,
+    /// Whether this outbox recorded its models' declared versions.
+    backfills_declared: AtomicBool,
 }
 
 /// The outbox of one database: its receivers, clock, metrics and drain sizes. Cheap to
@@ -123,6 +131,7 @@ impl<C: OutboxConnection> Outbox<C> {
             flush: true,
             notify: DEFAULT_NOTIFY,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            backfills: Backfills::new(),
         }
     }
 
@@ -291,9 +300,18 @@ pub struct OutboxBuilder<C> {
     flush: bool,
     notify: bool,
     max_payload_bytes: usize,
+    backfills: Backfills<C>,
 }
 
 impl<C: OutboxConnection> OutboxBuilder<C> {
+    /// The replicated models this outbox backfills when their declared replication
+    /// version goes up ([`Outbox::backfill`]; a `Worker` with
+    /// [`WorkerOptions::backfill`](crate::WorkerOptions::backfill) runs it).
+    pub fn backfill(mut self, backfills: Backfills<C>) -> Self {
+        self.backfills = backfills;
+        self
+    }
+
     /// What the drain does when the receiver of `category` keeps failing at a key (default
     /// [`Exhaustion::RetryForever`]): e.g. `Exhaustion::Park { max_attempts: 10 }` moves
     /// the key's rows to the parked table after its tenth failed attempt, so that the rest
@@ -418,6 +436,8 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
                 notify: self.notify,
                 max_payload_bytes: self.max_payload_bytes,
                 reported: inspect::ReportedDepths::default(),
+                backfills: self.backfills,
+                backfills_declared: AtomicBool::new(false),
             }),
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
+use super::backfill::BackfillOptions;
 use super::Outbox;
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
@@ -44,6 +45,11 @@ pub struct WorkerOptions {
     /// How often the first thread reports [`Outbox::report_status`] to the outbox's
     /// metrics (default every 60 s; `None`: never). Each report counts the tables' rows.
     pub report_every: Option<Duration>,
+    /// Whether, and how, a thread of its own runs [`Outbox::backfill`] for the models of
+    /// the outbox's [`Backfills`](crate::backfill::Backfills) (default `None`: no
+    /// backfill). It sleeps until the throttle allows the next batch, or `poll_interval`
+    /// when no model has work.
+    pub backfill: Option<BackfillOptions>,
 }
 
 impl Default for WorkerOptions {
@@ -54,6 +60,7 @@ impl Default for WorkerOptions {
             due_shards: DueShards::new(),
             listen: true,
             report_every: Some(Duration::from_secs(60)),
+            backfill: None,
         }
     }
 }
@@ -179,6 +186,15 @@ impl Worker {
                 .map_err(Error::Thread)?;
             worker.threads.push(thread);
         }
+        if let Some(backfill) = options.backfill.clone() {
+            let (pool, outbox, signal) = (pool.clone(), outbox.clone(), Arc::clone(&signal));
+            let poll = options.poll_interval;
+            let thread = thread::Builder::new()
+                .name("outbox-backfill".to_owned())
+                .spawn(move || backfill_loop(&pool, &outbox, &backfill, poll, &signal))
+                .map_err(Error::Thread)?;
+            worker.threads.push(thread);
+        }
         Ok(worker)
     }
 
@@ -200,6 +216,40 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The backfill thread: a step, then a sleep until the throttle allows the next batch (at
+/// most `poll`, which is also the sleep when no model has work or a step failed).
+fn backfill_loop<C>(
+    pool: &Pool<ConnectionManager<C>>,
+    outbox: &Outbox<C>,
+    options: &BackfillOptions,
+    poll: Duration,
+    signal: &Signal,
+) where
+    C: OutboxConnection + R2D2Connection,
+{
+    while !signal.is_stopped() {
+        let step = pool
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut conn| outbox.backfill(&mut conn, options));
+        let wait = match step {
+            Ok(report) => report.next_batch_at.map_or(poll, |at| {
+                (at - outbox.clock().now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(poll)
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "outbox worker: a backfill step failed");
+                poll
+            }
+        };
+        if !wait.is_zero() {
+            signal.sleep(wait);
+        }
     }
 }
 

@@ -5,8 +5,11 @@
 //! * [`context`]: `outbox_context` and [`OutboxContext`](context::OutboxContext);
 //! * [`model`]: the traits the derives implement, the model's own SQL included;
 //! * [`engine`]: what the generated write methods call;
+//! * [`backfill`]: the models a backfill walks, and one page of one written through a
+//!   context;
 //! * [`generated`]: the version check and per-backend expansion of generated code.
 
+pub(crate) mod backfill;
 pub(crate) mod buffer;
 pub(crate) mod context;
 pub(crate) mod engine;

@@ -25,6 +25,7 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// | `#[outbox(payload)]` | rows carry the model serialised with serde (default: no payload; receivers reload the object) |
 /// | `#[outbox(payload = path)]` | rows carry `path(&model)` serialised with serde |
 /// | `#[outbox(flush = false)]` | writes are not flushed after commit: the periodic drain delivers them |
+/// | `#[outbox(replication_version = N)]` | the model's replication version, 1 by default: raise it (by one) to have the [backfill](crate::backfill) write every existing object's outbox row again, e.g. after a replica table was added or a replication hook fixed |
 /// | `#[diesel(table_name = ..)]`, `#[diesel(primary_key(..))]`, `#[diesel(column_name = ..)]` | read as diesel reads them: one table; the key must be one column, `id` by default; a column name may be an identifier or a string |
 ///
 /// It generates these methods, all taking the [`OutboxContext`](crate::OutboxContext) and
@@ -148,6 +149,10 @@ pub trait ReplicatedCell: Sized + 'static {
     const TABLE_NAME: &'static str;
     /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
     const FLUSH: bool = true;
+    /// The model's replication version (`#[outbox(replication_version = N)]`, 1 by
+    /// default): when it is above the version stored for the model, the
+    /// [backfill](crate::backfill) writes every existing object's outbox row again.
+    const REPLICATION_VERSION: i32 = 1;
 
     /// The object identifier: the primary key.
     fn object_identifier(&self) -> i64;
@@ -226,6 +231,8 @@ pub trait ReplicatedControl: Sized + 'static {
     const TABLE_NAME: &'static str;
     /// Whether its writes are flushed after commit (`#[outbox(flush = false)]` says no).
     const FLUSH: bool = true;
+    /// The model's replication version (see [`ReplicatedCell::REPLICATION_VERSION`]).
+    const REPLICATION_VERSION: i32 = 1;
 
     /// The object identifier: the primary key.
     fn object_identifier(&self) -> i64;
@@ -351,6 +358,11 @@ pub trait ModelWrites<C>: Sized {
     /// (..)` elsewhere: callers split `object_identifiers` at the backend's bind limit).
     /// The models found, in no particular order; an identifier not found is absent.
     fn load_rows(conn: &mut C, object_identifiers: &[i64]) -> Result<Vec<Self>>;
+    /// Up to `limit` models in primary-key order, after the key `after` (from the first
+    /// when `None`): the backfill's walk over the table. It reads, so it takes no token.
+    fn load_page(conn: &mut C, after: Option<i64>, limit: i64) -> Result<Vec<Self>>;
+    /// The table's row count (the backfill's estimate of its work).
+    fn count_rows(conn: &mut C) -> Result<i64>;
 }
 
 /// The outbox rows a write of a model records, whichever silo it belongs to.

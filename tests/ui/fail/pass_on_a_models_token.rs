@@ -58,6 +58,13 @@ impl ModelWrites<SqliteConnection> for Evil {
     fn load_rows(_: &mut SqliteConnection, _: &[i64]) -> diesel_outbox::Result<Vec<Self>> {
         Ok(Vec::new())
     }
+    fn load_page(_: &mut SqliteConnection, _: Option<i64>, _: i64) -> diesel_outbox::Result<Vec<Self>> {
+        Ok(Vec::new())
+    }
+
+    fn count_rows(_: &mut SqliteConnection) -> diesel_outbox::Result<i64> {
+        Ok(0)
+    }
 }
 
 fn main() {}
