@@ -12,6 +12,7 @@
 pub mod backfill;
 mod check;
 mod faults;
+pub mod lag;
 pub mod models;
 pub mod service;
 mod story;
@@ -222,17 +223,21 @@ where
     /// Saves `user` in control; its rows are flushed to its cells after commit.
     pub fn save_user(&mut self, user: &User) -> Result<(), Error> {
         let control = &mut self.control;
-        control
-            .outbox
-            .context(&mut control.conn, |ctx| user.save(ctx))
+        control.outbox.context(&mut control.conn, |ctx| {
+            user.save(ctx)?;
+            lag::committed(lag::USERS, user.id);
+            Ok(())
+        })
     }
 
     /// Deletes the user `id` in control.
     pub fn delete_user(&mut self, id: i64) -> Result<bool, Error> {
         let control = &mut self.control;
-        control
-            .outbox
-            .context(&mut control.conn, |ctx| User::delete_by_id(ctx, id))
+        control.outbox.context(&mut control.conn, |ctx| {
+            let deleted = User::delete_by_id(ctx, id)?;
+            lag::committed(lag::USERS, id);
+            Ok(deleted)
+        })
     }
 
     /// Saves `organization` in `cell`, with `members`; flushed to control after commit.
@@ -248,6 +253,7 @@ where
             for &user in members {
                 ctx.connection().add_membership(organization.id, user)?;
             }
+            lag::committed(lag::ORGANIZATIONS, organization.id);
             Ok(())
         })
     }
@@ -257,7 +263,9 @@ where
         let silo = self.cell(cell)?;
         silo.outbox.context(&mut silo.conn, |ctx| {
             ctx.connection().remove_memberships(id)?;
-            Organization::delete_by_id(ctx, id)
+            let deleted = Organization::delete_by_id(ctx, id)?;
+            lag::committed(lag::ORGANIZATIONS, id);
+            Ok(deleted)
         })
     }
 

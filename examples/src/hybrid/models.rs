@@ -19,11 +19,13 @@
 
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
-use diesel_outbox::apply::{ApplyContext, CellApplyHooks, ControlApplyHooks};
+use diesel_outbox::apply::{ApplyBatch, ApplyContext, CellApplyHooks, ControlApplyHooks};
 use diesel_outbox::{
     BoxError, CellReplicationHooks, ControlReplicationHooks, JsonPayload, ReplicatedCell,
-    ReplicatedControl, ReplicationContext, SiloId,
+    ReplicatedControl, ReplicationBatch, ReplicationContext, SiloId,
 };
+
+use super::lag;
 use serde::{Deserialize, Serialize};
 
 diesel_outbox::outbox_scopes_and_categories! {
@@ -156,27 +158,41 @@ pub struct OrganizationMapping {
 }
 
 /// Over a transport (the demo's wiring): control applies what a cell sends it about
-/// its organizations, in control's own transaction. The hook is also where control
-/// decides what a cell may change: a cell may map only organizations that live in it.
+/// its organizations, in control's own transaction, a batch at a time (one read of the
+/// batch's mappings, one multi-row upsert). The hook is also where control decides what a
+/// cell may change: a cell may map only organizations that live in it.
 impl<C: DemoSql> CellApplyHooks<C> for Organization {
-    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
-        let cell = ctx.cell_name().to_owned();
-        let conn = ctx.connection();
-        if let Some(mapped) = conn.organization_mapping(self.id)? {
+    fn apply_replications(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        organizations: &[Self],
+    ) -> Result<(), BoxError> {
+        let cell = batch.cell_name().to_owned();
+        let ids: Vec<i64> = organizations.iter().map(|org| org.id).collect();
+        let conn = batch.connection();
+        for mapped in conn.organization_mappings_of(&ids)? {
             if mapped.cell_name != cell {
                 return Err(format!(
                     "organization {} lives in {}, not in {cell}",
-                    self.id, mapped.cell_name
+                    mapped.organization_id, mapped.cell_name
                 )
                 .into());
             }
         }
-        conn.upsert_organization_mapping(&OrganizationMapping {
-            organization_id: self.id,
-            name: self.name.clone(),
-            cell_name: cell,
-        })?;
+        let mappings: Vec<OrganizationMapping> = organizations
+            .iter()
+            .map(|org| OrganizationMapping {
+                organization_id: org.id,
+                name: org.name.clone(),
+                cell_name: cell.clone(),
+            })
+            .collect();
+        conn.upsert_organization_mappings(&mappings)?;
+        lag::applied_all(lag::ORGANIZATIONS, &ids);
         Ok(())
+    }
+
+    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
+        Self::apply_replications(&mut ctx.as_batch(), std::slice::from_ref(self))
     }
 
     fn apply_deletion(
@@ -189,19 +205,27 @@ impl<C: DemoSql> CellApplyHooks<C> for Organization {
         let cell = ctx.cell_name().to_owned();
         ctx.connection()
             .delete_organization_mapping(object_identifier, Some(&cell))?;
+        lag::applied_all(lag::ORGANIZATIONS, &[object_identifier]);
         Ok(())
     }
 }
 
-/// Over a transport: a cell applies what control sends it about a user, in the cell's
-/// own transaction.
+/// Over a transport: a cell applies what control sends it about its users, in the cell's
+/// own transaction, a batch at a time (one multi-row upsert).
 impl<C: DemoSql> ControlApplyHooks<C> for User {
-    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
-        ctx.connection().upsert_user_replica(&UserReplica {
-            id: self.id,
-            name: self.name.clone(),
-        })?;
+    fn apply_replications(
+        batch: &mut ApplyBatch<'_, '_, C>,
+        users: &[Self],
+    ) -> Result<(), BoxError> {
+        let replicas: Vec<UserReplica> = users.iter().map(User::replica).collect();
+        batch.connection().upsert_user_replicas(&replicas)?;
+        let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
+        lag::applied_all(lag::USERS, &ids);
         Ok(())
+    }
+
+    fn apply_replication(&self, ctx: &mut ApplyContext<'_, '_, C>) -> Result<(), BoxError> {
+        Self::apply_replications(&mut ctx.as_batch(), std::slice::from_ref(self))
     }
 
     fn apply_deletion(
@@ -212,29 +236,41 @@ impl<C: DemoSql> ControlApplyHooks<C> for User {
     ) -> Result<(), BoxError> {
         // The cascade: the replica and every membership pointing at it.
         ctx.connection().delete_user_replica(object_identifier)?;
+        lag::applied_all(lag::USERS, &[object_identifier]);
         Ok(())
     }
 }
 
-/// Through direct connections (the [`SiloDirectory`](diesel_outbox::SiloDirectory)
-/// wiring, for single-database and test setups): control's drain writes each user into
-/// its cells' databases itself.
-impl<C: DemoSql> ControlReplicationHooks<C> for User {
-    fn handle_async_replication(
-        &self,
-        ctx: &mut ReplicationContext<'_, C>,
-        cell_name: &str,
-        _shard_identifier: i64,
-    ) -> Result<(), BoxError> {
-        let replica = UserReplica {
+impl User {
+    fn replica(&self) -> UserReplica {
+        UserReplica {
             id: self.id,
             name: self.name.clone(),
-        };
-        ctx.require_silos()?
-            .with_cell_connection(cell_name, |cell: &mut C| {
-                cell.upsert_user_replica(&replica)?;
+        }
+    }
+}
+
+/// Through direct connections (the [`SiloDirectory`](diesel_outbox::SiloDirectory)
+/// wiring, for single-database and test setups): control's drain writes each batch of
+/// users into a cell's database itself, with one connection and one upsert.
+impl<C: DemoSql> ControlReplicationHooks<C> for User {
+    fn handle_async_replications(
+        batch: &mut ReplicationBatch<'_, C>,
+        users: &[&Self],
+    ) -> Result<(), BoxError> {
+        let cell_name = batch
+            .cell_name()
+            .ok_or("control rows name their cell")?
+            .to_owned();
+        let replicas: Vec<UserReplica> = users.iter().map(|user| user.replica()).collect();
+        batch
+            .require_silos()?
+            .with_cell_connection(&cell_name, |cell: &mut C| {
+                cell.upsert_user_replicas(&replicas)?;
                 Ok(())
             })?;
+        let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
+        lag::applied_all(lag::USERS, &ids);
         Ok(())
     }
 
@@ -250,31 +286,36 @@ impl<C: DemoSql> ControlReplicationHooks<C> for User {
                 cell.transaction(|cell| cell.delete_user_replica(object_identifier))?;
                 Ok(())
             })?;
+        lag::applied_all(lag::USERS, &[object_identifier]);
         Ok(())
     }
 }
 
-/// Through direct connections: a cell's drain writes its organizations' mappings into
-/// control's database itself.
+/// Through direct connections: a cell's drain writes each batch of its organizations'
+/// mappings into control's database itself.
 impl<C: DemoSql> CellReplicationHooks<C> for Organization {
-    fn handle_async_replication(
-        &self,
-        ctx: &mut ReplicationContext<'_, C>,
-        _shard_identifier: i64,
+    fn handle_async_replications(
+        batch: &mut ReplicationBatch<'_, C>,
+        organizations: &[&Self],
     ) -> Result<(), BoxError> {
-        let silos = ctx.require_silos()?;
+        let silos = batch.require_silos()?;
         let SiloId::Cell(cell_name) = silos.local() else {
             return Err("organizations are replicated from a cell".into());
         };
-        let mapping = OrganizationMapping {
-            organization_id: self.id,
-            name: self.name.clone(),
-            cell_name: cell_name.clone(),
-        };
+        let mappings: Vec<OrganizationMapping> = organizations
+            .iter()
+            .map(|org| OrganizationMapping {
+                organization_id: org.id,
+                name: org.name.clone(),
+                cell_name: cell_name.clone(),
+            })
+            .collect();
         silos.with_control_connection(|control: &mut C| {
-            control.upsert_organization_mapping(&mapping)?;
+            control.upsert_organization_mappings(&mappings)?;
             Ok(())
         })?;
+        let ids: Vec<i64> = organizations.iter().map(|org| org.id).collect();
+        lag::applied_all(lag::ORGANIZATIONS, &ids);
         Ok(())
     }
 
@@ -289,6 +330,7 @@ impl<C: DemoSql> CellReplicationHooks<C> for Organization {
                 control.delete_organization_mapping(object_identifier, None)?;
                 Ok(())
             })?;
+        lag::applied_all(lag::ORGANIZATIONS, &[object_identifier]);
         Ok(())
     }
 }
@@ -312,14 +354,15 @@ pub trait DemoSql: diesel_outbox::OutboxConnection + R2D2Connection + Sized {
     fn remove_memberships(&mut self, organization_id: i64) -> QueryResult<()>;
     /// Rows in both outbox tables.
     fn outbox_rows(&mut self) -> Result<i64, diesel_outbox::Error>;
-    /// A cell: writes a user's replica (an upsert: idempotent).
-    fn upsert_user_replica(&mut self, replica: &UserReplica) -> QueryResult<()>;
+    /// A cell: writes users' replicas (one multi-row upsert: idempotent).
+    fn upsert_user_replicas(&mut self, replicas: &[UserReplica]) -> QueryResult<()>;
     /// A cell: deletes a user's replica and every membership pointing at it.
     fn delete_user_replica(&mut self, id: i64) -> QueryResult<()>;
-    /// Control: the mapping of organization `id`.
-    fn organization_mapping(&mut self, id: i64) -> QueryResult<Option<OrganizationMapping>>;
-    /// Control: writes an organization's mapping (an upsert: idempotent).
-    fn upsert_organization_mapping(&mut self, mapping: &OrganizationMapping) -> QueryResult<()>;
+    /// Control: the mappings of the organizations `ids` that have one.
+    fn organization_mappings_of(&mut self, ids: &[i64]) -> QueryResult<Vec<OrganizationMapping>>;
+    /// Control: writes organizations' mappings (one multi-row upsert: idempotent).
+    fn upsert_organization_mappings(&mut self, mappings: &[OrganizationMapping])
+        -> QueryResult<()>;
     /// Control: deletes the mapping of organization `id` (only if it is `cell`'s, if given).
     fn delete_organization_mapping(&mut self, id: i64, cell: Option<&str>) -> QueryResult<()>;
 }
@@ -327,7 +370,11 @@ pub trait DemoSql: diesel_outbox::OutboxConnection + R2D2Connection + Sized {
 /// `DemoSql` for one connection type. The upserts' conflict target differs: a column on
 /// SQLite and PostgreSQL, `DuplicatedKeys` (`ON DUPLICATE KEY UPDATE`) on MySQL.
 macro_rules! demo_sql {
-    ($conn:ty, replicas: $replica_key:expr, mappings: $mapping_key:expr) => {
+    (
+        $conn:ty,
+        replicas: $replica_key:expr, $replica_name:expr,
+        mappings: $mapping_key:expr, $mapping_name:expr, $mapping_cell:expr
+    ) => {
         impl DemoSql for $conn {
             fn users(&mut self) -> QueryResult<Vec<User>> {
                 schema::users::table
@@ -391,12 +438,17 @@ macro_rules! demo_sql {
                 Ok((cell + control) as i64)
             }
 
-            fn upsert_user_replica(&mut self, replica: &UserReplica) -> QueryResult<()> {
+            fn upsert_user_replicas(&mut self, replicas: &[UserReplica]) -> QueryResult<()> {
+                // Tuples of `eq`: one multi-row INSERT on every backend.
+                let rows: Vec<_> = replicas
+                    .iter()
+                    .map(|r| (user_replicas::id.eq(r.id), user_replicas::name.eq(&r.name)))
+                    .collect();
                 diesel::insert_into(user_replicas::table)
-                    .values(replica)
+                    .values(rows)
                     .on_conflict($replica_key)
                     .do_update()
-                    .set(replica)
+                    .set(user_replicas::name.eq($replica_name))
                     .execute(self)
                     .map(|_| ())
             }
@@ -411,26 +463,38 @@ macro_rules! demo_sql {
                     .map(|_| ())
             }
 
-            fn organization_mapping(
+            fn organization_mappings_of(
                 &mut self,
-                id: i64,
-            ) -> QueryResult<Option<OrganizationMapping>> {
+                ids: &[i64],
+            ) -> QueryResult<Vec<OrganizationMapping>> {
                 organization_mappings::table
-                    .find(id)
+                    .filter(organization_mappings::organization_id.eq_any(ids))
                     .select(OrganizationMapping::as_select())
-                    .first(self)
-                    .optional()
+                    .load(self)
             }
 
-            fn upsert_organization_mapping(
+            fn upsert_organization_mappings(
                 &mut self,
-                mapping: &OrganizationMapping,
+                mappings: &[OrganizationMapping],
             ) -> QueryResult<()> {
+                let rows: Vec<_> = mappings
+                    .iter()
+                    .map(|m| {
+                        (
+                            organization_mappings::organization_id.eq(m.organization_id),
+                            organization_mappings::name.eq(&m.name),
+                            organization_mappings::cell_name.eq(&m.cell_name),
+                        )
+                    })
+                    .collect();
                 diesel::insert_into(organization_mappings::table)
-                    .values(mapping)
+                    .values(rows)
                     .on_conflict($mapping_key)
                     .do_update()
-                    .set(mapping)
+                    .set((
+                        organization_mappings::name.eq($mapping_name),
+                        organization_mappings::cell_name.eq($mapping_cell),
+                    ))
                     .execute(self)
                     .map(|_| ())
             }
@@ -458,18 +522,24 @@ macro_rules! demo_sql {
 #[cfg(feature = "sqlite")]
 demo_sql!(
     diesel::sqlite::SqliteConnection,
-    replicas: user_replicas::id,
-    mappings: organization_mappings::organization_id
+    replicas: user_replicas::id, diesel::upsert::excluded(user_replicas::name),
+    mappings: organization_mappings::organization_id,
+        diesel::upsert::excluded(organization_mappings::name),
+        diesel::upsert::excluded(organization_mappings::cell_name)
 );
 #[cfg(feature = "postgres")]
 demo_sql!(
     diesel::pg::PgConnection,
-    replicas: user_replicas::id,
-    mappings: organization_mappings::organization_id
+    replicas: user_replicas::id, diesel::upsert::excluded(user_replicas::name),
+    mappings: organization_mappings::organization_id,
+        diesel::upsert::excluded(organization_mappings::name),
+        diesel::upsert::excluded(organization_mappings::cell_name)
 );
 #[cfg(feature = "mysql")]
 demo_sql!(
     diesel::mysql::MysqlConnection,
-    replicas: diesel::dsl::DuplicatedKeys,
-    mappings: diesel::dsl::DuplicatedKeys
+    replicas: diesel::dsl::DuplicatedKeys, diesel::dsl::sql::<diesel::sql_types::Text>("VALUES(name)"),
+    mappings: diesel::dsl::DuplicatedKeys,
+        diesel::dsl::sql::<diesel::sql_types::Text>("VALUES(name)"),
+        diesel::dsl::sql::<diesel::sql_types::Text>("VALUES(cell_name)")
 );

@@ -87,6 +87,17 @@ impl<'tx, C: OutboxConnection> ApplyContext<'_, 'tx, C> {
     pub fn request(&self) -> &ApplyRequest {
         self.request
     }
+
+    /// This request as a batch of one: e.g. to write `apply_replication` with the batch
+    /// hook, `Self::apply_replications(&mut ctx.as_batch(), std::slice::from_ref(self))`.
+    pub fn as_batch(&mut self) -> ApplyBatch<'_, 'tx, C> {
+        ApplyBatch {
+            ctx: &mut *self.ctx,
+            requests: std::slice::from_ref(&self.request),
+            caller: self.caller,
+            local: self.local,
+        }
+    }
 }
 
 /// What a batch apply hook gets ([`CellApplyHooks::apply_replications`],
