@@ -62,8 +62,10 @@ pub(crate) struct BackfillModel<C> {
 /// #[outbox(category = Category::ProjectUpdate, replication_version = 2)]
 /// struct Project { id: i64, organization_id: i64, name: String }
 ///
+/// # fn main() {
 /// let backfills = Backfills::<SqliteConnection>::new().cell::<Project>();
 /// assert_eq!(backfills.declared(), vec![("cell_outboxes", "projects", 2)]);
+/// # }
 /// ```
 pub struct Backfills<C> {
     models: Vec<BackfillModel<C>>,
