@@ -286,6 +286,7 @@ where
     let mut conn = cell.conn();
     let mut control_conn = control.conn();
     let mut next = 0;
+    let (old_only, new_only) = (vec![old.clone()], vec![new.clone()]);
     let mut send = |server_keys: &[SigningKey], client_keys: &[SigningKey]| {
         let (_, running) = serve_control(control, server_keys);
         let receivers = Receivers::new().remote(
@@ -306,19 +307,19 @@ where
         )
     };
     // Before: both sides hold the old key.
-    assert_eq!(send(&[old.clone()], &[old.clone()]), (1, 0, 0));
+    assert_eq!(send(&old_only, &old_only), (1, 0, 0));
     // 1. The receiver adds the new key; senders still sign with the old one.
-    assert_eq!(send(&[old.clone(), new.clone()], &[old.clone()]), (1, 0, 0));
+    assert_eq!(send(&[old.clone(), new.clone()], &old_only), (1, 0, 0));
     // 2. The sender signs with the new key, still trusting answers under the old.
     assert_eq!(
         send(&[old.clone(), new.clone()], &[new.clone(), old.clone()]),
         (1, 0, 0)
     );
     // 3. Both drop the old key.
-    assert_eq!(send(&[new.clone()], &[new.clone()]), (1, 0, 0));
+    assert_eq!(send(&new_only, &new_only), (1, 0, 0));
     assert_eq!(control_conn.project_replicas().len(), 4);
     // The check is real: a sender still on the old key is refused now.
-    let (delivered, failed, left) = send(&[new.clone()], &[old.clone()]);
+    let (delivered, failed, left) = send(&new_only, &old_only);
     assert_eq!((delivered, failed, left), (0, 1, 1));
 }
 

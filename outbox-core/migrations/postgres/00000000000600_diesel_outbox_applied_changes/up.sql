@@ -11,4 +11,4 @@ CREATE TABLE outbox_applied_changes (
     deleted BOOLEAN NOT NULL,
     applied_at TIMESTAMP NOT NULL,
     PRIMARY KEY (source_silo, table_name, object_identifier)
-);
+) WITH (fillfactor = 70);
