@@ -99,7 +99,7 @@ mod sqlite {
     use super::{
         source_name, written_flags, AppliedChange, AppliedLedger, WrittenRow, FORWARD_ONLY,
     };
-    use crate::backend::OutboxConnection;
+    use crate::backend::sql::Prepared;
     use crate::key::silo_id::SiloId;
     use crate::key::token::Token;
 
@@ -107,6 +107,9 @@ mod sqlite {
     const BINDS: usize = 3;
     /// The shared binds: `?1` source, `?2` table, `?3` time.
     const SHARED: usize = 3;
+    /// Changes per statement: measured here, 1,000 per VALUES list costs as much per row
+    /// as a replica's own upsert, 8,000 half as much again, and `json_each` four times.
+    const CHUNK: usize = 1_000;
 
     impl AppliedLedger for SqliteConnection {
         fn record_applied(
@@ -118,9 +121,10 @@ mod sqlite {
             now: NaiveDateTime,
         ) -> QueryResult<Vec<bool>> {
             let mut written = Vec::with_capacity(changes.len());
-            for chunk in changes.chunks((Self::MAX_BIND_PARAMS - SHARED) / BINDS) {
+            for chunk in changes.chunks(CHUNK) {
                 // Numbered: SQLite gives a bare `?` the number after the largest so far,
-                // which would collide with the shared ones.
+                // which would collide with the shared ones. A full chunk's text is always
+                // the same, so diesel keeps it prepared.
                 let values = (0..chunk.len())
                     .map(|row| {
                         let first = SHARED + 1 + row * BINDS;
@@ -144,7 +148,7 @@ mod sqlite {
                         .bind::<BigInt, _>(change.row_id)
                         .bind::<Bool, _>(change.deleted);
                 }
-                written.extend(query.load::<WrittenRow>(self)?);
+                written.extend(Prepared(query).load::<WrittenRow>(self)?);
             }
             Ok(written_flags(
                 changes,
