@@ -73,6 +73,11 @@ pub trait OutboxConnection:
     /// The backend's name, for messages.
     const BACKEND_NAME: &'static str;
 
+    /// Whether a drain delivers under leases unless told otherwise (see
+    /// [`Delivery`](crate::drain::Delivery)): SQLite, whose one write lock a receiver
+    /// inside the drain's transaction would keep from every writer.
+    const LEASED_DELIVERY_BY_DEFAULT: bool;
+
     /// Runs the library's migrations (see [`run_migrations`](crate::run_migrations)).
     fn run_outbox_migrations(&mut self) -> Result<()>;
 
@@ -144,6 +149,17 @@ pub trait OutboxConnection:
     /// lease meanwhile makes this wait for its commit, then find the lease gone).
     #[doc(hidden)]
     fn forget_lease(&mut self, token: Token<'_>, lease: i64) -> QueryResult<bool>;
+
+    /// Moves `lease`'s expiry to `expires_at` (a leased delivery's heartbeat, and its check
+    /// before it deletes anything); whether the lease is still there: one that another
+    /// drain recovered (it found it expired) is gone, and its shards are no longer ours.
+    #[doc(hidden)]
+    fn renew_lease(
+        &mut self,
+        token: Token<'_>,
+        lease: i64,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<bool>;
 
     /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
     /// held by this connection alone (PostgreSQL: a session advisory lock; MySQL: a named

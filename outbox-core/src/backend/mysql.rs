@@ -87,6 +87,7 @@ impl OutboxConnection for MysqlConnection {
     /// Placeholders in one prepared statement.
     const MAX_BIND_PARAMS: usize = 65_535;
     const BACKEND_NAME: &'static str = "MySQL";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = false;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -277,6 +278,23 @@ impl OutboxConnection for MysqlConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn renew_lease(
+        &mut self,
+        _token: Token<'_>,
+        lease: i64,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let renewed = statement(
+            "UPDATE outbox_drain_leases SET expires_at = :expires WHERE id = :lease",
+            &[
+                ("expires", Param::Time(expires_at)),
+                ("lease", Param::BigInt(lease)),
+            ],
+        )?
+        .execute(self)?;
+        Ok(renewed > 0)
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
@@ -1188,7 +1206,7 @@ fn due_candidates(
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN :ignore THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= :now AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0 AS first_id FROM {states} st \

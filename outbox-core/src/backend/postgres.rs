@@ -35,6 +35,7 @@ impl OutboxConnection for PgConnection {
     /// The wire protocol counts bind parameters in 16 bits.
     const MAX_BIND_PARAMS: usize = 65_535;
     const BACKEND_NAME: &'static str = "PostgreSQL";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = false;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -612,7 +613,7 @@ fn due_candidates(names: &Names, limit: &str) -> String {
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN $5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= $4 AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0::int8 AS first_id FROM {states} st \

@@ -40,6 +40,7 @@ impl OutboxConnection for SqliteConnection {
     /// SQLITE_MAX_VARIABLE_NUMBER of the bundled build (3.32 and later).
     const MAX_BIND_PARAMS: usize = 32_766;
     const BACKEND_NAME: &'static str = "SQLite";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = true;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -54,7 +55,7 @@ impl OutboxConnection for SqliteConnection {
         // SQLITE_BUSY when another connection wrote meanwhile, whatever the busy timeout;
         // BEGIN IMMEDIATE waits for the write lock instead.
         if transaction::depth(self)? == 0 {
-            super::sqlite_options::check_first_context(self);
+            super::sqlite_options::prepare(self)?;
             AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
         } else {
             AnsiTransactionManager::begin_transaction(self)
@@ -71,7 +72,7 @@ impl OutboxConnection for SqliteConnection {
     }
 
     fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
-        super::sqlite_options::warn_without_busy_timeout(self)
+        super::sqlite_options::prepare(self)
     }
 
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
@@ -426,7 +427,10 @@ where
     E: From<diesel::result::Error>,
 {
     match transaction::depth(conn).map_err(E::from)? {
-        0 => conn.immediate_transaction(f),
+        0 => {
+            super::sqlite_options::prepare(conn).map_err(E::from)?;
+            conn.immediate_transaction(f)
+        }
         _ => diesel::Connection::transaction(conn, f),
     }
 }
@@ -544,7 +548,7 @@ fn due_candidates(names: &Names) -> String {
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN ?5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= ?4 AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0 AS first_id FROM {states} st \

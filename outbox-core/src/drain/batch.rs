@@ -9,10 +9,11 @@
 //! shard.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::backoff::{self, shard_failure};
 use super::deliver::{failure, run_step, KeyFailure};
-use super::plan::{keys_without_receiver, steps, Limits, ShardPlan, Step};
+use super::plan::{first_atomic_keys, keys_without_receiver, steps, Limits, ShardPlan, Step};
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
@@ -42,15 +43,42 @@ pub(crate) fn run<C: OutboxConnection>(
     report.shards += claim.shards.len();
     report.shards_not_claimed += claim.busy;
     let delivered = deliver_claim(drainer, conn, &mut claim, report);
-    let released = conn.release_claim(Token::new(), &claim);
+    let released = release(conn, &claim);
     delivered?;
-    match released {
-        Err(error) if crate::key::error::is_connection_lost(&error) => Err(error.into()),
-        Err(error) => {
-            tracing::warn!(%error, "releasing a drained batch failed; its lease will expire");
-            Ok(())
+    released
+}
+
+/// Pauses between tries of a release: a release that fails (the database is busy) is
+/// tried again at once rather than left to the lease's expiry, which would keep every
+/// shard of the batch from every drain until then.
+const RELEASE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
+/// Lets go of `claim`, retrying a failed release; only a lost connection (whose session's
+/// holds the server drops) ends the round.
+fn release<C: OutboxConnection>(conn: &mut C, claim: &Claim) -> Result<(), Error> {
+    let mut pauses = RELEASE_PAUSES.iter();
+    loop {
+        match conn.release_claim(Token::new(), claim) {
+            Ok(()) => return Ok(()),
+            Err(error) if crate::key::error::is_connection_lost(&error) => {
+                return Err(error.into())
+            }
+            Err(error) => match pauses.next() {
+                Some(pause) => {
+                    tracing::debug!(%error, lease = claim.lease, "releasing a batch failed; trying again");
+                    std::thread::sleep(*pause);
+                }
+                None => {
+                    tracing::warn!(%error, lease = claim.lease, "releasing a batch failed again and again; its lease will expire");
+                    return Ok(());
+                }
+            },
         }
-        Ok(()) => Ok(()),
     }
 }
 
@@ -71,8 +99,14 @@ fn deliver_claim<C: OutboxConnection>(
         return Ok(());
     }
     let table = claim.table;
+    let leased = drainer.options.delivery.is_leased::<C>();
+    let lease = claim.lease.map(|id| LeaseUse {
+        id,
+        leased,
+        delete: true,
+    });
     let attempt = plan(drainer, conn, table, shards.clone())
-        .and_then(|plans| deliver(drainer, conn, table, plans, claim.lease, report));
+        .and_then(|plans| deliver(drainer, conn, table, plans, lease, report));
     match attempt {
         Ok(()) => {
             // The last delivery transaction deleted the lease; the release still lets go
@@ -83,8 +117,12 @@ fn deliver_claim<C: OutboxConnection>(
         Err(error) if error.is_connection_lost() => Err(error),
         Err(error) if shards.len() > 1 => {
             tracing::debug!(%error, shards = shards.len(), "a batch failed as a whole; retrying it shard by shard");
+            let lease = lease.map(|lease| LeaseUse {
+                delete: false,
+                ..lease
+            });
             for shard in shards {
-                deliver_alone(drainer, conn, table, shard, report)?;
+                deliver_alone(drainer, conn, table, shard, lease, report)?;
             }
             Ok(())
         }
@@ -104,10 +142,11 @@ fn deliver_alone<C: OutboxConnection>(
     conn: &mut C,
     table: OutboxTable,
     shard: ClaimedShard,
+    lease: Option<LeaseUse>,
     report: &mut DrainReport,
 ) -> Result<(), Error> {
     let attempt = plan(drainer, conn, table, vec![shard.clone()])
-        .and_then(|plans| deliver(drainer, conn, table, plans, None, report));
+        .and_then(|plans| deliver(drainer, conn, table, plans, lease, report));
     match attempt {
         Ok(()) => Ok(()),
         Err(error) if error.is_connection_lost() => Err(error),
@@ -184,6 +223,8 @@ fn plan<C: OutboxConnection>(
 enum Attempt {
     /// A receiver failed at step `at`.
     Stopped { at: usize, failed: Vec<KeyFailure> },
+    /// The batch's lease is no longer this worker's.
+    LeaseLost,
     /// A statement failed.
     Database(diesel::result::Error),
 }
@@ -194,13 +235,26 @@ impl From<diesel::result::Error> for Attempt {
     }
 }
 
+/// The batch's lease as a delivery uses it.
+#[derive(Clone, Copy, Debug)]
+struct LeaseUse {
+    /// The lease.
+    id: i64,
+    /// Leased delivery: renewed while receivers run outside any transaction, and checked
+    /// by each finishing transaction before it deletes anything.
+    leased: bool,
+    /// The last finishing transaction deletes it (a shard delivered alone after its
+    /// batch failed leaves it to the release).
+    delete: bool,
+}
+
 /// Delivers the plans (see the module docs) and records each shard's outcome.
 fn deliver<C: OutboxConnection>(
     drainer: &Drainer<C>,
     conn: &mut C,
     table: OutboxTable,
     plans: Vec<ShardPlan>,
-    lease: Option<i64>,
+    lease: Option<LeaseUse>,
     report: &mut DrainReport,
 ) -> Result<(), Error> {
     let receivers = &drainer.receivers;
@@ -213,13 +267,34 @@ fn deliver<C: OutboxConnection>(
             failure(receivers, &plans, shard, key, FailureCause::NoReceiver),
         );
     }
-    let steps = steps(&plans, receivers, &limits);
+    // Leased: the calls that need no transaction come first, with none open.
+    let checked = lease.filter(|lease| lease.leased).map(|lease| lease.id);
+    let mut carried: Vec<(usize, usize)> = Vec::new();
+    if let Some(id) = checked {
+        match call_outside(drainer, conn, &plans, id, &mut limits, &mut failures)? {
+            Some(done) => carried = done,
+            None => return Ok(lease_lost(id, &plans, report)),
+        }
+    }
+    let mut starts = vec![0usize; plans.len()];
+    for &(shard, _) in &carried {
+        starts[shard] += 1;
+    }
+    let steps = steps(&plans, receivers, &limits, &starts);
     let mut delivered: Vec<(usize, usize)> = Vec::new();
     let (mut start, mut end) = (0, steps.len());
     let parked = loop {
         let last = end == steps.len();
+        let deleted_lease = lease.filter(|lease| last && lease.delete).map(|lease| lease.id);
         let attempt = conn.drain_transaction(Token::new(), |conn| {
-            let done = call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
+            if let Some(id) = checked {
+                if !conn.renew_lease(Token::new(), id, lease_expiry(drainer))? {
+                    return Err(Attempt::LeaseLost);
+                }
+            }
+            let mut done = call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
+            // Keys delivered outside any transaction are deleted by the first commit.
+            done.extend(carried.iter().copied());
             let mut ids: Vec<i64> = done
                 .iter()
                 .flat_map(|&(shard, key)| plans[shard].keys[key].ids.iter().copied())
@@ -229,11 +304,12 @@ fn deliver<C: OutboxConnection>(
                 ids.extend(compacted_ids(&plans));
                 parked = record_outcomes(drainer, conn, table, &plans, &failures)?;
             }
-            conn.delete_delivered(Token::new(), table, &ids, lease.filter(|_| last))?;
+            conn.delete_delivered(Token::new(), table, &ids, deleted_lease)?;
             Ok::<_, Attempt>((done, parked))
         });
         match attempt {
             Ok((done, parked_now)) => {
+                carried.clear();
                 delivered.extend(done);
                 if last {
                     break parked_now;
@@ -248,11 +324,124 @@ fn deliver<C: OutboxConnection>(
                 // Replay the calls up to the failure without the failed keys.
                 end = at + 1;
             }
+            Err(Attempt::LeaseLost) => {
+                let id = checked.unwrap_or_default();
+                count(drainer, &plans, &delivered, Vec::new(), &[], report);
+                return Ok(lease_lost(id, &plans, report));
+            }
             Err(Attempt::Database(error)) => return Err(error.into()),
         }
     };
     count(drainer, &plans, &delivered, failures, &parked, report);
     Ok(())
+}
+
+/// Leased delivery's calls outside any transaction: each shard's keys up to the first one
+/// whose receiver needs its writes atomic with the delete (those run in the finishing
+/// transaction), renewing the lease between calls. A failing key stops its shard and
+/// costs no other key a second call. The keys delivered (a prefix of each shard's), or
+/// `None` when a renewal found the lease gone: the batch is cancelled.
+fn call_outside<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    plans: &[ShardPlan],
+    lease: i64,
+    limits: &mut Limits,
+    failures: &mut Vec<KeyFailure>,
+) -> Result<Option<Vec<(usize, usize)>>, Error> {
+    let receivers = &drainer.receivers;
+    let mut outside = limits.clone();
+    for (shard, key) in first_atomic_keys(plans, receivers) {
+        outside.stop(shard, key);
+    }
+    let mut heartbeat = Heartbeat::new(drainer, lease);
+    let mut done = Vec::new();
+    for step in steps(plans, receivers, &outside, &[]) {
+        if !heartbeat.beat(drainer, conn)? {
+            return Ok(None);
+        }
+        let members: Vec<(usize, usize)> = step
+            .members()
+            .into_iter()
+            .filter(|&(shard, key)| outside.allows(shard, key))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        for failed in run_step(conn, receivers, plans, &step, &members) {
+            limits.stop(failed.shard, failed.key);
+            outside.stop(failed.shard, failed.key);
+            add_failure(failures, failed);
+        }
+        done.extend(
+            members
+                .into_iter()
+                .filter(|&(shard, key)| outside.allows(shard, key)),
+        );
+    }
+    Ok(Some(done))
+}
+
+/// Renews a leased delivery's lease every [`DrainOptions::heartbeat`] while its receivers
+/// run, so that the lease need only outlast one call.
+///
+/// [`DrainOptions::heartbeat`]: super::options::DrainOptions::heartbeat
+struct Heartbeat {
+    lease: i64,
+    every: Duration,
+    last: Instant,
+}
+
+impl Heartbeat {
+    fn new<C>(drainer: &Drainer<C>, lease: i64) -> Self {
+        Heartbeat {
+            lease,
+            every: drainer.options.heartbeat(),
+            last: Instant::now(),
+        }
+    }
+
+    /// Renews the lease if it is time; whether it is still ours. A renewal that fails
+    /// (the database is busy) is tried again at the next call: the finishing
+    /// transaction's check is what decides.
+    fn beat<C: OutboxConnection>(&mut self, drainer: &Drainer<C>, conn: &mut C) -> Result<bool, Error> {
+        if self.last.elapsed() < self.every {
+            return Ok(true);
+        }
+        let expires = lease_expiry(drainer);
+        let renewed = conn.drain_transaction(Token::new(), |conn| {
+            conn.renew_lease(Token::new(), self.lease, expires)
+        });
+        match renewed {
+            Ok(renewed) => {
+                self.last = Instant::now();
+                Ok(renewed)
+            }
+            Err(error) if crate::key::error::is_connection_lost(&error) => Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, lease = self.lease, "renewing a batch's lease failed; retried at the next call");
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// When a lease renewed now expires.
+fn lease_expiry<C>(drainer: &Drainer<C>) -> chrono::NaiveDateTime {
+    drainer.clock.now() + chrono::Duration::seconds(drainer.options.lease_seconds())
+}
+
+/// A leased delivery whose lease another drain took over (it found it expired, backed its
+/// shards off and freed them): this worker deletes nothing more and records nothing; the
+/// rows not yet deleted are delivered again by whoever holds the shards now.
+fn lease_lost(lease: i64, plans: &[ShardPlan], report: &mut DrainReport) {
+    tracing::warn!(
+        lease,
+        shards = plans.len(),
+        "a batch's lease was taken over while its receivers ran (a call outlasted the lease?): \
+         nothing of it was deleted; its rows are delivered again"
+    );
+    report.leases_lost += 1;
 }
 
 /// Adds a key's failure, keeping one per shard: the earliest key, where the shard stops

@@ -43,7 +43,7 @@ pub use exhaustion::Exhaustion;
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;
 pub use metrics::{Metrics, NoMetrics};
-pub use options::{DrainOptions, DueShards};
+pub use options::{Delivery, DrainOptions, DueShards, DEFAULT_LEASE};
 pub use report::DrainReport;
 
 /// What every drain of one outbox shares: receivers, clock, metrics, sizes, and where the

@@ -165,7 +165,7 @@ impl Step {
 }
 
 /// Where each shard stops: keys from this index on are not delivered in this batch.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Limits(HashMap<usize, usize>);
 
 impl Limits {
@@ -181,14 +181,18 @@ impl Limits {
     }
 }
 
-/// The receiver calls of `plans`, in waves (see the module docs). Skipped shards and keys
-/// with no receiver make no call; keys a limit excludes are left out.
+/// The receiver calls of `plans`, in waves (see the module docs), each shard from its key
+/// `starts[shard]` on (0 when `starts` is shorter). Skipped shards and keys with no
+/// receiver make no call; keys a limit excludes are left out.
 pub(crate) fn steps<C>(
     plans: &[ShardPlan],
     receivers: &Receivers<C>,
     limits: &Limits,
+    starts: &[usize],
 ) -> Vec<Step> {
-    let mut cursors = vec![0usize; plans.len()];
+    let mut cursors: Vec<usize> = (0..plans.len())
+        .map(|shard| starts.get(shard).copied().unwrap_or(0))
+        .collect();
     let mut steps = Vec::new();
     loop {
         let mut wave_batches: Vec<(*const (), Vec<(usize, usize)>)> = Vec::new();
@@ -257,6 +261,29 @@ fn batch_run<C>(
                     == Some(identity)
         })
         .map(|key| (shard, key))
+        .collect()
+}
+
+/// Each shard's first key whose receiver needs its writes to commit with the delete: under
+/// leased delivery, where the calls outside any transaction stop (see
+/// [`Receiver::atomic_with_delete`](crate::Receiver::atomic_with_delete)).
+pub(crate) fn first_atomic_keys<C>(
+    plans: &[ShardPlan],
+    receivers: &Receivers<C>,
+) -> Vec<(usize, usize)> {
+    plans
+        .iter()
+        .enumerate()
+        .filter_map(|(shard, plan)| {
+            plan.keys
+                .iter()
+                .position(|key| {
+                    receivers
+                        .get(plan.key().table(), key.category)
+                        .is_some_and(|registered| registered.atomic_with_delete)
+                })
+                .map(|key| (shard, key))
+        })
         .collect()
 }
 

@@ -22,6 +22,10 @@ pub struct DrainReport {
     pub skipped: usize,
     /// Batches left behind by a worker that died, whose shards were backed off.
     pub abandoned_batches: usize,
+    /// Leased batches whose lease another drain took over while their receivers ran (it
+    /// found the lease expired): nothing of them was deleted, and their rows are
+    /// delivered again.
+    pub leases_lost: usize,
     /// Keys whose attempts were exhausted and whose rows were parked (their failures are
     /// in `failures` too).
     pub parked: usize,
@@ -39,6 +43,7 @@ impl DrainReport {
         self.skipped += other.skipped;
         self.abandoned_batches += other.abandoned_batches;
         self.parked += other.parked;
+        self.leases_lost += other.leases_lost;
         self.failures.extend(other.failures);
     }
 

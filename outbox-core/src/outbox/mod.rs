@@ -396,10 +396,19 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
         self
     }
 
-    /// How long a batch's lease lives on SQLite (default 5 minutes; see
+    /// How long a batch's lease lives on SQLite without renewal (default 30 s; see
     /// [`DrainOptions::lease`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.options.lease = lease;
+        self
+    }
+
+    /// Where receivers run (default [`Delivery::BackendDefault`]: leased on SQLite,
+    /// inside the drain's transaction on PostgreSQL and MySQL).
+    ///
+    /// [`Delivery::BackendDefault`]: crate::drain::Delivery::BackendDefault
+    pub fn delivery(mut self, delivery: crate::drain::Delivery) -> Self {
+        self.options.delivery = delivery;
         self
     }
 
