@@ -43,6 +43,9 @@ impl OutboxConnection for SqliteConnection {
     const LEASED_DELIVERY_BY_DEFAULT: bool = true;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
+        // Usually the first thing run on a new file: it switches to WAL here, before any
+        // worker or writer shares it (a switch made under load waits for their locks).
+        super::sqlite_options::prepare(self)?;
         self.run_pending_migrations(MIGRATIONS)
             .map(|_| ())
             .map_err(Error::Migration)

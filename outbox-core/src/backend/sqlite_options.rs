@@ -7,15 +7,15 @@ use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult, RunQueryDsl};
 
-use super::sql::{BigIntValue, Prepared, TextValue};
+use super::sql::{Prepared, TextValue};
 use crate::key::error::Result;
 
-/// How to open or prepare a SQLite connection for the outbox: WAL, a busy timeout (5 s by
+/// How to open or prepare a SQLite connection for the outbox: WAL, a busy timeout (10 s by
 /// default) and `synchronous = NORMAL` (durable at checkpoints; the WAL default).
 ///
 /// With a busy timeout of zero, SQLite answers "database is locked" at once whenever a
 /// drain or another writer holds the write lock. A connection the outbox is handed with no
-/// busy timeout (a bare `SqliteConnection::establish`) gets 5 s and, if its database is
+/// busy timeout (a bare `SqliteConnection::establish`) gets 10 s and, if its database is
 /// still in SQLite's default rollback journal, WAL, before its first write transaction;
 /// these options say what you want instead.
 ///
@@ -49,10 +49,10 @@ pub struct SqliteOptions {
 }
 
 impl SqliteOptions {
-    /// WAL, a 5 s busy timeout, `synchronous = NORMAL`.
+    /// WAL, a 10 s busy timeout, `synchronous = NORMAL`.
     pub fn new() -> Self {
         SqliteOptions {
-            busy_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(10),
             wal: true,
             synchronous_normal: true,
         }
@@ -121,14 +121,14 @@ impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> fo
 }
 
 /// The busy timeout a connection gets when it has none: [`SqliteOptions::new`]'s.
-const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
 
 /// Makes a connection the outbox was handed safe to share, before its first write
 /// transaction (the outermost `outbox_context` or drain transaction; one cached statement,
 /// a few microseconds).
 ///
 /// A connection with no busy timeout (SQLite's default, so `SqliteConnection::establish`'s)
-/// has not been set up by its owner: it gets [`SqliteOptions`]' 5 s, without which every
+/// has not been set up by its owner: it gets [`SqliteOptions`]' 10 s, without which every
 /// write that meets a drain or another writer fails at once with "database is locked";
 /// and a database still in SQLite's default rollback journal (`delete`), where a reader
 /// blocks the writer, is switched to WAL (a property of the file, kept for every later
@@ -136,17 +136,29 @@ const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
 /// journal mode included: open it with [`SqliteOptions::new().wal(false)`](SqliteOptions::wal)
 /// to keep a rollback journal.
 pub(crate) fn prepare(conn: &mut SqliteConnection) -> QueryResult<()> {
-    if busy_timeout(conn)? != 0 {
-        return Ok(());
+    match busy_timeout(conn) {
+        Ok(0) => {}
+        Ok(_) => return Ok(()),
+        // Locked at once: only a connection with no busy timeout does not wait.
+        Err(error) if is_locked(&error) => {}
+        Err(error) => return Err(error),
     }
     conn.batch_execute(&format!("PRAGMA busy_timeout = {DEFAULT_BUSY_TIMEOUT_MS}"))?;
-    let mode = diesel::sql_query("SELECT journal_mode AS value FROM pragma_journal_mode")
-        .get_result::<TextValue>(conn)?
-        .value;
+    // The journal is best effort: a connection that cannot switch it (another holds a
+    // lock SQLite will not wait for) still writes, only with readers blocking it.
+    let mode = match diesel::sql_query("SELECT journal_mode AS value FROM pragma_journal_mode")
+        .get_result::<TextValue>(conn)
+    {
+        Ok(mode) => mode.value,
+        Err(error) => {
+            tracing::warn!(%error, "could not read a SQLite connection's journal mode");
+            return Ok(());
+        }
+    };
     if mode.eq_ignore_ascii_case("delete") {
         match conn.batch_execute("PRAGMA journal_mode = WAL") {
             Ok(()) => tracing::info!(
-                "a SQLite connection with no busy timeout and a rollback journal: given a 5 s \
+                "a SQLite connection with no busy timeout and a rollback journal: given a 10 s \
                  busy timeout, and its database switched to WAL (open connections with \
                  diesel_outbox::sqlite::SqliteOptions to choose otherwise)"
             ),
@@ -159,18 +171,30 @@ pub(crate) fn prepare(conn: &mut SqliteConnection) -> QueryResult<()> {
     } else {
         tracing::debug!(
             journal_mode = %mode,
-            "a SQLite connection with no busy timeout: given a 5 s busy timeout"
+            "a SQLite connection with no busy timeout: given a 10 s busy timeout"
         );
     }
     Ok(())
 }
 
+/// Whether `error` is SQLite's "database is locked" (SQLITE_BUSY).
+fn is_locked(error: &diesel::result::Error) -> bool {
+    matches!(error, diesel::result::Error::DatabaseError(_, info) if info.message().contains("locked"))
+}
+
 /// The connection's busy timeout in milliseconds.
 fn busy_timeout(conn: &mut SqliteConnection) -> QueryResult<i64> {
-    // Cached: it runs before every outermost write transaction.
-    Ok(
-        Prepared(diesel::sql_query("SELECT timeout AS value FROM pragma_busy_timeout"))
-            .get_result::<BigIntValue>(conn)?
-            .value,
-    )
+    // Cached: it runs before every outermost write transaction. The PRAGMA, not the
+    // `pragma_busy_timeout` table: a SELECT loads the schema first, which a fresh
+    // connection with no busy timeout may find locked (another connection checkpointing).
+    Ok(Prepared(diesel::sql_query("PRAGMA busy_timeout"))
+        .get_result::<BusyTimeout>(conn)?
+        .timeout)
+}
+
+/// `PRAGMA busy_timeout`'s one column.
+#[derive(diesel::QueryableByName)]
+struct BusyTimeout {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    timeout: i64,
 }
