@@ -62,7 +62,7 @@ pub struct Cli {
 pub enum Command {
     /// Create or update the outbox tables (the library's embedded migrations).
     Migrate,
-    /// Depth by table and category, delivery lag, stuck, skipped and parked counts.
+    /// Depth by table and category, delivery lag, stuck, skipped and parked counts, leases.
     Status,
     /// The deepest shards.
     Shards {
@@ -75,6 +75,12 @@ pub enum Command {
     /// Failing shards: attempts, first and last failure, next retry, the failing row and
     /// its error.
     Stuck {
+        #[command(flatten)]
+        tables: TableArg,
+    },
+    /// Batches being delivered now: each lease with its holder, age, expiry, shards, and
+    /// whether its worker is alive (a dead worker's lease is recovered by the next drain).
+    Leases {
         #[command(flatten)]
         tables: TableArg,
     },

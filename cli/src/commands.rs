@@ -7,7 +7,7 @@ use diesel_outbox::{run_migrations, Outbox, OutboxConnection, OutboxTable, Recei
 use crate::args::{CategoryNames, Command, GroupsArg, ParkedAction, TableArg};
 use crate::failure::{Exit, Failure};
 use crate::view::{
-    ActionView, CategoryView, GroupView, Output, ShardDepthView, StatusView, StuckView, TableView,
+    ActionView, CategoryView, GroupView, LeaseView, Output, ShardDepthView, StatusView, StuckView, TableView,
 };
 
 /// Runs `command` on `conn`.
@@ -23,6 +23,7 @@ pub fn run<C: OutboxConnection>(
         Command::Status => status(conn, &outbox, names),
         Command::Shards { top, tables } => shards(conn, &outbox, *top, tables),
         Command::Stuck { tables } => stuck(conn, &outbox, tables, names),
+        Command::Leases { tables } => leases(conn, &outbox, tables),
         Command::Parked { action } => parked(conn, &outbox, action, names),
         Command::Skip { shard } => {
             outbox.skip_shard(conn, &shard.0)?;
@@ -105,6 +106,21 @@ fn shards<C: OutboxConnection>(
         }
     }
     Ok(Output::shards(views))
+}
+
+fn leases<C: OutboxConnection>(
+    conn: &mut C,
+    outbox: &Outbox<C>,
+    tables: &TableArg,
+) -> Result<Output, Failure> {
+    let now = outbox.clock().now();
+    let mut views = Vec::new();
+    for table in tables.tables() {
+        let leases = outbox.leases(conn, table)?;
+        views.extend(leases.iter().map(|lease| LeaseView::new(lease, now)));
+    }
+    let dead = views.iter().any(|view| !view.live);
+    Ok(Output::leases(views).with_exit(if dead { Exit::Attention } else { Exit::Ok }))
 }
 
 fn stuck<C: OutboxConnection>(

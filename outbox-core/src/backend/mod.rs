@@ -161,6 +161,16 @@ pub trait OutboxConnection:
         expires_at: NaiveDateTime,
     ) -> QueryResult<bool>;
 
+    /// Every lease of `table`, oldest first, live or not (see
+    /// [`LeaseInfo`](claim::LeaseInfo)).
+    #[doc(hidden)]
+    fn leases(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<claim::LeaseInfo>>;
+
     /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
     /// held by this connection alone (PostgreSQL: a session advisory lock; MySQL: a named
     /// lock; SQLite: the lease, under the one writer) and listed in one committed lease,

@@ -32,7 +32,8 @@ use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
+    RowIdentity,
     WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
@@ -41,7 +42,8 @@ use super::parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
 use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
     inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
-    LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow, ParkedGroupRow,
+    LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow,
+    ParkedGroupRow,
     Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
 };
 use super::state::{ShardFailure, ShardState};
@@ -278,6 +280,24 @@ impl OutboxConnection for MysqlConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        _now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the lock named for the holder's connection.
+        let text = format!(
+            "SELECT l.id, l.shards, l.taken_at, l.expires_at, l.holder, \
+                 CAST(IS_USED_LOCK({lock}) IS NOT NULL AS SIGNED) AS live \
+             FROM outbox_drain_leases l WHERE l.outbox_table = :table ORDER BY l.id",
+            lock = worker_lock("l.holder")
+        );
+        let found = statement(&text, &[("table", Param::Text(table.name().to_owned()))])?
+            .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
     }
 
     fn renew_lease(

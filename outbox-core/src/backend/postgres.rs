@@ -13,12 +13,14 @@ use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
+    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo, RowIdentity,
+    WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow,
+    numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow,
+    MessageRow,
     Names, Prepared, TextValue,
 };
 use super::{OutboxConnection, Sealed};
@@ -108,6 +110,30 @@ impl OutboxConnection for PgConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        _now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the lease's lock: the session holding it is its worker. pg_locks
+        // splits a bigint advisory key into classid (high half) and objid (low half).
+        let text = format!(
+            "SELECT l.id, l.shards, l.taken_at, l.expires_at, h.pid::int8 AS holder, \
+                 (h.pid IS NOT NULL)::int4::int8 AS live \
+             FROM outbox_drain_leases l LEFT JOIN LATERAL (\
+                 SELECT k.pid FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted \
+                 AND k.objsubid = 1 AND k.database = (SELECT oid FROM pg_database \
+                     WHERE datname = current_database()) \
+                 AND ((k.classid::int8 << 32) | k.objid::int8) = {key} LIMIT 1) h ON TRUE \
+             WHERE l.outbox_table = $1 ORDER BY l.id",
+            key = lease_key("l.id")
+        );
+        let found = Prepared(diesel::sql_query(text).bind::<Text, _>(table.name()))
+            .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {

@@ -475,6 +475,37 @@ impl ClaimRow {
     }
 }
 
+/// A lease as an operator reads it.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct LeaseInfoRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) shards: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub(crate) taken_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub(crate) expires_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    pub(crate) holder: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) live: i64,
+}
+
+impl LeaseInfoRow {
+    pub(crate) fn into_info(self, table: OutboxTable) -> super::claim::LeaseInfo {
+        super::claim::LeaseInfo {
+            id: self.id,
+            table,
+            shards: super::claim::decode_shards(table, &self.shards),
+            taken_at: self.taken_at,
+            expires_at: self.expires_at,
+            holder: self.holder,
+            live: self.live != 0,
+        }
+    }
+}
+
 /// A lease as stored.
 #[derive(diesel::QueryableByName)]
 pub(crate) struct LeaseRow {

@@ -16,13 +16,13 @@ use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
-    WindowRequest,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
+    RowIdentity, WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
+    parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
     StateRow,
 };
 use super::transaction;
@@ -111,6 +111,26 @@ impl OutboxConnection for SqliteConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the expiry, which a live worker's heartbeat keeps moving.
+        let found = Prepared(
+            diesel::sql_query(
+                "SELECT id, shards, taken_at, expires_at, holder, \
+                 CAST(expires_at >= ? AS BIGINT) AS live \
+                 FROM outbox_drain_leases WHERE outbox_table = ? ORDER BY id",
+            )
+            .bind::<Timestamp, _>(now)
+            .bind::<Text, _>(table.name()),
+        )
+        .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
@@ -464,13 +484,14 @@ fn take_unleased(
     let expires = now + chrono::Duration::seconds(lease_seconds);
     let lease = Prepared(
         diesel::sql_query(
-            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
-             VALUES (?, ?, ?, ?) RETURNING id AS value",
+            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at, holder) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id AS value",
         )
         .bind::<Text, _>(claim.table.name())
         .bind::<Text, _>(encode_shards(&keys))
         .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(expires),
+        .bind::<Timestamp, _>(expires)
+        .bind::<BigInt, _>(i64::from(std::process::id())),
     )
     .get_result::<BigIntValue>(conn)?;
     claim.lease = Some(lease.value);

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::Outbox;
+use crate::backend::claim::LeaseInfo;
 use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
 use crate::backend::state::ShardState;
@@ -40,6 +41,10 @@ pub struct TableStatus {
     pub skipped_shards: u64,
     /// Parked groups and rows.
     pub parked: ParkedCounts,
+    /// Batches being delivered now: their leases (see [`Outbox::leases`]).
+    pub leases: u64,
+    /// Of them, leases whose worker is gone: the next drain recovers them.
+    pub dead_leases: u64,
 }
 
 /// The (table, category) pairs whose depth was last reported, so that a category that
@@ -66,6 +71,7 @@ impl<C: OutboxConnection> Outbox<C> {
             .and_then(|row| (now - row.date_added).to_std().ok())
             .unwrap_or_default();
         let states = self.shard_states(conn, table)?;
+        let leases = self.leases(conn, table)?;
         Ok(TableStatus {
             table,
             rows: by_category.iter().map(|depth| depth.rows).sum(),
@@ -76,7 +82,18 @@ impl<C: OutboxConnection> Outbox<C> {
             stuck_shards: states.iter().filter(|state| is_stuck(state)).count() as u64,
             skipped_shards: states.iter().filter(|state| state.skipped).count() as u64,
             parked: conn.parked_counts(Token::new(), table)?,
+            leases: leases.len() as u64,
+            dead_leases: leases.iter().filter(|lease| !lease.live).count() as u64,
         })
+    }
+
+    /// The leases of `table`, oldest first: the batches being delivered now, each with its
+    /// shards, holder, when it was taken and when it expires, and whether its worker is
+    /// alive. A dead worker's lease stays until the next drain recovers it (within one
+    /// lease on SQLite, at once elsewhere).
+    pub fn leases(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<LeaseInfo>> {
+        let now = self.clock().now();
+        Ok(conn.leases(Token::new(), table, now)?)
     }
 
     /// The deepest shards of `table`, deepest first, at most `limit` (Sentry's
