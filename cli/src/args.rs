@@ -84,6 +84,27 @@ pub enum Command {
         #[command(flatten)]
         tables: TableArg,
     },
+    /// Make a row whose schedule cannot be read (`status` counts them, `stuck` names
+    /// them) readable and due now: its unreadable times become now.
+    RepairRow {
+        /// The table: cell or control.
+        #[arg(value_enum)]
+        table: TableName,
+        /// The row's id.
+        id: i64,
+    },
+    /// Delete one row without delivering it (one that cannot be read, or contradicts the
+    /// declaration).
+    DiscardRow {
+        /// The table: cell or control.
+        #[arg(value_enum)]
+        table: TableName,
+        /// The row's id.
+        id: i64,
+        /// Confirms: the row is deleted without delivery.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Rows parked after their key's last allowed attempt.
     Parked {
         #[command(subcommand)]
@@ -174,6 +195,16 @@ pub enum TableName {
     Cell,
     /// `control_outboxes`.
     Control,
+}
+
+impl TableName {
+    /// The table it names.
+    pub fn table(self) -> OutboxTable {
+        match self {
+            TableName::Cell => OutboxTable::Cell,
+            TableName::Control => OutboxTable::Control,
+        }
+    }
 }
 
 /// A shard on the command line: `SCOPE/ID` (cell) or `CELL/SCOPE/ID` (control).

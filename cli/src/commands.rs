@@ -24,6 +24,19 @@ pub fn run<C: OutboxConnection>(
         Command::Shards { top, tables } => shards(conn, &outbox, *top, tables),
         Command::Stuck { tables } => stuck(conn, &outbox, tables, names),
         Command::Leases { tables } => leases(conn, &outbox, tables),
+        Command::RepairRow { table, id } => {
+            let found = outbox.repair_row(conn, table.table(), *id)?;
+            Ok(row_action("repair-row", table.table(), *id, found, "readable and due now"))
+        }
+        Command::DiscardRow { table, id, yes } => {
+            if !yes {
+                return Err(Failure::usage(
+                    "discard-row deletes the row without delivery: add --yes to confirm",
+                ));
+            }
+            let found = outbox.discard_row(conn, table.table(), *id)?;
+            Ok(row_action("discard-row", table.table(), *id, found, "deleted without delivery"))
+        }
         Command::Parked { action } => parked(conn, &outbox, action, names),
         Command::Skip { shard } => {
             outbox.skip_shard(conn, &shard.0)?;
@@ -81,7 +94,12 @@ fn status<C: OutboxConnection>(
     let tables: Vec<TableStatus> = outbox.status(conn)?;
     let attention = tables
         .iter()
-        .any(|table| table.stuck_shards > 0 || table.parked.rows > 0);
+        .any(|table| {
+            table.stuck_shards > 0
+                || table.parked.rows > 0
+                || table.unreadable_rows > 0
+                || table.dead_leases > 0
+        });
     let view = StatusView {
         tables: tables
             .iter()
@@ -224,6 +242,35 @@ fn act_on_groups<C: OutboxConnection>(
 
 fn table_target(table: OutboxTable) -> String {
     format!("every group of {table}")
+}
+
+/// What a command did to one row.
+#[derive(serde::Serialize)]
+struct RowAction {
+    action: &'static str,
+    table: &'static str,
+    id: i64,
+    found: bool,
+}
+
+fn row_action(action: &'static str, table: OutboxTable, id: i64, found: bool, done: &str) -> Output {
+    let text = if found {
+        format!("{} row {id}: {done}", table.name())
+    } else {
+        format!("{} has no row {id}", table.name())
+    };
+    let json = RowAction {
+        action,
+        table: table.name(),
+        id,
+        found,
+    };
+    let output = Output::message(json, text);
+    if found {
+        output
+    } else {
+        output.with_exit(Exit::NotFound)
+    }
 }
 
 fn action(name: &str, shard: &ShardKey, outcome: &str) -> Output {

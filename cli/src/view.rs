@@ -210,6 +210,8 @@ pub struct TableView {
     pub skipped_shards: u64,
     pub parked_groups: u64,
     pub parked_rows: u64,
+    /// Rows whose schedule cannot be read (repair-row, discard-row).
+    pub unreadable_rows: u64,
     /// Batches being delivered now, and of them those whose worker is gone.
     pub leases: u64,
     pub dead_leases: u64,
@@ -260,6 +262,7 @@ impl TableView {
             skipped_shards: status.skipped_shards,
             parked_groups: status.parked.groups,
             parked_rows: status.parked.rows,
+            unreadable_rows: status.unreadable_rows,
             leases: status.leases,
             dead_leases: status.dead_leases,
         }
@@ -460,6 +463,7 @@ fn render_status(view: &StatusView) -> String {
                     "-".to_owned()
                 },
                 table.stuck_shards.to_string(),
+                table.unreadable_rows.to_string(),
                 table.skipped_shards.to_string(),
                 format!(
                     "{} ({})",
@@ -484,6 +488,7 @@ fn render_status(view: &StatusView) -> String {
             "ROWS",
             "LAG",
             "STUCK",
+            "UNREADABLE",
             "SKIPPED",
             "PARKED",
             "LEASES",

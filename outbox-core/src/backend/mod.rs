@@ -267,6 +267,32 @@ pub trait OutboxConnection:
         keys: &[KeyAfterWindow],
     ) -> QueryResult<Vec<RowIdentity>>;
 
+    /// Of the oldest `scan_rows` rows of `table`, those whose schedule (or date added)
+    /// cannot be decoded ('infinity' on PostgreSQL, a text that is no date on SQLite, a
+    /// zero date on MySQL): such a row sorts after every "now", so no claim would find it.
+    #[doc(hidden)]
+    fn unreadable_rows(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>>;
+
+    /// Makes one row readable and due now: its schedule and date added, if they cannot be
+    /// decoded, become `now` (an operator's repair). Whether the row exists.
+    #[doc(hidden)]
+    fn repair_row(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool>;
+
+    /// Deletes one row without delivery (an operator's discard). Whether it existed.
+    #[doc(hidden)]
+    fn discard_row(&mut self, token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool>;
+
     /// The shard's newest id.
     #[doc(hidden)]
     fn shard_max_id(&mut self, token: Token<'_>, shard: &ShardKey) -> QueryResult<Option<i64>>;

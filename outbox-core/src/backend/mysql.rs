@@ -624,6 +624,50 @@ impl OutboxConnection for MysqlConnection {
         Ok(Prepared(query).get_result::<MaybeBigInt>(self)?.value)
     }
 
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        // A zero date (allowed by a lax sql_mode) is below DATETIME's range.
+        let text = rows::unreadable(
+            &Names::of(table),
+            NULL_TEXT,
+            "o.scheduled_for < '1000-01-01' OR o.scheduled_from < '1000-01-01' \
+             OR o.date_added < '1000-01-01'",
+        )
+        .replace("LIMIT ?", "LIMIT :scan");
+        let found = statement(&text, &[("scan", Param::BigInt(scan_rows))])?
+            .load::<IdentityRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN scheduled_for < '1000-01-01' THEN :now ELSE scheduled_for END, \
+             scheduled_from = CASE WHEN scheduled_from < '1000-01-01' THEN :now ELSE scheduled_from END, \
+             date_added = CASE WHEN date_added < '1000-01-01' THEN :now ELSE date_added END \
+             WHERE id = :id",
+            rows = Names::of(table).rows
+        );
+        let updated = statement(&text, &[("now", Param::Time(now)), ("id", Param::BigInt(id))])?
+            .execute(self)?;
+        Ok(updated > 0)
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!("DELETE FROM {rows} WHERE id = :id", rows = Names::of(table).rows);
+        Ok(statement(&text, &[("id", Param::BigInt(id))])?.execute(self)? > 0)
+    }
+
     fn delete_delivered(
         &mut self,
         _token: Token<'_>,

@@ -480,6 +480,48 @@ impl OutboxConnection for PgConnection {
             .collect())
     }
 
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        let text = numbered_text(&super::sql::rows::unreadable(
+            &Names::of(table),
+            NULL_TEXT,
+            "NOT (isfinite(o.scheduled_for) AND isfinite(o.scheduled_from) AND isfinite(o.date_added))",
+        ));
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
+            .load::<IdentityRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN isfinite(scheduled_for) THEN scheduled_for ELSE $1 END, \
+             scheduled_from = CASE WHEN isfinite(scheduled_from) THEN scheduled_from ELSE $1 END, \
+             date_added = CASE WHEN isfinite(date_added) THEN date_added ELSE $1 END \
+             WHERE id = $2",
+            rows = Names::of(table).rows
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(id);
+        Ok(Prepared(query).execute(self)? > 0)
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!("DELETE FROM {rows} WHERE id = $1", rows = Names::of(table).rows);
+        Ok(Prepared(diesel::sql_query(text).bind::<BigInt, _>(id)).execute(self)? > 0)
+    }
+
     fn delete_delivered(
         &mut self,
         _token: Token<'_>,

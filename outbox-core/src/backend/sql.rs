@@ -647,6 +647,18 @@ pub(crate) mod rows {
         )
     }
 
+    /// The identities of the oldest `?` rows (the scan's bound) whose `unreadable`
+    /// predicate (on alias `o`, the backend's: a schedule it cannot decode) holds: rows a
+    /// drain could never find due, nor read.
+    pub(crate) fn unreadable(names: &Names, null_text: &str, unreadable: &str) -> String {
+        format!(
+            "SELECT {columns} FROM (SELECT * FROM {rows} ORDER BY id LIMIT ?) o \
+             WHERE {unreadable} ORDER BY o.id",
+            columns = names.identity_columns("o", null_text),
+            rows = names.rows,
+        )
+    }
+
     /// A shard's newest id.
     pub(crate) fn shard_max_id(names: &Names) -> String {
         format!(

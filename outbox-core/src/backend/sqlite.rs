@@ -346,6 +346,45 @@ impl OutboxConnection for SqliteConnection {
         Ok(found)
     }
 
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        let text = super::sql::rows::unreadable(&Names::of(table), NULL_TEXT, UNREADABLE);
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
+            .load::<IdentityRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN datetime(scheduled_for) IS NULL THEN ?1 ELSE scheduled_for END, \
+             scheduled_from = CASE WHEN datetime(scheduled_from) IS NULL THEN ?1 ELSE scheduled_from END, \
+             date_added = CASE WHEN datetime(date_added) IS NULL THEN ?1 ELSE date_added END \
+             WHERE id = ?2",
+            rows = Names::of(table).rows
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(id);
+        immediate(self, |conn| Ok(Prepared(query).execute(conn)? > 0))
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!("DELETE FROM {rows} WHERE id = ?", rows = Names::of(table).rows);
+        let query = diesel::sql_query(text).bind::<BigInt, _>(id);
+        immediate(self, |conn| Ok(Prepared(query).execute(conn)? > 0))
+    }
+
     fn delete_delivered(
         &mut self,
         _token: Token<'_>,
@@ -528,6 +567,10 @@ fn delete_lease(conn: &mut SqliteConnection, lease: Option<i64>) -> QueryResult<
         None => Ok(0),
     }
 }
+
+/// A row whose schedule SQLite cannot read as a date (diesel could not either).
+const UNREADABLE: &str = "datetime(o.scheduled_for) IS NULL OR datetime(o.scheduled_from) IS NULL \
+     OR datetime(o.date_added) IS NULL";
 
 /// Ids as the JSON array `json_each` reads: one bind, whatever the count.
 fn json_ids(ids: &[i64]) -> String {

@@ -245,6 +245,9 @@ pub(crate) struct Registered<C> {
     /// Its writes on the drain's connection commit with the delete (see
     /// [`Receiver::atomic_with_delete`]), read once at registration.
     pub(crate) atomic_with_delete: bool,
+    /// The declared scope of its category: a row whose shard scope is another
+    /// contradicts the declaration and is not delivered.
+    pub(crate) scope: i32,
 }
 
 /// The receivers of an [`Outbox`](crate::Outbox), by table and category.
@@ -349,7 +352,7 @@ impl<C: 'static> Receivers<C> {
     /// Uses `receiver` for the cell-outbox rows of `category`: a type implementing
     /// [`Receiver`], or a trait object (`Arc<dyn Receiver<C>>`, `Box<dyn Receiver<C>>`).
     pub fn cell_receiver<K: CellCategory>(self, _category: K, receiver: impl Receiver<C>) -> Self {
-        self.register(OutboxTable::Cell, K::NUMBER, K::NAME, one(receiver))
+        self.register(OutboxTable::Cell, K::info(), one(receiver))
     }
 
     /// Uses `receiver` for the control-outbox rows of `category` (see
@@ -359,7 +362,7 @@ impl<C: 'static> Receivers<C> {
         _category: K,
         receiver: impl Receiver<C>,
     ) -> Self {
-        self.register(OutboxTable::Control, K::NUMBER, K::NAME, one(receiver))
+        self.register(OutboxTable::Control, K::info(), one(receiver))
     }
 
     /// Uses the batch receiver `receiver` for the cell-outbox rows of `category`.
@@ -370,8 +373,7 @@ impl<C: 'static> Receivers<C> {
     ) -> Self {
         self.register(
             OutboxTable::Cell,
-            K::NUMBER,
-            K::NAME,
+            K::info(),
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -384,8 +386,7 @@ impl<C: 'static> Receivers<C> {
     ) -> Self {
         self.register(
             OutboxTable::Control,
-            K::NUMBER,
-            K::NAME,
+            K::info(),
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -406,12 +407,7 @@ impl<C: 'static> Receivers<C> {
                 OutboxTable::Control => category.silos.includes_control(),
             };
             if carried {
-                self = self.register(
-                    table,
-                    category.number,
-                    category.name,
-                    Handler::Batch(Arc::clone(&receiver)),
-                );
+                self = self.register(table, *category, Handler::Batch(Arc::clone(&receiver)));
             }
         }
         self
@@ -429,12 +425,7 @@ impl<C: 'static> Receivers<C> {
     {
         let receiver = CellModelReceiver::<M, C>::new(self.silos.clone());
         let category = <M::Category as OutboxCategory>::info();
-        self.register(
-            OutboxTable::Cell,
-            category.number,
-            category.name,
-            one(receiver),
-        )
+        self.register(OutboxTable::Cell, category, one(receiver))
     }
 
     /// Registers the library's receiver for the control model `M`: the same as
@@ -447,12 +438,7 @@ impl<C: 'static> Receivers<C> {
     {
         let receiver = ControlModelReceiver::<M, C>::new(self.silos.clone());
         let category = <M::Category as OutboxCategory>::info();
-        self.register(
-            OutboxTable::Control,
-            category.number,
-            category.name,
-            one(receiver),
-        )
+        self.register(OutboxTable::Control, category, one(receiver))
     }
 
     /// Sends the models of `outgoing` to the silos that apply them, over `transport`
@@ -489,10 +475,15 @@ impl<C: 'static> Receivers<C> {
     fn register(
         mut self,
         table: OutboxTable,
-        number: i32,
-        name: &'static str,
+        category: CategoryInfo,
         handler: Handler<C>,
     ) -> Self {
+        let CategoryInfo {
+            number,
+            name,
+            scope,
+            ..
+        } = category;
         let atomic_with_delete = match &handler {
             Handler::One(receiver) => receiver.atomic_with_delete(),
             Handler::Batch(receiver) => receiver.atomic_with_delete(),
@@ -503,6 +494,7 @@ impl<C: 'static> Receivers<C> {
                 category_name: name,
                 handler,
                 atomic_with_delete,
+                scope: scope.number,
             },
         );
         self

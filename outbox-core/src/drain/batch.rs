@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::backoff::{self, shard_failure};
 use super::deliver::{failure, run_step, KeyFailure};
-use super::plan::{first_atomic_keys, keys_without_receiver, steps, Limits, ShardPlan, Step};
+use super::plan::{
+    first_atomic_keys, keys_contradicting_declaration, keys_without_receiver, steps, Limits,
+    ShardPlan, Step,
+};
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
@@ -266,6 +269,16 @@ fn deliver<C: OutboxConnection>(
             &mut failures,
             failure(receivers, &plans, shard, key, FailureCause::NoReceiver),
         );
+    }
+    for (shard, key, declared) in keys_contradicting_declaration(&plans, receivers) {
+        limits.stop(shard, key);
+        let cause = FailureCause::UnreadableRow(format!(
+            "the row contradicts the declaration: its shard scope {} is not its category's \
+             scope {declared}; it is not delivered (discard it with `diesel-outbox \
+             discard-row`, or park it with the category's exhaustion policy)",
+            plans[shard].key().shard().scope
+        ));
+        add_failure(&mut failures, failure(receivers, &plans, shard, key, cause));
     }
     // Leased: the calls that need no transaction come first, with none open.
     let checked = lease.filter(|lease| lease.leased).map(|lease| lease.id);
@@ -656,12 +669,31 @@ fn shard_failed<C: OutboxConnection>(
     let failure = diagnose(drainer, conn, table, &shard, error)?;
     let message = failure.to_string();
     let now = drainer.clock.now();
+    let previous = shard.state.as_ref();
+    let attempts = backoff::attempts(previous, Some(&failure));
+    // An unreadable row is parked (alone: the rest of its key reads) under its
+    // category's policy, like a key whose receiver keeps failing; the shard goes on.
+    let parks = matches!(failure.cause, FailureCause::UnreadableRow(_))
+        && failure.row_id != 0
+        && drainer.exhaustion.of(failure.category).parks_at(attempts);
     let recorded = conn.drain_transaction(Token::new(), |conn| {
         let covered_id = conn.shard_max_id(Token::new(), &shard.key)?.unwrap_or(0);
-        let isolated = shard.state.as_ref().is_some_and(|state| state.isolated);
+        if parks {
+            let request = ParkRequest {
+                shard: shard.key.clone(),
+                ids: vec![failure.row_id],
+                parked_at: now,
+                attempts,
+                first_failure_at: backoff::first_failure_at(previous, Some(&failure), now),
+                error: bounded_error(&message),
+            };
+            conn.park_rows(Token::new(), table, &request)?;
+            return conn.record_successes(Token::new(), table, &[(shard.key.clone(), covered_id)]);
+        }
+        let isolated = previous.is_some_and(|state| state.isolated);
         let record = shard_failure(
             &shard.key,
-            shard.state.as_ref(),
+            previous,
             now,
             covered_id,
             isolated,
@@ -670,6 +702,11 @@ fn shard_failed<C: OutboxConnection>(
         );
         conn.record_failures(Token::new(), table, &[record])
     });
+    if parks && recorded.is_ok() {
+        tracing::warn!(shard = %shard.key, row = failure.row_id, "an unreadable outbox row was parked: its attempts are exhausted; the shard goes on");
+        drainer.metrics.rows_parked(table, failure.category, 1);
+        report.parked += 1;
+    }
     if let Err(error) = recorded {
         if crate::key::error::is_connection_lost(&error) {
             return Err(error.into());

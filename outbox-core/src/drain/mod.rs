@@ -15,6 +15,7 @@
 //! * `deliver`: one receiver call, its panics and failures;
 //! * `backoff`: the backoff rule and what a failure stores;
 //! * `exhaustion`: retry forever, or park a key whose attempts are exhausted;
+//! * `unreadable`: rows whose schedule cannot be read, found by a bounded scan;
 //! * `report`, `metrics`: what a drain tells its caller and the application.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +36,7 @@ pub(crate) mod plan;
 pub(crate) mod recover;
 pub(crate) mod report;
 pub(crate) mod round;
+pub(crate) mod unreadable;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
 pub use crate::key::error::{DeliveryFailure, FailureCause};

@@ -304,3 +304,27 @@ pub(crate) fn keys_without_receiver<C>(
         })
         .collect()
 }
+
+/// The first key of each shard whose row contradicts the declaration: its shard's scope
+/// is not the declared scope of its category (written by hand, or by an older
+/// declaration). Such a row is not delivered to the category's receiver; with the
+/// category's declared scope, for the message.
+pub(crate) fn keys_contradicting_declaration<C>(
+    plans: &[ShardPlan],
+    receivers: &Receivers<C>,
+) -> Vec<(usize, usize, i32)> {
+    plans
+        .iter()
+        .enumerate()
+        .filter(|(_, plan)| !plan.skipped)
+        .filter_map(|(shard, plan)| {
+            let scope = plan.key().shard().scope;
+            plan.keys.iter().enumerate().find_map(|(key, k)| {
+                receivers
+                    .get(plan.key().table(), k.category)
+                    .filter(|registered| registered.scope != scope)
+                    .map(|registered| (shard, key, registered.scope))
+            })
+        })
+        .collect()
+}

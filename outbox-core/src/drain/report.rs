@@ -26,6 +26,10 @@ pub struct DrainReport {
     /// found the lease expired): nothing of them was deleted, and their rows are
     /// delivered again.
     pub leases_lost: usize,
+    /// Rows found unreadable by the round's scan (a schedule that cannot be decoded: no
+    /// claim would ever find them due) and recorded as their shards' failures (their
+    /// failures are in `failures` too).
+    pub unreadable_rows: usize,
     /// Keys whose attempts were exhausted and whose rows were parked (their failures are
     /// in `failures` too).
     pub parked: usize,
@@ -44,6 +48,7 @@ impl DrainReport {
         self.abandoned_batches += other.abandoned_batches;
         self.parked += other.parked;
         self.leases_lost += other.leases_lost;
+        self.unreadable_rows += other.unreadable_rows;
         self.failures.extend(other.failures);
     }
 

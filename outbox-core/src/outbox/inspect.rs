@@ -41,6 +41,12 @@ pub struct TableStatus {
     pub skipped_shards: u64,
     /// Parked groups and rows.
     pub parked: ParkedCounts,
+    /// Rows whose schedule cannot be read, among the oldest the drain scans
+    /// ([`DrainOptions::scan_rows`](crate::drain::DrainOptions::scan_rows)): no claim
+    /// finds them due. A drain round records each as its shard's failure (see
+    /// [`Outbox::stuck_shards`]); repair or discard them ([`Outbox::repair_row`],
+    /// [`Outbox::discard_row`]).
+    pub unreadable_rows: u64,
     /// Batches being delivered now: their leases (see [`Outbox::leases`]).
     pub leases: u64,
     /// Of them, leases whose worker is gone: the next drain recovers them.
@@ -82,9 +88,25 @@ impl<C: OutboxConnection> Outbox<C> {
             stuck_shards: states.iter().filter(|state| is_stuck(state)).count() as u64,
             skipped_shards: states.iter().filter(|state| state.skipped).count() as u64,
             parked: conn.parked_counts(Token::new(), table)?,
+            unreadable_rows: crate::drain::unreadable::find(self.drainer(), conn, table)?.len()
+                as u64,
             leases: leases.len() as u64,
             dead_leases: leases.iter().filter(|lease| !lease.live).count() as u64,
         })
+    }
+
+    /// Makes row `id` of `table` readable and due now: those of its schedule and date
+    /// added that cannot be decoded become now (its payload and keys are kept). For a row
+    /// that [`TableStatus::unreadable_rows`] counts. Whether the row exists.
+    pub fn repair_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
+        let now = self.clock().now();
+        Ok(conn.repair_row(Token::new(), table, id, now)?)
+    }
+
+    /// Deletes row `id` of `table` without delivering it: an operator's decision, for a
+    /// row that cannot be read or contradicts the declaration. Whether it existed.
+    pub fn discard_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
+        Ok(conn.discard_row(Token::new(), table, id)?)
     }
 
     /// The leases of `table`, oldest first: the batches being delivered now, each with its
