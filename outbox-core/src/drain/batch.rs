@@ -20,7 +20,7 @@ use super::plan::{
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
-use crate::backend::parked::ParkRequest;
+use crate::backend::parked::{ParkRequest, ParkedKey};
 use crate::backend::state::{bounded_error, ShardFailure};
 use crate::backend::OutboxConnection;
 use crate::key::error::{DeliveryFailure, Error, FailureCause};
@@ -312,10 +312,12 @@ fn deliver<C: OutboxConnection>(
                 .iter()
                 .flat_map(|&(shard, key)| plans[shard].keys[key].ids.iter().copied())
                 .collect();
-            let mut parked = Vec::new();
+            let mut parked = (Vec::new(), 0);
             if last {
                 ids.extend(compacted_ids(&plans));
-                parked = record_outcomes(drainer, conn, table, &plans, &failures)?;
+                parked.0 = record_outcomes(drainer, conn, table, &plans, &failures)?;
+                let all = delivered.iter().chain(&done).copied();
+                parked.1 = drop_superseded_parked(conn, table, &plans, all)?;
             }
             conn.delete_delivered(Token::new(), table, &ids, deleted_lease)?;
             Ok::<_, Attempt>((done, parked))
@@ -345,9 +347,51 @@ fn deliver<C: OutboxConnection>(
             Err(Attempt::Database(error)) => return Err(error.into()),
         }
     };
+    let (parked, superseded) = parked;
+    report.parked_superseded += superseded;
     count(drainer, &plans, &delivered, failures, &parked, report);
     Ok(())
 }
+
+/// Discards the parked groups of keys this batch delivered a newer row of: retried, such
+/// a group would bring back an older state of its key after the newer one. Only the
+/// holder of a shard parks or delivers its keys, so what is read here cannot change under
+/// the batch. One cheap count when nothing is parked. Returns the groups dropped.
+fn drop_superseded_parked<C: OutboxConnection>(
+    conn: &mut C,
+    table: OutboxTable,
+    plans: &[ShardPlan],
+    delivered: impl Iterator<Item = (usize, usize)>,
+) -> Result<usize, Attempt> {
+    if conn.parked_counts(Token::new(), table)?.groups == 0 {
+        return Ok(0);
+    }
+    let newest: HashMap<ParkedKey, i64> = delivered
+        .map(|(shard, key)| {
+            let (plan, key) = (&plans[shard], &plans[shard].keys[key]);
+            let parked = ParkedKey {
+                shard: plan.key().clone(),
+                category: key.category,
+                object_identifier: key.object_identifier,
+            };
+            (parked, key.message.id)
+        })
+        .collect();
+    let mut dropped = 0;
+    for group in conn.load_parked(Token::new(), table, MAX_PARKED_CHECKED)? {
+        if newest.get(&group.key).is_some_and(|&id| id > group.last_id) {
+            conn.discard_parked(Token::new(), table, Some(&group.key))?;
+            tracing::warn!(shard = %group.key.shard, category = group.key.category, object = group.key.object_identifier, rows = group.rows, "a parked group was superseded by a newer row of its key that was delivered: discarded, so a retry cannot bring back the older state");
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Parked groups a batch compares with what it delivered: the oldest this many. Parking
+/// is for the exceptional key; an outbox with more parked groups than this has a problem
+/// an operator must see first (`diesel-outbox parked list`).
+const MAX_PARKED_CHECKED: i64 = 10_000;
 
 /// Leased delivery's calls outside any transaction: each shard's keys up to the first one
 /// whose receiver needs its writes atomic with the delete (those run in the finishing

@@ -33,6 +33,10 @@ pub struct DrainReport {
     /// Keys whose attempts were exhausted and whose rows were parked (their failures are
     /// in `failures` too).
     pub parked: usize,
+    /// Parked groups discarded because this drain delivered a newer row of their key: a
+    /// retry would have brought back the older state (see
+    /// [`Outbox::retry_parked`](crate::Outbox::retry_parked)).
+    pub parked_superseded: usize,
     /// Keys that could not be delivered, one per failing shard.
     pub failures: Vec<DeliveryFailure>,
 }
@@ -49,6 +53,7 @@ impl DrainReport {
         self.parked += other.parked;
         self.leases_lost += other.leases_lost;
         self.unreadable_rows += other.unreadable_rows;
+        self.parked_superseded += other.parked_superseded;
         self.failures.extend(other.failures);
     }
 

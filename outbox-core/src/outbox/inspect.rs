@@ -165,8 +165,12 @@ impl<C: OutboxConnection> Outbox<C> {
 
     /// Returns a parked group's rows to the outbox, with their ids: they are due at once
     /// (unless their shard is backing off or skipped), delivered before the shard's later
-    /// keys, and coalesced into a newer row of their key if one is waiting. How many
-    /// rows returned (0 when nothing of the key is parked). On PostgreSQL listening
+    /// keys, and coalesced into a newer row of their key if one is waiting. A retried
+    /// group never overwrites a newer state of its key: a drain that delivers a newer row
+    /// of a parked key discards the parked group then
+    /// ([`DrainReport::parked_superseded`](crate::DrainReport::parked_superseded)), so
+    /// there is nothing left to retry. How many rows returned (0 when nothing of the key
+    /// is parked). On PostgreSQL listening
     /// workers are woken.
     pub fn retry_parked(&self, conn: &mut C, key: &ParkedKey) -> Result<usize> {
         restore(conn, key.table(), Some(key))
