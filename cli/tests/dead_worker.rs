@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
-use diesel_outbox::drain::DEFAULT_LEASE;
+use diesel_outbox::drain::{Exhaustion, DEFAULT_LEASE};
 use diesel_outbox::{CellOutbox, Error, Outbox, OutboxConnection, OutboxMessage, Receivers};
 use diesel_outbox_tests::{backend_db_tests, Dialect, TestConnection, TestDb};
 use serde_json::Value;
@@ -44,27 +44,87 @@ fn child_worker() {
     }
 }
 
+/// Drains with a receiver that aborts the process at the culprit's object 1. Default
+/// settings, unless `OUTBOX_CHILD_PARK` is set: then a 1 s lease and parking after 3
+/// deaths, and a drain that finds nothing to abort on ends normally.
 fn abort_in_batch<C: OutboxConnection>(conn: &mut C) {
-    let outbox = Outbox::new(Receivers::new().cell_leased(
+    let receivers = Receivers::new().cell_leased(
         Category::OrganizationUpdate,
         |_conn: &mut C, message: &OutboxMessage| {
-            if message.shard.identifier == CULPRIT {
+            if (message.shard.identifier, message.object_identifier) == (CULPRIT, CULPRIT) {
                 std::process::abort();
             }
             Ok::<_, Error>(())
         },
-    ));
-    let _ = outbox.drain_due_shards(conn);
+    );
+    if std::env::var("OUTBOX_CHILD_PARK").is_ok() {
+        let outbox = Outbox::builder(receivers)
+            .lease(Duration::from_secs(1))
+            .exhaustion(
+                Category::OrganizationUpdate,
+                Exhaustion::Park { max_attempts: 3 },
+            )
+            .build();
+        outbox.drain_due_shards(conn).expect("drains");
+        return;
+    }
+    let _ = Outbox::new(receivers).drain_due_shards(conn);
     panic!("the receiver should have aborted this process");
+}
+
+/// A key whose receiver kills its worker is parked after N deaths (3 here), counted from
+/// the recoveries of the dead workers' leases; the key after it in its shard, and the
+/// other shards, are delivered.
+fn a_key_that_kills_its_worker_is_parked_after_three_deaths<D: TestDb>(db: &D) {
+    let mut conn = db.conn();
+    let backend = backend_name(&mut conn);
+    let quiet = Outbox::builder(Receivers::new()).flush_on_commit(false).build();
+    quiet
+        .context(&mut conn, |ctx| {
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, CULPRIT, CULPRIT))?;
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, CULPRIT, 99))?;
+            ctx.write(CellOutbox::new(Category::OrganizationUpdate, 1, 1))
+        })
+        .expect("commits");
+    let started = Instant::now();
+    let mut deaths = 0;
+    while conn.count("cell_outboxes") > 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "parked within a minute");
+        let child = Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["child_worker", "--exact", "--nocapture"])
+            .env("OUTBOX_CHILD_BACKEND", backend)
+            .env("OUTBOX_CHILD_URL", db.database_url())
+            .env("OUTBOX_CHILD_PARK", "3")
+            .output()
+            .expect("the child runs");
+        if !child.status.success() {
+            deaths += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(deaths, 3, "parked at its third death");
+    assert_eq!(
+        conn.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM cell_outbox_parked \
+             WHERE shard_identifier = {CULPRIT} AND object_identifier = {CULPRIT}"
+        )),
+        1,
+        "the culprit's key is parked"
+    );
+    assert_eq!(conn.count("cell_outbox_parked"), 1, "and nothing else");
+}
+
+fn backend_name<C: TestConnection>(conn: &mut C) -> &'static str {
+    match conn.dialect() {
+        Dialect::Sqlite => "sqlite",
+        Dialect::Postgres => "postgres",
+        Dialect::Mysql => "mysql",
+    }
 }
 
 fn a_killed_workers_healthy_shards_are_delivered_within_two_leases<D: TestDb>(db: &D) {
     let mut conn = db.conn();
-    let backend = match conn.dialect() {
-        Dialect::Sqlite => "sqlite",
-        Dialect::Postgres => "postgres",
-        Dialect::Mysql => "mysql",
-    };
+    let backend = backend_name(&mut conn);
     let quiet = Outbox::builder(Receivers::new()).flush_on_commit(false).build();
     quiet
         .context(&mut conn, |ctx| {
@@ -140,4 +200,7 @@ fn a_killed_workers_healthy_shards_are_delivered_within_two_leases<D: TestDb>(db
     assert_eq!(conn.count("outbox_drain_leases"), 0);
 }
 
-backend_db_tests!(a_killed_workers_healthy_shards_are_delivered_within_two_leases);
+backend_db_tests!(
+    a_killed_workers_healthy_shards_are_delivered_within_two_leases,
+    a_key_that_kills_its_worker_is_parked_after_three_deaths,
+);

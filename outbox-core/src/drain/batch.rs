@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDateTime;
+
 use super::backoff::{self, shard_failure};
 use super::deliver::{failure, run_step, KeyFailure};
 use super::plan::{
@@ -21,7 +23,7 @@ use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::{Claim, ClaimedShard, WindowRequest};
 use crate::backend::parked::{ParkRequest, ParkedKey};
-use crate::backend::state::{bounded_error, ShardFailure};
+use crate::backend::state::{bounded_error, ShardFailure, ShardState};
 use crate::backend::OutboxConnection;
 use crate::key::error::{DeliveryFailure, Error, FailureCause};
 use crate::key::shard::{OutboxTable, ShardKey};
@@ -201,7 +203,11 @@ fn plan<C: OutboxConnection>(
             let mut rows = by_shard.remove(&shard.key).unwrap_or_default();
             rows.sort_by_key(|message| message.id);
             let cut_short = last_read == Some(index);
-            ShardPlan::new(shard, rows, window, cut_short)
+            let mut plan = ShardPlan::new(shard, rows, window, cut_short);
+            if plan.isolated() {
+                plan.head_key_only();
+            }
+            plan
         })
         .collect();
     let after: Vec<_> = plans
@@ -610,12 +616,26 @@ fn record_outcomes<C: OutboxConnection>(
             .enumerate()
             .any(|(index, f)| f.shard == shard && !parked.contains(&index))
     };
-    let succeeded: Vec<(ShardKey, i64)> = plans
-        .iter()
-        .enumerate()
-        .filter(|(shard, plan)| plan.claimed.state.is_some() && !still_failing(*shard))
-        .map(|(_, plan)| (plan.key().clone(), plan.max_seen))
-        .collect();
+    let mut succeeded: Vec<(ShardKey, i64)> = Vec::new();
+    for (shard, plan) in plans.iter().enumerate() {
+        let Some(previous) = plan.claimed.state.as_ref() else {
+            continue;
+        };
+        if still_failing(shard) {
+            continue;
+        }
+        if plan.isolated() && plan.more_after {
+            // Its head key got through: the next one is due at once, still alone, with
+            // the deaths counted so far (they count against the key that died).
+            failed.push(ShardFailure {
+                scheduled_for: now,
+                scheduled_from: now,
+                ..still_isolated(previous, now)
+            });
+        } else {
+            succeeded.push((plan.key().clone(), plan.max_seen));
+        }
+    }
     if !failed.is_empty() {
         conn.record_failures(Token::new(), table, &failed)?;
     }
@@ -623,6 +643,23 @@ fn record_outcomes<C: OutboxConnection>(
         conn.record_successes(Token::new(), table, &succeeded)?;
     }
     Ok(parked)
+}
+
+/// An isolated shard's state kept as it is (attempts, first failure, error, failing row).
+fn still_isolated(previous: &ShardState, now: NaiveDateTime) -> ShardFailure {
+    ShardFailure {
+        shard: previous.shard.clone(),
+        scheduled_from: now,
+        scheduled_for: now,
+        covered_id: previous.covered_id,
+        isolated: true,
+        attempts: previous.attempts,
+        first_failure_at: previous.first_failure_at.unwrap_or(now),
+        error: previous.last_error.clone().unwrap_or_default(),
+        row_id: previous.failed_row_id,
+        category: previous.failed_category,
+        object_identifier: previous.failed_object_identifier,
+    }
 }
 
 /// Counts the batch in the report and the metrics.

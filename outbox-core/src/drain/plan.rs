@@ -31,6 +31,8 @@ pub(crate) struct ShardPlan {
     pub(crate) cut: bool,
     /// The highest id seen in the shard.
     pub(crate) max_seen: i64,
+    /// Keys were left for later batches (see [`ShardPlan::head_key_only`]).
+    pub(crate) more_after: bool,
 }
 
 /// One coalesced key of a shard.
@@ -86,7 +88,24 @@ impl ShardPlan {
             keys,
             cut,
             max_seen,
+            more_after: false,
         }
+    }
+
+    /// Keeps only the first key: a shard whose worker died delivering it (isolated) is
+    /// delivered one key per batch, each committed before the next is called, so that
+    /// when its receiver kills the process again the key it was delivering is the shard's
+    /// head, which the recovery counts the death against (and parks).
+    pub(crate) fn head_key_only(&mut self) {
+        if self.keys.len() > 1 || self.cut {
+            self.more_after = true;
+        }
+        self.keys.truncate(1);
+    }
+
+    /// Whether the shard is isolated (see [`ShardPlan::head_key_only`]).
+    pub(crate) fn isolated(&self) -> bool {
+        self.claimed.state.as_ref().is_some_and(|state| state.isolated)
     }
 
     pub(crate) fn key(&self) -> &ShardKey {
