@@ -651,9 +651,15 @@ pub(crate) mod rows {
     /// predicate (on alias `o`, the backend's: a schedule it cannot decode) holds: rows a
     /// drain could never find due, nor read.
     pub(crate) fn unreadable(names: &Names, null_text: &str, unreadable: &str) -> String {
+        // The inner read takes only what the check and the identity need (not payloads).
+        let cell = match names.table {
+            crate::key::shard::OutboxTable::Cell => "",
+            crate::key::shard::OutboxTable::Control => "cell_name, ",
+        };
         format!(
-            "SELECT {columns} FROM (SELECT * FROM {rows} ORDER BY id LIMIT ?) o \
-             WHERE {unreadable} ORDER BY o.id",
+            "SELECT {columns} FROM (SELECT id, shard_scope, shard_identifier, {cell}category, \
+             object_identifier, scheduled_for, scheduled_from, date_added FROM {rows} \
+             ORDER BY id LIMIT ?) o WHERE {unreadable} ORDER BY o.id",
             columns = names.identity_columns("o", null_text),
             rows = names.rows,
         )

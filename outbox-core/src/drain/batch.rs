@@ -322,8 +322,10 @@ fn deliver<C: OutboxConnection>(
             if last {
                 ids.extend(compacted_ids(&plans));
                 parked.0 = record_outcomes(drainer, conn, table, &plans, &failures)?;
-                let all = delivered.iter().chain(&done).copied();
-                parked.1 = drop_superseded_parked(conn, table, &plans, all)?;
+                if drainer.exhaustion.any_parks() {
+                    let all = delivered.iter().chain(&done).copied();
+                    parked.1 = drop_superseded_parked(conn, table, &plans, all)?;
+                }
             }
             conn.delete_delivered(Token::new(), table, &ids, deleted_lease)?;
             Ok::<_, Attempt>((done, parked))
@@ -362,7 +364,10 @@ fn deliver<C: OutboxConnection>(
 /// Discards the parked groups of keys this batch delivered a newer row of: retried, such
 /// a group would bring back an older state of its key after the newer one. Only the
 /// holder of a shard parks or delivers its keys, so what is read here cannot change under
-/// the batch. One cheap count when nothing is parked. Returns the groups dropped.
+/// the batch. One cheap count when nothing is parked; nothing at all for an outbox none
+/// of whose categories parks (groups parked under a policy it no longer has are not
+/// checked: discard or retry them before dropping the policy). Returns the groups
+/// dropped.
 fn drop_superseded_parked<C: OutboxConnection>(
     conn: &mut C,
     table: OutboxTable,

@@ -57,6 +57,8 @@ pub(crate) struct Drainer<C> {
     pub(crate) options: DrainOptions,
     pub(crate) exhaustion: exhaustion::Policies,
     cursors: [AtomicI64; 2],
+    /// When each table was last scanned for unreadable rows (see `unreadable`).
+    pub(crate) unreadable_scans: [std::sync::Mutex<Option<std::time::Instant>>; 2],
 }
 
 impl<C> Drainer<C> {
@@ -74,6 +76,7 @@ impl<C> Drainer<C> {
             options,
             exhaustion,
             cursors: [AtomicI64::new(0), AtomicI64::new(0)],
+            unreadable_scans: Default::default(),
         }
     }
 

@@ -1,11 +1,15 @@
 //! Rows no drain could find or read: a schedule that cannot be decoded sorts after every
-//! "now", so no claim finds the row due, and nothing would ever say so. Each periodic
-//! round (and each `status`) scans the oldest rows for them, boundedly, and turns each
+//! "now", so no claim finds the row due, and nothing would ever say so. A periodic round
+//! (its first, then at most one every [`SCAN_INTERVAL`] per table and outbox handle: the
+//! scan decodes the schedules of up to `scan_rows` rows) and each `status` scan the
+//! oldest rows for them, boundedly, and turn each
 //! into its shard's failure: named with table, shard and row in `stuck`, counted in
 //! `status`, retried on the shard's backoff (and parked by the category's policy), until
 //! an operator repairs or discards it.
 
 use std::collections::HashSet;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use super::backoff::shard_failure;
 use super::report::DrainReport;
@@ -34,6 +38,21 @@ pub(crate) fn find<C: OutboxConnection>(
     Ok(conn.unreadable_rows(Token::new(), table, scan)?)
 }
 
+/// How often a periodic round scans a table for unreadable rows, at most.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Whether this round scans `table`: its first, then one every [`SCAN_INTERVAL`].
+fn scan_due<C>(drainer: &Drainer<C>, table: OutboxTable) -> bool {
+    let mut last = drainer.unreadable_scans[table as usize]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if last.is_some_and(|at| at.elapsed() < SCAN_INTERVAL) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
+}
+
 /// Records the unreadable rows of `table` (see the module docs) as their shards'
 /// failures, once per row: a shard already failing at that row keeps its backoff.
 pub(crate) fn record<C: OutboxConnection>(
@@ -42,6 +61,9 @@ pub(crate) fn record<C: OutboxConnection>(
     table: OutboxTable,
     report: &mut DrainReport,
 ) -> Result<(), Error> {
+    if !scan_due(drainer, table) {
+        return Ok(());
+    }
     let rows = find(drainer, conn, table)?;
     if rows.is_empty() {
         return Ok(());
