@@ -7,7 +7,8 @@ use diesel_outbox::{run_migrations, Outbox, OutboxConnection, OutboxTable, Recei
 use crate::args::{CategoryNames, Command, GroupsArg, ParkedAction, TableArg};
 use crate::failure::{Exit, Failure};
 use crate::view::{
-    ActionView, CategoryView, GroupView, LeaseView, Output, ShardDepthView, StatusView, StuckView, TableView,
+    ActionView, CategoryView, GroupView, LeaseView, Output, ShardDepthView, StatusView, StuckView,
+    TableView,
 };
 
 /// Runs `command` on `conn`.
@@ -26,7 +27,13 @@ pub fn run<C: OutboxConnection>(
         Command::Leases { tables } => leases(conn, &outbox, tables),
         Command::RepairRow { table, id } => {
             let found = outbox.repair_row(conn, table.table(), *id)?;
-            Ok(row_action("repair-row", table.table(), *id, found, "readable and due now"))
+            Ok(row_action(
+                "repair-row",
+                table.table(),
+                *id,
+                found,
+                "readable and due now",
+            ))
         }
         Command::DiscardRow { table, id, yes } => {
             if !yes {
@@ -35,7 +42,13 @@ pub fn run<C: OutboxConnection>(
                 ));
             }
             let found = outbox.discard_row(conn, table.table(), *id)?;
-            Ok(row_action("discard-row", table.table(), *id, found, "deleted without delivery"))
+            Ok(row_action(
+                "discard-row",
+                table.table(),
+                *id,
+                found,
+                "deleted without delivery",
+            ))
         }
         Command::Parked { action } => parked(conn, &outbox, action, names),
         Command::Skip { shard } => {
@@ -92,14 +105,12 @@ fn status<C: OutboxConnection>(
     names: &CategoryNames,
 ) -> Result<Output, Failure> {
     let tables: Vec<TableStatus> = outbox.status(conn)?;
-    let attention = tables
-        .iter()
-        .any(|table| {
-            table.stuck_shards > 0
-                || table.parked.rows > 0
-                || table.unreadable_rows > 0
-                || table.dead_leases > 0
-        });
+    let attention = tables.iter().any(|table| {
+        table.stuck_shards > 0
+            || table.parked.rows > 0
+            || table.unreadable_rows > 0
+            || table.dead_leases > 0
+    });
     let view = StatusView {
         tables: tables
             .iter()
@@ -253,7 +264,13 @@ struct RowAction {
     found: bool,
 }
 
-fn row_action(action: &'static str, table: OutboxTable, id: i64, found: bool, done: &str) -> Output {
+fn row_action(
+    action: &'static str,
+    table: OutboxTable,
+    id: i64,
+    found: bool,
+    done: &str,
+) -> Output {
     let text = if found {
         format!("{} row {id}: {done}", table.name())
     } else {

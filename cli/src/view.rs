@@ -573,10 +573,16 @@ fn render_leases(views: &[LeaseView]) -> String {
             vec![
                 view.id.to_string(),
                 view.table.to_owned(),
-                view.holder.map_or_else(|| "-".to_owned(), |holder| holder.to_string()),
+                view.holder
+                    .map_or_else(|| "-".to_owned(), |holder| holder.to_string()),
                 human_duration(Duration::from_secs_f64(view.age_seconds)),
                 human_json_time(&view.expires_at),
-                if view.live { "live" } else { "dead: recovered by the next drain" }.to_owned(),
+                if view.live {
+                    "live"
+                } else {
+                    "dead: recovered by the next drain"
+                }
+                .to_owned(),
                 format!(
                     "{}: {shards}",
                     plural(view.shards.as_ref().map_or(0, Vec::len) as u64, "shard")
@@ -585,7 +591,9 @@ fn render_leases(views: &[LeaseView]) -> String {
         })
         .collect();
     table(
-        &["LEASE", "TABLE", "HOLDER", "AGE", "EXPIRES", "STATE", "SHARDS"],
+        &[
+            "LEASE", "TABLE", "HOLDER", "AGE", "EXPIRES", "STATE", "SHARDS",
+        ],
         &rows,
     )
 }

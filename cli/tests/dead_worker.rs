@@ -78,10 +78,16 @@ fn abort_in_batch<C: OutboxConnection>(conn: &mut C) {
 fn a_key_that_kills_its_worker_is_parked_after_three_deaths<D: TestDb>(db: &D) {
     let mut conn = db.conn();
     let backend = backend_name(&mut conn);
-    let quiet = Outbox::builder(Receivers::new()).flush_on_commit(false).build();
+    let quiet = Outbox::builder(Receivers::new())
+        .flush_on_commit(false)
+        .build();
     quiet
         .context(&mut conn, |ctx| {
-            ctx.write(CellOutbox::new(Category::OrganizationUpdate, CULPRIT, CULPRIT))?;
+            ctx.write(CellOutbox::new(
+                Category::OrganizationUpdate,
+                CULPRIT,
+                CULPRIT,
+            ))?;
             ctx.write(CellOutbox::new(Category::OrganizationUpdate, CULPRIT, 99))?;
             ctx.write(CellOutbox::new(Category::OrganizationUpdate, 1, 1))
         })
@@ -89,7 +95,10 @@ fn a_key_that_kills_its_worker_is_parked_after_three_deaths<D: TestDb>(db: &D) {
     let started = Instant::now();
     let mut deaths = 0;
     while conn.count("cell_outboxes") > 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "parked within a minute");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "parked within a minute"
+        );
         let child = Command::new(std::env::current_exe().expect("this test binary"))
             .args(["child_worker", "--exact", "--nocapture"])
             .env("OUTBOX_CHILD_BACKEND", backend)
@@ -125,7 +134,9 @@ fn backend_name<C: TestConnection>(conn: &mut C) -> &'static str {
 fn a_killed_workers_healthy_shards_are_delivered_within_two_leases<D: TestDb>(db: &D) {
     let mut conn = db.conn();
     let backend = backend_name(&mut conn);
-    let quiet = Outbox::builder(Receivers::new()).flush_on_commit(false).build();
+    let quiet = Outbox::builder(Receivers::new())
+        .flush_on_commit(false)
+        .build();
     quiet
         .context(&mut conn, |ctx| {
             for shard in SHARDS {
@@ -168,7 +179,11 @@ fn a_killed_workers_healthy_shards_are_delivered_within_two_leases<D: TestDb>(db
         assert!(leases[0]["holder"].is_i64(), "{leases:?}");
     } else {
         assert_eq!(leases[0]["live"], Value::Bool(false), "its session is gone");
-        assert_eq!(output.status.code(), Some(3), "a dead lease needs attention");
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "a dead lease needs attention"
+        );
     }
 
     // A live worker (whose receiver fails for the culprit instead of aborting) delivers
@@ -195,8 +210,15 @@ fn a_killed_workers_healthy_shards_are_delivered_within_two_leases<D: TestDb>(db
         outbox.drain_due_shards(&mut conn).expect("drains");
         std::thread::sleep(Duration::from_millis(200));
     }
-    eprintln!("{backend}: the healthy shards were delivered {:?} after the kill", killed.elapsed());
-    assert_eq!(conn.count("cell_outboxes"), 1, "only the culprit's row is left");
+    eprintln!(
+        "{backend}: the healthy shards were delivered {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(
+        conn.count("cell_outboxes"),
+        1,
+        "only the culprit's row is left"
+    );
     assert_eq!(conn.count("outbox_drain_leases"), 0);
 }
 

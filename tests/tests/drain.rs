@@ -291,7 +291,11 @@ fn a_failing_receiver_backs_off_and_converges<C: TestConnection>(conn: &mut C) {
     // A new row does not make a failing shard due sooner: it waits for the backoff step.
     commit(conn, org(1, 2, "other"));
     outbox.drain_due_shards(conn).expect("drains");
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "no retry before the schedule");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "no retry before the schedule"
+    );
     assert_eq!(conn.count("cell_outboxes"), 2);
 
     // The receiver recovers: the next due round delivers everything.

@@ -16,7 +16,8 @@ use diesel_outbox::category::CellCategory;
 use diesel_outbox::drain::Delivery;
 use diesel_outbox::testing::{drain_until_empty, ManualClock};
 use diesel_outbox::{
-    outbox_context, BoxError, CellOutbox, DueShards, Error, Outbox, OutboxTable, OutboxConnection, OutboxMessage, Receivers,
+    outbox_context, BoxError, CellOutbox, DueShards, Error, Outbox, OutboxConnection,
+    OutboxMessage, OutboxTable, Receivers,
 };
 use diesel_outbox_tests::{backend_db_tests, SqliteDb, TestConnection, TestDb};
 
@@ -29,8 +30,10 @@ diesel_outbox::outbox_scopes_and_categories! {
 }
 
 fn commit<C: TestConnection, K: CellCategory>(conn: &mut C, category: K, shard: i64, object: i64) {
-    outbox_context(conn, |ctx| ctx.write(CellOutbox::new(category, shard, object)))
-        .expect("commits");
+    outbox_context(conn, |ctx| {
+        ctx.write(CellOutbox::new(category, shard, object))
+    })
+    .expect("commits");
 }
 
 /// The depth of the transactions open on `conn` (0: none).
@@ -117,7 +120,11 @@ fn sqlite_a_blocked_receiver_never_holds_the_writers() {
     drain_until_empty(&mut writer, &outbox, 5).expect("the rest drains");
     assert_eq!(writer.count("cell_outboxes"), 0);
     let calls = calls.lock().expect("calls");
-    assert_eq!(calls.get(&(1, 0)), Some(&1), "the blocked key was delivered once");
+    assert_eq!(
+        calls.get(&(1, 0)),
+        Some(&1),
+        "the blocked key was delivered once"
+    );
     assert_eq!(calls.len(), 101, "every key was delivered");
 }
 
@@ -132,7 +139,10 @@ fn atomic_receivers_keep_their_transaction<D: TestDb>(db: &D) {
             Category::Notify,
             move |conn: &mut D::Conn, message: &OutboxMessage| {
                 let at = depth(conn);
-                leased.lock().expect("order").push((message.object_identifier, at));
+                leased
+                    .lock()
+                    .expect("order")
+                    .push((message.object_identifier, at));
                 Ok::<_, Error>(())
             },
         )
@@ -140,7 +150,10 @@ fn atomic_receivers_keep_their_transaction<D: TestDb>(db: &D) {
             Category::Audit,
             move |conn: &mut D::Conn, message: &OutboxMessage| -> Result<(), BoxError> {
                 let at = depth(conn);
-                atomic.lock().expect("order").push((message.object_identifier, at));
+                atomic
+                    .lock()
+                    .expect("order")
+                    .push((message.object_identifier, at));
                 conn.batch_execute(&format!(
                     "INSERT INTO audit_log (object) VALUES ({})",
                     message.object_identifier
@@ -169,14 +182,24 @@ fn atomic_receivers_keep_their_transaction<D: TestDb>(db: &D) {
     assert_eq!(report.failures.len(), 1);
     let order = order.lock().expect("order").clone();
     let at = |object: i64| order.iter().find(|(o, _)| *o == object).map(|(_, d)| *d);
-    assert_eq!(at(1), Some(0), "a leased key before any atomic one: no transaction");
-    assert!(at(2).is_some_and(|d| d > 0), "the atomic key runs in a transaction");
+    assert_eq!(
+        at(1),
+        Some(0),
+        "a leased key before any atomic one: no transaction"
+    );
+    assert!(
+        at(2).is_some_and(|d| d > 0),
+        "the atomic key runs in a transaction"
+    );
     assert!(
         at(3).is_some_and(|d| d > 0),
         "a leased key after an atomic one in its shard follows it inside"
     );
     let position = |object: i64| order.iter().position(|(o, _)| *o == object);
-    assert!(position(2) < position(3), "shard 1 kept its order: {order:?}");
+    assert!(
+        position(2) < position(3),
+        "shard 1 kept its order: {order:?}"
+    );
     assert_eq!(at(5), None, "shard 2 stopped at its failing key");
     assert_eq!(
         conn.scalar("SELECT COUNT(*) AS n FROM audit_log WHERE object = 4"),
@@ -220,7 +243,11 @@ fn a_failing_key_costs_its_batch_no_second_call<D: TestDb>(db: &D) {
         let report = outbox.drain_due_shards(&mut conn).expect("drains");
         assert_eq!((report.delivered, report.failures.len()), (6, 1));
         let calls = std::mem::take(&mut *calls.lock().expect("calls"));
-        assert_eq!(calls.get(&(11, 2)), None, "the failing shard stopped at its key");
+        assert_eq!(
+            calls.get(&(11, 2)),
+            None,
+            "the failing shard stopped at its key"
+        );
         assert_eq!(calls.get(&(11, 1)), Some(&1));
         let twice: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
         match delivery {
@@ -271,7 +298,11 @@ fn a_taken_over_lease_deletes_nothing<D: TestDb>(db: &D) {
 
     let report = outbox.drain_due_shards(&mut conn).expect("drains");
     assert_eq!((report.delivered, report.leases_lost), (2, 0));
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "delivered again: at least once");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "delivered again: at least once"
+    );
     assert_eq!(conn.count("cell_outboxes"), 0);
 }
 
@@ -315,7 +346,10 @@ fn a_failing_shard_under_traffic_waits_for_its_backoff<D: TestDb>(db: &D) {
     );
     let healthy: Vec<_> = calls.iter().filter(|((shard, _), _)| *shard != 1).collect();
     assert_eq!(healthy.len(), 100, "every healthy key was delivered");
-    assert!(healthy.iter().all(|(_, n)| **n == 1), "each once: {healthy:?}");
+    assert!(
+        healthy.iter().all(|(_, n)| **n == 1),
+        "each once: {healthy:?}"
+    );
     assert_eq!(conn.count("outbox_drain_leases"), 0);
 }
 
@@ -358,7 +392,10 @@ fn the_heartbeat_keeps_a_long_batch_its_lease<D: TestDb>(db: &D) {
     let report = outbox.drain_due_shards(&mut conn).expect("drains");
     done.store(true, Ordering::SeqCst);
     let recovered = other.join().expect("the other drain");
-    assert!(started.elapsed() > Duration::from_secs(4), "the batch outlasted its lease");
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the batch outlasted its lease"
+    );
     assert_eq!((report.delivered, report.leases_lost), (7, 0), "{report:?}");
     assert_eq!(recovered, 0, "nobody took the live lease over");
     assert_eq!(calls.load(Ordering::SeqCst), 7, "each key once");

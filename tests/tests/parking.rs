@@ -33,7 +33,9 @@ fn a_retried_parked_group_never_overwrites_a_newer_state<C: TestConnection>(conn
             if state == "v1" {
                 return Err("v1 cannot be applied yet".into());
             }
-            log.lock().expect("log").push((message.object_identifier, state));
+            log.lock()
+                .expect("log")
+                .push((message.object_identifier, state));
             Ok(())
         },
     ))
@@ -52,8 +54,16 @@ fn a_retried_parked_group_never_overwrites_a_newer_state<C: TestConnection>(conn
     assert_eq!(report.parked, 1);
     write(conn, 1, "v2");
     let report = outbox.drain_due_shards(conn).expect("drains");
-    assert_eq!((report.delivered, report.parked_superseded), (1, 1), "{report:?}");
-    assert_eq!(outbox.retry_parked(conn, &key(1)).expect("retries"), 0, "nothing left");
+    assert_eq!(
+        (report.delivered, report.parked_superseded),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        outbox.retry_parked(conn, &key(1)).expect("retries"),
+        0,
+        "nothing left"
+    );
     outbox.drain_due_shards(conn).expect("drains");
 
     // Object 2: v1 parks, v2 is written and not drained yet: the retried v1 coalesces
@@ -63,7 +73,11 @@ fn a_retried_parked_group_never_overwrites_a_newer_state<C: TestConnection>(conn
     write(conn, 2, "v2");
     assert_eq!(outbox.retry_parked(conn, &key(2)).expect("retries"), 1);
     let report = outbox.drain_due_shards(conn).expect("drains");
-    assert_eq!((report.delivered, report.failures.len()), (1, 0), "{report:?}");
+    assert_eq!(
+        (report.delivered, report.failures.len()),
+        (1, 0),
+        "{report:?}"
+    );
 
     assert_eq!(
         *seen.lock().expect("log"),

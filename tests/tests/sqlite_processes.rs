@@ -176,8 +176,14 @@ fn bare_connections_two_writers_and_a_failing_drainer_see_no_lock_errors() {
             "the library switched the file to WAL: {writer:?}"
         );
     }
-    assert!(figure(&outputs[2], "delivered") > 0, "the drainer delivered");
-    assert!(figure(&outputs[2], "failed") > 0, "batches failed meanwhile");
+    assert!(
+        figure(&outputs[2], "delivered") > 0,
+        "the drainer delivered"
+    );
+    assert!(
+        figure(&outputs[2], "failed") > 0,
+        "batches failed meanwhile"
+    );
     let mut conn = db.connect();
     assert_eq!(
         conn.count("outbox_drain_leases"),

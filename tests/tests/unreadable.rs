@@ -56,8 +56,10 @@ fn a_never_due_unreadable_row_is_counted_named_repaired_and_discarded<C: TestCon
     let outbox = Outbox::builder(counting(&calls))
         .flush_on_commit(false)
         .build();
-    outbox_context(conn, |ctx| ctx.write(CellOutbox::new(Category::Notify, 1, 1)))
-        .expect("commits");
+    outbox_context(conn, |ctx| {
+        ctx.write(CellOutbox::new(Category::Notify, 1, 1))
+    })
+    .expect("commits");
     let id = write_unreadable(conn, 2, 7);
     let shard = ShardKey::cell(Scope::Organization, 2);
 
@@ -66,10 +68,18 @@ fn a_never_due_unreadable_row_is_counted_named_repaired_and_discarded<C: TestCon
             .table_status(conn, OutboxTable::Cell)
             .expect("status")
     };
-    assert_eq!(cell(&outbox, conn).unreadable_rows, 1, "status counts it at once");
+    assert_eq!(
+        cell(&outbox, conn).unreadable_rows,
+        1,
+        "status counts it at once"
+    );
 
     let report = outbox.drain_due_shards(conn).expect("drains");
-    assert_eq!((report.delivered, report.unreadable_rows), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.delivered, report.unreadable_rows),
+        (1, 1),
+        "{report:?}"
+    );
     assert_eq!(report.failures[0].row_id, id);
     let stuck = outbox.stuck_shards(conn, OutboxTable::Cell).expect("stuck");
     assert_eq!(stuck.len(), 1, "{stuck:?}");
@@ -85,11 +95,16 @@ fn a_never_due_unreadable_row_is_counted_named_repaired_and_discarded<C: TestCon
     // Found again by the next round, it is not recorded twice.
     let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!(report.unreadable_rows, 0);
-    let state = outbox.shard_state(conn, &shard).expect("state").expect("failing");
+    let state = outbox
+        .shard_state(conn, &shard)
+        .expect("state")
+        .expect("failing");
     assert_eq!(state.attempts, 1);
 
     // Repaired, it reads and is delivered.
-    assert!(outbox.repair_row(conn, OutboxTable::Cell, id).expect("repairs"));
+    assert!(outbox
+        .repair_row(conn, OutboxTable::Cell, id)
+        .expect("repairs"));
     assert!(outbox.retry_shard_now(conn, &shard).expect("retries"));
     let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!(report.delivered, 1, "{report:?}");
@@ -98,10 +113,18 @@ fn a_never_due_unreadable_row_is_counted_named_repaired_and_discarded<C: TestCon
 
     // Or discarded without delivery.
     let id = write_unreadable(conn, 3, 8);
-    assert!(!outbox.discard_row(conn, OutboxTable::Cell, id + 1).expect("nothing"));
-    assert!(outbox.discard_row(conn, OutboxTable::Cell, id).expect("discards"));
+    assert!(!outbox
+        .discard_row(conn, OutboxTable::Cell, id + 1)
+        .expect("nothing"));
+    assert!(outbox
+        .discard_row(conn, OutboxTable::Cell, id)
+        .expect("discards"));
     assert_eq!(conn.count("cell_outboxes"), 0);
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "a discarded row is not delivered");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a discarded row is not delivered"
+    );
 }
 
 /// An unreadable row is parked under its category's policy, counting the shard's
@@ -115,18 +138,31 @@ fn an_unreadable_row_is_parked_by_its_categorys_policy<C: TestConnection>(conn: 
         .exhaustion(Category::Notify, Exhaustion::Park { max_attempts: 2 })
         .build();
     let id = write_unreadable(conn, 2, 7);
-    outbox.drain_due_shards(conn).expect("drains: attempt 1, found by the scan");
-    outbox_context(conn, |ctx| ctx.write(CellOutbox::new(Category::Notify, 2, 9)))
-        .expect("a later row of the shard");
+    outbox
+        .drain_due_shards(conn)
+        .expect("drains: attempt 1, found by the scan");
+    outbox_context(conn, |ctx| {
+        ctx.write(CellOutbox::new(Category::Notify, 2, 9))
+    })
+    .expect("a later row of the shard");
     outbox.drain_due_shards(conn).expect("drains");
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "the shard waits behind its row");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the shard waits behind its row"
+    );
 
     clock.advance(Span::seconds(3));
-    let report = outbox.drain_due_shards(conn).expect("drains: attempt 2 parks it");
+    let report = outbox
+        .drain_due_shards(conn)
+        .expect("drains: attempt 2 parks it");
     assert_eq!(report.parked, 1, "{report:?}");
     assert_eq!(report.delivered, 1, "the shard goes on: {report:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let parked = outbox.table_status(conn, OutboxTable::Cell).expect("status").parked;
+    let parked = outbox
+        .table_status(conn, OutboxTable::Cell)
+        .expect("status")
+        .parked;
     assert_eq!(parked.rows, 1);
     assert_eq!(conn.count("cell_outboxes"), 0);
     assert_eq!(
@@ -153,7 +189,9 @@ fn a_row_contradicting_the_declaration_is_not_delivered<C: TestConnection>(conn:
     let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!((report.delivered, report.parked), (0, 1), "{report:?}");
     assert!(
-        report.failures[0].to_string().contains("contradicts the declaration"),
+        report.failures[0]
+            .to_string()
+            .contains("contradicts the declaration"),
         "{}",
         report.failures[0]
     );

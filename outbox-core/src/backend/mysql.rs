@@ -33,8 +33,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
     decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
-    RowIdentity,
-    WindowRequest,
+    RowIdentity, WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use super::mysql_raw::{raw_sql, RawStatement};
@@ -43,8 +42,7 @@ use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
     inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
     LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow,
-    ParkedGroupRow,
-    Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
+    ParkedGroupRow, Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
 };
 use super::state::{ShardFailure, ShardState};
 use super::transaction;
@@ -638,9 +636,12 @@ impl OutboxConnection for MysqlConnection {
              OR o.date_added < '1000-01-01'",
         )
         .replace("LIMIT ?", "LIMIT :scan");
-        let found = statement(&text, &[("scan", Param::BigInt(scan_rows))])?
-            .load::<IdentityRow>(self)?;
-        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+        let found =
+            statement(&text, &[("scan", Param::BigInt(scan_rows))])?.load::<IdentityRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
     }
 
     fn repair_row(
@@ -658,13 +659,19 @@ impl OutboxConnection for MysqlConnection {
              WHERE id = :id",
             rows = Names::of(table).rows
         );
-        let updated = statement(&text, &[("now", Param::Time(now)), ("id", Param::BigInt(id))])?
-            .execute(self)?;
+        let updated = statement(
+            &text,
+            &[("now", Param::Time(now)), ("id", Param::BigInt(id))],
+        )?
+        .execute(self)?;
         Ok(updated > 0)
     }
 
     fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
-        let text = format!("DELETE FROM {rows} WHERE id = :id", rows = Names::of(table).rows);
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = :id",
+            rows = Names::of(table).rows
+        );
         Ok(statement(&text, &[("id", Param::BigInt(id))])?.execute(self)? > 0)
     }
 

@@ -20,8 +20,7 @@ use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
     numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow,
-    MessageRow,
-    Names, Prepared, TextValue,
+    MessageRow, Names, Prepared, TextValue,
 };
 use super::{OutboxConnection, Sealed};
 use crate::key::error::{Error, Result};
@@ -493,7 +492,10 @@ impl OutboxConnection for PgConnection {
         ));
         let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
             .load::<IdentityRow>(self)?;
-        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
     }
 
     fn repair_row(
@@ -518,7 +520,10 @@ impl OutboxConnection for PgConnection {
     }
 
     fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
-        let text = format!("DELETE FROM {rows} WHERE id = $1", rows = Names::of(table).rows);
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = $1",
+            rows = Names::of(table).rows
+        );
         Ok(Prepared(diesel::sql_query(text).bind::<BigInt, _>(id)).execute(self)? > 0)
     }
 

@@ -22,8 +22,8 @@ use super::claim::{
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
-    StateRow,
+    parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow,
+    Names, Prepared, StateRow,
 };
 use super::transaction;
 use super::{OutboxConnection, Sealed};
@@ -355,7 +355,10 @@ impl OutboxConnection for SqliteConnection {
         let text = super::sql::rows::unreadable(&Names::of(table), NULL_TEXT, UNREADABLE);
         let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
             .load::<IdentityRow>(self)?;
-        Ok(found.into_iter().map(|row| row.into_identity(table)).collect())
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
     }
 
     fn repair_row(
@@ -380,7 +383,10 @@ impl OutboxConnection for SqliteConnection {
     }
 
     fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
-        let text = format!("DELETE FROM {rows} WHERE id = ?", rows = Names::of(table).rows);
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = ?",
+            rows = Names::of(table).rows
+        );
         let query = diesel::sql_query(text).bind::<BigInt, _>(id);
         immediate(self, |conn| Ok(Prepared(query).execute(conn)? > 0))
     }

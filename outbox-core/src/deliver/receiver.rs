@@ -227,7 +227,6 @@ pub(crate) enum Handler<C> {
 }
 
 impl<C> Handler<C> {
-
     /// The same batch receiver registered for several categories is called once for all
     /// of them: this tells which registrations are the same receiver.
     pub(crate) fn batch_identity(&self) -> Option<*const ()> {
@@ -472,12 +471,7 @@ impl<C: 'static> Receivers<C> {
         self.by_category.is_empty()
     }
 
-    fn register(
-        mut self,
-        table: OutboxTable,
-        category: CategoryInfo,
-        handler: Handler<C>,
-    ) -> Self {
+    fn register(mut self, table: OutboxTable, category: CategoryInfo, handler: Handler<C>) -> Self {
         let CategoryInfo {
             number,
             name,

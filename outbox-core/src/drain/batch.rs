@@ -70,9 +70,7 @@ fn release<C: OutboxConnection>(conn: &mut C, claim: &Claim) -> Result<(), Error
     loop {
         match conn.release_claim(Token::new(), claim) {
             Ok(()) => return Ok(()),
-            Err(error) if crate::key::error::is_connection_lost(&error) => {
-                return Err(error.into())
-            }
+            Err(error) if crate::key::error::is_connection_lost(&error) => return Err(error.into()),
             Err(error) => match pauses.next() {
                 Some(pause) => {
                     tracing::debug!(%error, lease = claim.lease, "releasing a batch failed; trying again");
@@ -292,7 +290,10 @@ fn deliver<C: OutboxConnection>(
     if let Some(id) = checked {
         match call_outside(drainer, conn, &plans, id, &mut limits, &mut failures)? {
             Some(done) => carried = done,
-            None => return Ok(lease_lost(id, &plans, report)),
+            None => {
+                lease_lost(id, &plans, report);
+                return Ok(());
+            }
         }
     }
     let mut starts = vec![0usize; plans.len()];
@@ -304,14 +305,17 @@ fn deliver<C: OutboxConnection>(
     let (mut start, mut end) = (0, steps.len());
     let parked = loop {
         let last = end == steps.len();
-        let deleted_lease = lease.filter(|lease| last && lease.delete).map(|lease| lease.id);
+        let deleted_lease = lease
+            .filter(|lease| last && lease.delete)
+            .map(|lease| lease.id);
         let attempt = conn.drain_transaction(Token::new(), |conn| {
             if let Some(id) = checked {
                 if !conn.renew_lease(Token::new(), id, lease_expiry(drainer))? {
                     return Err(Attempt::LeaseLost);
                 }
             }
-            let mut done = call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
+            let mut done =
+                call_receivers(conn, drainer, &plans, &steps[start..end], start, &limits)?;
             // Keys delivered outside any transaction are deleted by the first commit.
             done.extend(carried.iter().copied());
             let mut ids: Vec<i64> = done
@@ -350,7 +354,8 @@ fn deliver<C: OutboxConnection>(
             Err(Attempt::LeaseLost) => {
                 let id = checked.unwrap_or_default();
                 count(drainer, &plans, &delivered, Vec::new(), &[], report);
-                return Ok(lease_lost(id, &plans, report));
+                lease_lost(id, &plans, report);
+                return Ok(());
             }
             Err(Attempt::Database(error)) => return Err(error.into()),
         }
@@ -472,7 +477,11 @@ impl Heartbeat {
     /// Renews the lease if it is time; whether it is still ours. A renewal that fails
     /// (the database is busy) is tried again at the next call: the finishing
     /// transaction's check is what decides.
-    fn beat<C: OutboxConnection>(&mut self, drainer: &Drainer<C>, conn: &mut C) -> Result<bool, Error> {
+    fn beat<C: OutboxConnection>(
+        &mut self,
+        drainer: &Drainer<C>,
+        conn: &mut C,
+    ) -> Result<bool, Error> {
         if self.last.elapsed() < self.every {
             return Ok(true);
         }

@@ -105,7 +105,10 @@ impl ShardPlan {
 
     /// Whether the shard is isolated (see [`ShardPlan::head_key_only`]).
     pub(crate) fn isolated(&self) -> bool {
-        self.claimed.state.as_ref().is_some_and(|state| state.isolated)
+        self.claimed
+            .state
+            .as_ref()
+            .is_some_and(|state| state.isolated)
     }
 
     pub(crate) fn key(&self) -> &ShardKey {

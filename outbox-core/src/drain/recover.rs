@@ -8,9 +8,9 @@ use super::Drainer;
 use crate::backend::claim::{Claim, KeyAfterWindow, WindowRequest};
 use crate::backend::parked::ParkRequest;
 use crate::backend::state::bounded_error;
-use crate::key::error::{DeliveryFailure, FailureCause};
 use crate::backend::OutboxConnection;
 use crate::key::error::Error;
+use crate::key::error::{DeliveryFailure, FailureCause};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
 

@@ -73,7 +73,10 @@ pub(crate) fn record<C: OutboxConnection>(
         .into_iter()
         .filter(|row| seen.insert(row.shard.clone()))
         .collect();
-    let shards: Vec<_> = first_per_shard.iter().map(|row| row.shard.clone()).collect();
+    let shards: Vec<_> = first_per_shard
+        .iter()
+        .map(|row| row.shard.clone())
+        .collect();
     let now = drainer.clock.now();
     let recorded = conn.drain_transaction(Token::new(), |conn| {
         let states = conn.load_shard_states(Token::new(), table, Some(&shards))?;
@@ -95,7 +98,9 @@ pub(crate) fn record<C: OutboxConnection>(
                 row_id: row.id,
                 cause: FailureCause::UnreadableRow(UNREADABLE_SCHEDULE.to_owned()),
             };
-            let covered_id = conn.shard_max_id(Token::new(), &row.shard)?.unwrap_or(row.id);
+            let covered_id = conn
+                .shard_max_id(Token::new(), &row.shard)?
+                .unwrap_or(row.id);
             let isolated = previous.is_some_and(|state| state.isolated);
             let message = failure.to_string();
             records.push(shard_failure(
