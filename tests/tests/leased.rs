@@ -110,6 +110,7 @@ fn sqlite_a_blocked_receiver_never_holds_the_writers() {
         !drainer.is_finished(),
         "the receiver was still blocked while the writer committed"
     );
+    eprintln!("100 commits while a receiver blocked: {errors} errors, the slowest {slowest:?}");
     assert_eq!(errors, 0, "no commit failed");
     assert!(
         slowest < Duration::from_secs(1),

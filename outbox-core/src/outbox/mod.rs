@@ -74,7 +74,7 @@ struct Shared<C> {
 ///         Ok::<_, diesel_outbox::Error>(())
 ///     },
 /// ));
-/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 /// run_migrations(&mut conn)?;
 /// outbox.context(&mut conn, |ctx| {
 ///     ctx.write(CellOutbox::new(Category::OrganizationUpdate, 42, 42))?;
