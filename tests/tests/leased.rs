@@ -379,7 +379,12 @@ fn the_heartbeat_keeps_a_long_batch_its_lease<D: TestDb>(db: &D) {
     let done = Arc::new(AtomicBool::new(false));
     let other = {
         let (outbox, done, mut conn) = (outbox.clone(), done.clone(), db.conn());
+        let calls = calls.clone();
         std::thread::spawn(move || {
+            // From the first call on: the batch is claimed, its lease is what holds it.
+            while calls.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let mut recovered = 0;
             while !done.load(Ordering::SeqCst) {
                 let report = outbox.drain_due_shards(&mut conn).expect("drains");
