@@ -76,10 +76,16 @@ macro_rules! drain_section {
             /// PostgreSQL's deletes do not touch the indexes, so the order does not matter
             /// there (`NaN`).
             fn contenders(conn: &mut Conn, backlog: &Backlog, reps: usize) -> BResult<[f64; 5]> {
-                // `OUTBOX_BENCH_DRAIN_DEFAULT_ONLY`: the library's default drain alone, e.g.
-                // to count its instructions with callgrind against another build.
-                let kinds: &[usize] = if std::env::var_os("OUTBOX_BENCH_DRAIN_DEFAULT_ONLY").is_some() {
-                    &[0]
+                // `OUTBOX_BENCH_DRAIN_ONLY=default|in-transaction|leased`: that library drain
+                // alone, e.g. to count its instructions with callgrind against another
+                // build or delivery.
+                let only = std::env::var("OUTBOX_BENCH_DRAIN_ONLY").ok();
+                let kinds: &[usize] = if let Some(only) = only.as_deref() {
+                    match only {
+                        "in-transaction" => &[3],
+                        "leased" => &[4],
+                        _ => &[0],
+                    }
                 } else if PG || MY {
                     &[0, 1, 3, 4]
                 } else {
