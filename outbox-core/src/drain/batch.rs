@@ -1,12 +1,24 @@
 //! One claimed batch: load the shards' windows, plan, deliver in as few transactions as
 //! failures allow, record what happened, release.
 //!
-//! The happy path is one transaction: every receiver call, one DELETE of every delivered
-//! row, commit. When a receiver fails at some key, that transaction rolls back and the
-//! calls before the failure are replayed and committed without the failing key and the
-//! rest of its shard; delivery then goes on in a new transaction. A statement that fails
-//! for the whole batch is retried shard by shard, so one shard's trouble stays in that
-//! shard.
+//! In-transaction delivery: the happy path is one transaction: every receiver call, one
+//! DELETE of every delivered row, commit. When a receiver fails at some key, that
+//! transaction rolls back and the calls before the failure are replayed and committed
+//! without the failing key and the rest of its shard; delivery then goes on in a new
+//! transaction. A statement that fails for the whole batch is retried shard by shard, so
+//! one shard's trouble stays in that shard.
+//!
+//! Leased delivery: the batch's lease was committed by its claim. The receivers that need
+//! no transaction are called first, with none open, each shard up to its first key whose
+//! receiver wants its writes atomic with the delete; the lease is renewed between calls
+//! (the heartbeat), and a renewal that finds it gone cancels the batch. A failing key stops
+//! its shard and nothing is replayed. Then the finishing transaction checks the lease is
+//! still this worker's (renewing it: a worker whose lease was taken over deletes nothing),
+//! calls the atomic keys as in-transaction delivery would, deletes every delivered row,
+//! records the outcomes and deletes the lease.
+//!
+//! A shard a dead worker left (isolated) is delivered one key per batch, so that a death
+//! counts against the key it happened at.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
