@@ -67,31 +67,73 @@ macro_rules! drain_section {
         pub mod drain {
             use super::*;
             use crate::profile::Profile;
-            use diesel_outbox::drain::DrainOptions;
+            use diesel_outbox::drain::{Delivery, DrainOptions};
 
-            /// Rows per second of the library, the ceiling and (SQLite) the ceiling in
-            /// shard order on `backlog`: the median of `reps` runs, interleaved (each rep
-            /// starts with another contender). PostgreSQL's deletes do not touch the
-            /// indexes, so the order does not matter there (`NaN`).
-            fn contenders(conn: &mut Conn, backlog: &Backlog, reps: usize) -> BResult<[f64; 3]> {
-                let kinds = if PG || MY { 2 } else { 3 };
-                let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+            /// Rows per second of the library (default delivery), the ceiling, (SQLite) the
+            /// ceiling in shard order, and the library with its receiver inside the drain's
+            /// transaction and outside it under the batch's lease, on `backlog`: the median
+            /// of `reps` runs, interleaved (each rep starts with another contender).
+            /// PostgreSQL's deletes do not touch the indexes, so the order does not matter
+            /// there (`NaN`).
+            fn contenders(conn: &mut Conn, backlog: &Backlog, reps: usize) -> BResult<[f64; 5]> {
+                // `OUTBOX_BENCH_DRAIN_ONLY=default|in-transaction|leased`: that library drain
+                // alone, e.g. to count its instructions with callgrind against another
+                // build or delivery.
+                let only = std::env::var("OUTBOX_BENCH_DRAIN_ONLY").ok();
+                let kinds: &[usize] = if let Some(only) = only.as_deref() {
+                    match only {
+                        "in-transaction" => &[3],
+                        "leased" => &[4],
+                        _ => &[0],
+                    }
+                } else if PG || MY {
+                    &[0, 1, 3, 4]
+                } else {
+                    &[0, 1, 2, 3, 4]
+                };
+                let mut rates: [Vec<f64>; 5] = Default::default();
                 for rep in 0..reps.max(1) {
-                    for k in 0..kinds {
-                        let which = (k + rep) % kinds;
+                    for k in 0..kinds.len() {
+                        let which = kinds[(k + rep) % kinds.len()];
                         let rate = match which {
                             0 => {
                                 let outbox = idle_outbox();
                                 timed_drain(conn, backlog, &mut |c| drain_library(c, &outbox))?
                             }
                             1 => timed_drain(conn, backlog, &mut |c| drain_ceiling(c, 1000))?,
-                            _ => timed_drain(conn, backlog, &mut |c| drain_ceiling_by_shard(c, 1000))?,
+                            2 => timed_drain(conn, backlog, &mut |c| drain_ceiling_by_shard(c, 1000))?,
+                            3 => {
+                                let outbox = delivery_outbox(Delivery::InTransaction);
+                                timed_drain(conn, backlog, &mut |c| drain_library(c, &outbox))?
+                            }
+                            _ => {
+                                let outbox = delivery_outbox(Delivery::Leased);
+                                timed_drain(conn, backlog, &mut |c| drain_library(c, &outbox))?
+                            }
                         };
                         rates[which].push(rate);
                     }
                 }
                 let by_shard = if PG || MY { f64::NAN } else { median(&rates[2]) };
-                Ok([median(&rates[0]), median(&rates[1]), by_shard])
+                Ok([median(&rates[0]), median(&rates[1]), by_shard, median(&rates[3]), median(&rates[4])])
+            }
+
+            /// An outbox whose receiver does nothing, delivered as `delivery` says: under
+            /// a lease its receiver declares it writes nothing on the drain's connection
+            /// (so it runs with no transaction open); in-transaction it is the default
+            /// receiver, inside the drain's transaction.
+            fn delivery_outbox(delivery: Delivery) -> Outbox<Conn> {
+                let receivers = match delivery {
+                    Delivery::Leased => Receivers::new().cell_leased(
+                        Category::ProjectUpdate,
+                        |_conn: &mut Conn, _message: &OutboxMessage| Ok::<_, diesel_outbox::Error>(()),
+                    ),
+                    _ => Receivers::new().cell(
+                        Category::ProjectUpdate,
+                        |_conn: &mut Conn, _message: &OutboxMessage| Ok::<_, diesel_outbox::Error>(()),
+                    ),
+                };
+                Outbox::builder(receivers).delivery(delivery).build()
             }
 
             /// Runs per backlog: fewer for big backlogs (each run is long, so steadier)
@@ -114,7 +156,7 @@ macro_rules! drain_section {
                         "{NAME}: drain, rows deleted per second (receiver does nothing; median of {} runs each, interleaved; {} from 100,000 rows; {})",
                         sizes.drain_reps, sizes.drain_reps.div_ceil(2), if PG { "one with synchronous_commit=on" } else if MY { "the ceiling: a locking SELECT and a range DELETE per batch" } else { "SQLite's ceiling also in shard order" }
                     ),
-                    &["backlog (shards × rows)", "rows", "library drain", "ceiling: batched delete, id order", "ceiling, shard order", "library/ceiling", "library/best ceiling"],
+                    &["backlog (shards × rows)", "rows", "library drain", "ceiling: batched delete, id order", "ceiling, shard order", "library/ceiling", "library/best ceiling", "in-transaction delivery", "leased delivery", "leased/in-transaction"],
                 );
                 let mut results = Vec::new();
                 let mut modes = vec![(db.clone(), "")];
@@ -125,7 +167,7 @@ macro_rules! drain_section {
                     let mut conn = mode_db.connect()?;
                     for backlog in &sizes.drain_backlogs {
                         let reps = reps_for(sizes.drain_reps, backlog, !mode.is_empty());
-                        let [lib, ceil, by_shard] = contenders(&mut conn, backlog, reps)?;
+                        let [lib, ceil, by_shard, in_tx, leased] = contenders(&mut conn, backlog, reps)?;
                         let shown = |x: f64| if x.is_nan() { "-".to_owned() } else { count(x) };
                         table.row(vec![
                             format!("{} {}{mode}", backlog.name, backlog.label()),
@@ -135,6 +177,9 @@ macro_rules! drain_section {
                             shown(by_shard),
                             ratio(lib / ceil),
                             ratio(lib / ceil.max(by_shard)),
+                            count(in_tx),
+                            count(leased),
+                            ratio(leased / in_tx),
                         ]);
                         results.push((backlog.name, !mode.is_empty(), lib, ceil));
                     }

@@ -63,7 +63,7 @@ pub struct Cli {
 pub enum Command {
     /// Create or update the outbox tables (the library's embedded migrations).
     Migrate,
-    /// Depth by table and category, delivery lag, stuck, skipped and parked counts.
+    /// Depth by table and category, delivery lag, stuck, skipped and parked counts, leases.
     Status,
     /// The deepest shards.
     Shards {
@@ -78,6 +78,33 @@ pub enum Command {
     Stuck {
         #[command(flatten)]
         tables: TableArg,
+    },
+    /// Batches being delivered now: each lease with its holder, age, expiry, shards, and
+    /// whether its worker is alive (a dead worker's lease is recovered by the next drain).
+    Leases {
+        #[command(flatten)]
+        tables: TableArg,
+    },
+    /// Make a row whose schedule cannot be read (`status` counts them, `stuck` names
+    /// them) readable and due now: its unreadable times become now.
+    RepairRow {
+        /// The table: cell or control.
+        #[arg(value_enum)]
+        table: TableName,
+        /// The row's id.
+        id: i64,
+    },
+    /// Delete one row without delivering it (one that cannot be read, or contradicts the
+    /// declaration).
+    DiscardRow {
+        /// The table: cell or control.
+        #[arg(value_enum)]
+        table: TableName,
+        /// The row's id.
+        id: i64,
+        /// Confirms: the row is deleted without delivery.
+        #[arg(long)]
+        yes: bool,
     },
     /// Rows parked after their key's last allowed attempt.
     Parked {
@@ -201,6 +228,16 @@ pub enum TableName {
     Cell,
     /// `control_outboxes`.
     Control,
+}
+
+impl TableName {
+    /// The table it names.
+    pub fn table(self) -> OutboxTable {
+        match self {
+            TableName::Cell => OutboxTable::Cell,
+            TableName::Control => OutboxTable::Control,
+        }
+    }
 }
 
 /// A shard on the command line: `SCOPE/ID` (cell) or `CELL/SCOPE/ID` (control).

@@ -7,7 +7,8 @@ use diesel_outbox::{run_migrations, Outbox, OutboxConnection, OutboxTable, Recei
 use crate::args::{CategoryNames, Command, GroupsArg, ParkedAction, TableArg};
 use crate::failure::{Exit, Failure};
 use crate::view::{
-    ActionView, CategoryView, GroupView, Output, ShardDepthView, StatusView, StuckView, TableView,
+    ActionView, CategoryView, GroupView, LeaseView, Output, ShardDepthView, StatusView, StuckView,
+    TableView,
 };
 
 /// Runs `command` on `conn`.
@@ -23,6 +24,32 @@ pub fn run<C: OutboxConnection>(
         Command::Status => status(conn, &outbox, names),
         Command::Shards { top, tables } => shards(conn, &outbox, *top, tables),
         Command::Stuck { tables } => stuck(conn, &outbox, tables, names),
+        Command::Leases { tables } => leases(conn, &outbox, tables),
+        Command::RepairRow { table, id } => {
+            let found = outbox.repair_row(conn, table.table(), *id)?;
+            Ok(row_action(
+                "repair-row",
+                table.table(),
+                *id,
+                found,
+                "readable and due now",
+            ))
+        }
+        Command::DiscardRow { table, id, yes } => {
+            if !yes {
+                return Err(Failure::usage(
+                    "discard-row deletes the row without delivery: add --yes to confirm",
+                ));
+            }
+            let found = outbox.discard_row(conn, table.table(), *id)?;
+            Ok(row_action(
+                "discard-row",
+                table.table(),
+                *id,
+                found,
+                "deleted without delivery",
+            ))
+        }
         Command::Parked { action } => parked(conn, &outbox, action, names),
         Command::Skip { shard } => {
             outbox.skip_shard(conn, &shard.0)?;
@@ -79,9 +106,12 @@ fn status<C: OutboxConnection>(
     names: &CategoryNames,
 ) -> Result<Output, Failure> {
     let tables: Vec<TableStatus> = outbox.status(conn)?;
-    let attention = tables
-        .iter()
-        .any(|table| table.stuck_shards > 0 || table.parked.rows > 0);
+    let attention = tables.iter().any(|table| {
+        table.stuck_shards > 0
+            || table.parked.rows > 0
+            || table.unreadable_rows > 0
+            || table.dead_leases > 0
+    });
     let view = StatusView {
         tables: tables
             .iter()
@@ -106,6 +136,21 @@ fn shards<C: OutboxConnection>(
         }
     }
     Ok(Output::shards(views))
+}
+
+fn leases<C: OutboxConnection>(
+    conn: &mut C,
+    outbox: &Outbox<C>,
+    tables: &TableArg,
+) -> Result<Output, Failure> {
+    let now = outbox.clock().now();
+    let mut views = Vec::new();
+    for table in tables.tables() {
+        let leases = outbox.leases(conn, table)?;
+        views.extend(leases.iter().map(|lease| LeaseView::new(lease, now)));
+    }
+    let dead = views.iter().any(|view| !view.live);
+    Ok(Output::leases(views).with_exit(if dead { Exit::Attention } else { Exit::Ok }))
 }
 
 fn stuck<C: OutboxConnection>(
@@ -209,6 +254,41 @@ fn act_on_groups<C: OutboxConnection>(
 
 fn table_target(table: OutboxTable) -> String {
     format!("every group of {table}")
+}
+
+/// What a command did to one row.
+#[derive(serde::Serialize)]
+struct RowAction {
+    action: &'static str,
+    table: &'static str,
+    id: i64,
+    found: bool,
+}
+
+fn row_action(
+    action: &'static str,
+    table: OutboxTable,
+    id: i64,
+    found: bool,
+    done: &str,
+) -> Output {
+    let text = if found {
+        format!("{} row {id}: {done}", table.name())
+    } else {
+        format!("{} has no row {id}", table.name())
+    };
+    let json = RowAction {
+        action,
+        table: table.name(),
+        id,
+        found,
+    };
+    let output = Output::message(json, text);
+    if found {
+        output
+    } else {
+        output.with_exit(Exit::NotFound)
+    }
 }
 
 fn action(name: &str, shard: &ShardKey, outcome: &str) -> Output {

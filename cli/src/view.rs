@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use diesel_outbox::inspect::{ParkedGroup, ShardDepth, ShardState, TableStatus};
+use diesel_outbox::inspect::{LeaseInfo, ParkedGroup, ShardDepth, ShardState, TableStatus};
 use diesel_outbox::ShardKey;
 use serde::Serialize;
 
@@ -49,6 +49,11 @@ impl Output {
         Output::new(Shards { shards: views }, text)
     }
 
+    pub fn leases(views: Vec<LeaseView>) -> Self {
+        let text = render_leases(&views);
+        Output::new(Leases { leases: views }, text)
+    }
+
     pub fn stuck(views: Vec<StuckView>) -> Self {
         let text = render_stuck(&views);
         Output::new(Stuck { stuck: views }, text)
@@ -86,6 +91,48 @@ struct Shards {
 #[derive(Serialize)]
 struct Stuck {
     stuck: Vec<StuckView>,
+}
+
+#[derive(Serialize)]
+struct Leases {
+    leases: Vec<LeaseView>,
+}
+
+/// One lease: a batch being delivered.
+#[derive(Serialize)]
+pub struct LeaseView {
+    pub id: i64,
+    pub table: &'static str,
+    /// The process (SQLite) or server session (PostgreSQL, MySQL) holding it.
+    pub holder: Option<i64>,
+    pub taken_at: String,
+    pub age_seconds: f64,
+    pub expires_at: String,
+    pub live: bool,
+    /// Its shards, as the commands accept them; `None` when the record cannot be read.
+    pub shards: Option<Vec<String>>,
+}
+
+impl LeaseView {
+    pub fn new(lease: &LeaseInfo, now: NaiveDateTime) -> Self {
+        LeaseView {
+            id: lease.id,
+            table: lease.table.name(),
+            holder: lease.holder,
+            taken_at: json_time(lease.taken_at),
+            age_seconds: (now - lease.taken_at)
+                .to_std()
+                .map_or(0.0, |age| age.as_secs_f64()),
+            expires_at: json_time(lease.expires_at),
+            live: lease.live,
+            shards: lease.shards.as_ref().map(|shards| {
+                shards
+                    .iter()
+                    .map(|shard| ShardText(shard).to_string())
+                    .collect()
+            }),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -163,6 +210,11 @@ pub struct TableView {
     pub skipped_shards: u64,
     pub parked_groups: u64,
     pub parked_rows: u64,
+    /// Rows whose schedule cannot be read (repair-row, discard-row).
+    pub unreadable_rows: u64,
+    /// Batches being delivered now, and of them those whose worker is gone.
+    pub leases: u64,
+    pub dead_leases: u64,
 }
 
 #[derive(Serialize)]
@@ -210,6 +262,9 @@ impl TableView {
             skipped_shards: status.skipped_shards,
             parked_groups: status.parked.groups,
             parked_rows: status.parked.rows,
+            unreadable_rows: status.unreadable_rows,
+            leases: status.leases,
+            dead_leases: status.dead_leases,
         }
     }
 }
@@ -408,12 +463,18 @@ fn render_status(view: &StatusView) -> String {
                     "-".to_owned()
                 },
                 table.stuck_shards.to_string(),
+                table.unreadable_rows.to_string(),
                 table.skipped_shards.to_string(),
                 format!(
                     "{} ({})",
                     table.parked_groups,
                     plural(table.parked_rows, "row")
                 ),
+                if table.dead_leases > 0 {
+                    format!("{} ({} dead)", table.leases, table.dead_leases)
+                } else {
+                    table.leases.to_string()
+                },
                 table.deepest_shard.as_ref().map_or_else(
                     || "-".to_owned(),
                     |deepest| format!("{} ({})", deepest.shard.shard, plural(deepest.rows, "row")),
@@ -427,8 +488,10 @@ fn render_status(view: &StatusView) -> String {
             "ROWS",
             "LAG",
             "STUCK",
+            "UNREADABLE",
             "SKIPPED",
             "PARKED",
+            "LEASES",
             "DEEPEST SHARD",
         ],
         &rows,
@@ -485,6 +548,51 @@ fn render_shards(views: &[ShardDepthView]) -> String {
             "OLDEST ID",
             "OLDEST ADDED",
             "STATE",
+        ],
+        &rows,
+    )
+}
+
+fn render_leases(views: &[LeaseView]) -> String {
+    if views.is_empty() {
+        return "no leases: no batch is being delivered".to_owned();
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|view| {
+            let shards = view.shards.as_ref().map_or_else(
+                || "(unreadable)".to_owned(),
+                |shards| {
+                    let mut text = shards.iter().take(5).cloned().collect::<Vec<_>>().join(" ");
+                    if shards.len() > 5 {
+                        let _ = write!(text, " (+{} more)", shards.len() - 5);
+                    }
+                    text
+                },
+            );
+            vec![
+                view.id.to_string(),
+                view.table.to_owned(),
+                view.holder
+                    .map_or_else(|| "-".to_owned(), |holder| holder.to_string()),
+                human_duration(Duration::from_secs_f64(view.age_seconds)),
+                human_json_time(&view.expires_at),
+                if view.live {
+                    "live"
+                } else {
+                    "dead: recovered by the next drain"
+                }
+                .to_owned(),
+                format!(
+                    "{}: {shards}",
+                    plural(view.shards.as_ref().map_or(0, Vec::len) as u64, "shard")
+                ),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "LEASE", "TABLE", "HOLDER", "AGE", "EXPIRES", "STATE", "SHARDS",
         ],
         &rows,
     )

@@ -163,6 +163,7 @@ pub mod testing {
 /// errors, parked groups (see the [`Outbox`] methods `status`, `shard_depths`,
 /// `stuck_shards`, `parked`, `retry_parked`, `discard_parked`, `retry_shard_now`).
 pub mod inspect {
+    pub use crate::backend::claim::LeaseInfo;
     pub use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
     pub use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
     pub use crate::backend::state::ShardState;

@@ -216,6 +216,12 @@ impl<C> BatchReceiver<C> for NatsRelay {
     fn receive_batch(&self, _conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
         self.publish(messages)
     }
+
+    /// It never writes on the drain's connection: under leased delivery it publishes with
+    /// no transaction open, so waiting for acknowledgements holds no lock.
+    fn atomic_with_delete(&self) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for NatsRelay {

@@ -12,7 +12,8 @@ use diesel::connection::SimpleConnection;
 use diesel_outbox::apply::{Appliers, CellApplyHooks, ControlApplyHooks, Outgoing};
 use diesel_outbox::silo::{tombstones, TombstoneTable};
 use diesel_outbox::{
-    outbox_context, CellReplicationHooks, ModelWrites, Outbox, Receivers, SiloDirectory, SiloId,
+    outbox_context, CellReplicationHooks, ModelWrites, Outbox, Receivers, ShardKey, SiloDirectory,
+    SiloId,
 };
 use diesel_outbox_http::axum::{router, serve_in_background};
 use diesel_outbox_http::{ClientOptions, HttpTransport, Server};
@@ -114,8 +115,11 @@ where
         "project 3 came after the failure in its shard"
     );
 
-    // Fixed, project 2 and the one after it follow; nothing is applied twice.
+    // Fixed, project 2 and the one after it follow once the shard is retried (a new row
+    // does not cut a failing shard's backoff short); nothing is applied twice.
     save(&mut conn, &[Project::new(2, a, "two")]);
+    let shard = ShardKey::cell(Scope::Organization, a);
+    assert!(outbox.retry_shard_now(&mut conn, &shard).expect("retried"));
     let report = outbox.drain_due_shards(&mut conn).expect("drained");
     assert!(report.failures.is_empty(), "{report:#?}");
     let names: Vec<String> = control_conn

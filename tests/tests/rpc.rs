@@ -671,7 +671,8 @@ where
         .expect("state")
         .is_none());
 
-    // The cell fixes project 2: its new row makes the shard due, and both follow.
+    // The cell fixes project 2 and retries the shard (a new row alone does not make a
+    // failing shard due before its backoff step): both follow.
     let fixed = Project {
         id: 2,
         organization_id: 1,
@@ -680,6 +681,7 @@ where
     outbox
         .context(&mut conn, |ctx| fixed.save(ctx))
         .expect("saved");
+    assert!(outbox.retry_shard_now(&mut conn, &org1).expect("retried"));
     let report = outbox.drain_due_shards(&mut conn).expect("drain");
     assert!(report.failures.is_empty(), "{report:#?}");
     let names: Vec<String> = control_conn

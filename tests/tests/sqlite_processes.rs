@@ -6,6 +6,7 @@
 use std::process::{Command, Output, Stdio};
 
 use diesel::connection::SimpleConnection;
+use diesel::Connection;
 use diesel_outbox::testing::drain_until_empty;
 use diesel_outbox::{Outbox, OutboxMessage, Receivers};
 use diesel_outbox_tests::{SqliteDb, TestConnection};
@@ -108,4 +109,93 @@ fn two_writers_and_a_drainer_share_one_file_without_lock_errors() {
         OBJECTS,
         "every replica equals its source"
     );
+}
+
+/// The same with every connection opened by a bare `SqliteConnection::establish` (no busy
+/// timeout, a rollback journal: what a new user gets), for 10 s, and a receiver that
+/// fails for some objects: the library sets the connections up itself (a busy timeout,
+/// WAL), so no process sees "database is locked", and a failing batch releases its lease
+/// at once (none is left behind).
+#[test]
+fn bare_connections_two_writers_and_a_failing_drainer_see_no_lock_errors() {
+    let db = SqliteDb::new();
+    // The file as a new user has it: SQLite's default rollback journal, migrated through
+    // a bare connection (the library switches it to WAL there).
+    db.connect()
+        .batch_execute("PRAGMA journal_mode = DELETE")
+        .expect("back to SQLite's default journal");
+    let mut conn = diesel::SqliteConnection::establish(&db.url()).expect("opens");
+    diesel_outbox::run_migrations(&mut conn).expect("migrates");
+    conn.batch_execute(
+        "CREATE TABLE source (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+         CREATE TABLE replica (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);",
+    )
+    .expect("tables");
+    let values: Vec<String> = (0..OBJECTS).map(|id| format!("({id}, 0)")).collect();
+    conn.batch_execute(&format!(
+        "INSERT INTO source (id, v) VALUES {}",
+        values.join(", ")
+    ))
+    .expect("sources");
+    drop(conn);
+
+    let exe = env!("CARGO_BIN_EXE_sqlite_load");
+    let url = db.url();
+    let objects = OBJECTS.to_string();
+    let spawn = |args: &[&str]| {
+        Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns")
+    };
+    let children = [
+        spawn(&["writer", &url, &objects, "10", "1", "bare"]),
+        spawn(&["writer", &url, &objects, "10", "2", "bare"]),
+        spawn(&["drainer", &url, "10", "bare"]),
+    ];
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("runs");
+            assert!(output.status.success(), "{output:?}");
+            output
+        })
+        .collect();
+    for (output, name) in outputs.iter().zip(["writer 1", "writer 2", "drainer"]) {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(figure(output, "errors"), 0, "{name} saw errors: {stderr}");
+        assert!(!stderr.contains("locked"), "{name}: {stderr}");
+    }
+    let commits = figure(&outputs[0], "commits") + figure(&outputs[1], "commits");
+    assert!(commits > 100, "the writers committed: {commits}");
+    for writer in &outputs[..2] {
+        assert!(
+            String::from_utf8_lossy(&writer.stdout).contains("journal=wal"),
+            "the library switched the file to WAL: {writer:?}"
+        );
+    }
+    assert!(
+        figure(&outputs[2], "delivered") > 0,
+        "the drainer delivered"
+    );
+    assert!(
+        figure(&outputs[2], "failed") > 0,
+        "batches failed meanwhile"
+    );
+    let mut conn = db.connect();
+    assert_eq!(
+        conn.count("outbox_drain_leases"),
+        0,
+        "every batch, failed or not, released its lease"
+    );
+    let receivers = Receivers::new().cell(
+        Category::CounterUpdate,
+        |_conn: &mut diesel::SqliteConnection, _message: &OutboxMessage| {
+            Ok::<_, diesel_outbox::Error>(())
+        },
+    );
+    drain_until_empty(&mut conn, &Outbox::new(receivers), 5).expect("the rest drains");
+    assert_eq!(conn.count("cell_outboxes"), 0);
 }

@@ -4,6 +4,8 @@
 //! released, and records the batch in a *lease* committed before any receiver runs: a
 //! lease left behind by a worker that died names the shards to back off.
 
+use chrono::NaiveDateTime;
+
 use crate::key::shard::{OutboxTable, Shard, ShardKey};
 
 use super::state::ShardState;
@@ -121,6 +123,31 @@ pub struct Lease {
     pub table: OutboxTable,
     /// Its shards, as recorded; `None` when the record cannot be read.
     pub shards: Option<Vec<ShardKey>>,
+}
+
+/// A batch's lease as an operator reads it (`diesel-outbox leases`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseInfo {
+    /// The lease.
+    pub id: i64,
+    /// The table.
+    pub table: OutboxTable,
+    /// Its shards, as recorded; `None` when the record cannot be read.
+    pub shards: Option<Vec<ShardKey>>,
+    /// When the batch was claimed (UTC).
+    pub taken_at: NaiveDateTime,
+    /// When it expires unless renewed (UTC; what tells liveness on SQLite).
+    pub expires_at: NaiveDateTime,
+    /// Who holds it: the process id on SQLite, the server's session (backend pid on
+    /// PostgreSQL, connection id on MySQL) elsewhere; `None` when not known (a SQLite
+    /// lease written before the holder was recorded, or a PostgreSQL lease whose session
+    /// is gone).
+    pub holder: Option<i64>,
+    /// Whether its worker is alive: on SQLite, not expired; on PostgreSQL and MySQL, its
+    /// session still holds its lock. A lease that is not is recovered (its shards backed
+    /// off and freed) by the next drain.
+    pub live: bool,
 }
 
 /// A lease's shards as stored: JSON, `[[scope, id], ...]` for cell shards and

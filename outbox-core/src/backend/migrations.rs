@@ -13,7 +13,7 @@ use crate::key::error::Result;
 ///
 /// ```
 /// use diesel::{Connection, SqliteConnection};
-/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 /// diesel_outbox::run_migrations(&mut conn)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -83,6 +83,11 @@ pub trait OutboxConnection:
     /// The backend's name, for messages.
     const BACKEND_NAME: &'static str;
 
+    /// Whether a drain delivers under leases unless told otherwise (see
+    /// [`Delivery`](crate::drain::Delivery)): SQLite, whose one write lock a receiver
+    /// inside the drain's transaction would keep from every writer.
+    const LEASED_DELIVERY_BY_DEFAULT: bool;
+
     /// Runs the library's migrations (see [`run_migrations`](crate::run_migrations)).
     fn run_outbox_migrations(&mut self) -> Result<()>;
 
@@ -156,6 +161,27 @@ pub trait OutboxConnection:
     /// lease meanwhile makes this wait for its commit, then find the lease gone).
     #[doc(hidden)]
     fn forget_lease(&mut self, token: Token<'_>, lease: i64) -> QueryResult<bool>;
+
+    /// Moves `lease`'s expiry to `expires_at` (a leased delivery's heartbeat, and its check
+    /// before it deletes anything); whether the lease is still there: one that another
+    /// drain recovered (it found it expired) is gone, and its shards are no longer ours.
+    #[doc(hidden)]
+    fn renew_lease(
+        &mut self,
+        token: Token<'_>,
+        lease: i64,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<bool>;
+
+    /// Every lease of `table`, oldest first, live or not (see
+    /// [`LeaseInfo`](claim::LeaseInfo)).
+    #[doc(hidden)]
+    fn leases(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<claim::LeaseInfo>>;
 
     /// Finds due shards of `table` and claims up to `scan.max_shards` of them: each is
     /// held by this connection alone (PostgreSQL: a session advisory lock; MySQL: a named
@@ -252,6 +278,32 @@ pub trait OutboxConnection:
         table: OutboxTable,
         keys: &[KeyAfterWindow],
     ) -> QueryResult<Vec<RowIdentity>>;
+
+    /// Of the oldest `scan_rows` rows of `table`, those whose schedule (or date added)
+    /// cannot be decoded ('infinity' on PostgreSQL, a text that is no date on SQLite, a
+    /// zero date on MySQL): such a row sorts after every "now", so no claim would find it.
+    #[doc(hidden)]
+    fn unreadable_rows(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>>;
+
+    /// Makes one row readable and due now: its schedule and date added, if they cannot be
+    /// decoded, become `now` (an operator's repair). Whether the row exists.
+    #[doc(hidden)]
+    fn repair_row(
+        &mut self,
+        token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool>;
+
+    /// Deletes one row without delivery (an operator's discard). Whether it existed.
+    #[doc(hidden)]
+    fn discard_row(&mut self, token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool>;
 
     /// The shard's newest id.
     #[doc(hidden)]

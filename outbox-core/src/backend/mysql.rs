@@ -32,8 +32,8 @@ use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
-    WindowRequest,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
+    RowIdentity, WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use super::mysql_raw::{raw_sql, RawStatement};
@@ -41,8 +41,8 @@ use super::parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
 use super::shared::{bind_parked_key, bind_shard};
 use super::sql::{
     inspect, parked, rows, states, BigIntValue, CategoryDepthRow, ClaimRow, IdBounds, IdentityRow,
-    LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow, ParkedGroupRow,
-    Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
+    LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names, OldestRowRow, ParkedCountsRow,
+    ParkedGroupRow, Prepared, ShardDepthRow, StateRow, STATE_COLUMNS,
 };
 use super::state::{ShardFailure, ShardState};
 use super::transaction;
@@ -88,6 +88,7 @@ impl OutboxConnection for MysqlConnection {
     /// Placeholders in one prepared statement.
     const MAX_BIND_PARAMS: usize = 65_535;
     const BACKEND_NAME: &'static str = "MySQL";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = false;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -280,6 +281,41 @@ impl OutboxConnection for MysqlConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        _now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the lock named for the holder's connection.
+        let text = format!(
+            "SELECT l.id, l.shards, l.taken_at, l.expires_at, l.holder, \
+                 CAST(IS_USED_LOCK({lock}) IS NOT NULL AS SIGNED) AS live \
+             FROM outbox_drain_leases l WHERE l.outbox_table = :table ORDER BY l.id",
+            lock = worker_lock("l.holder")
+        );
+        let found = statement(&text, &[("table", Param::Text(table.name().to_owned()))])?
+            .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
+    }
+
+    fn renew_lease(
+        &mut self,
+        _token: Token<'_>,
+        lease: i64,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let renewed = statement(
+            "UPDATE outbox_drain_leases SET expires_at = :expires WHERE id = :lease",
+            &[
+                ("expires", Param::Time(expires_at)),
+                ("lease", Param::BigInt(lease)),
+            ],
+        )?
+        .execute(self)?;
+        Ok(renewed > 0)
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
@@ -587,6 +623,59 @@ impl OutboxConnection for MysqlConnection {
         let text = rows::shard_max_id(&Names::of(shard.table()));
         let query = bind_shard(raw_sql(text), shard);
         Ok(Prepared(query).get_result::<MaybeBigInt>(self)?.value)
+    }
+
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        // A zero date (allowed by a lax sql_mode) is below DATETIME's range.
+        let text = rows::unreadable(
+            &Names::of(table),
+            NULL_TEXT,
+            "o.scheduled_for < '1000-01-01' OR o.scheduled_from < '1000-01-01' \
+             OR o.date_added < '1000-01-01'",
+        )
+        .replace("LIMIT ?", "LIMIT :scan");
+        let found =
+            statement(&text, &[("scan", Param::BigInt(scan_rows))])?.load::<IdentityRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN scheduled_for < '1000-01-01' THEN :now ELSE scheduled_for END, \
+             scheduled_from = CASE WHEN scheduled_from < '1000-01-01' THEN :now ELSE scheduled_from END, \
+             date_added = CASE WHEN date_added < '1000-01-01' THEN :now ELSE date_added END \
+             WHERE id = :id",
+            rows = Names::of(table).rows
+        );
+        let updated = statement(
+            &text,
+            &[("now", Param::Time(now)), ("id", Param::BigInt(id))],
+        )?
+        .execute(self)?;
+        Ok(updated > 0)
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = :id",
+            rows = Names::of(table).rows
+        );
+        Ok(statement(&text, &[("id", Param::BigInt(id))])?.execute(self)? > 0)
     }
 
     fn delete_delivered(
@@ -1193,7 +1282,7 @@ fn due_candidates(
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN :ignore THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= :now AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0 AS first_id FROM {states} st \

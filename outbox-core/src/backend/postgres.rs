@@ -13,13 +13,14 @@ use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest,
+    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo, RowIdentity,
+    WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MessageRow,
-    Names, Prepared, TextValue,
+    numbered, numbered_from, parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow,
+    MessageRow, Names, Prepared, TextValue,
 };
 use super::{OutboxConnection, Sealed};
 use crate::key::error::{Error, Result};
@@ -35,6 +36,7 @@ impl OutboxConnection for PgConnection {
     /// The wire protocol counts bind parameters in 16 bits.
     const MAX_BIND_PARAMS: usize = 65_535;
     const BACKEND_NAME: &'static str = "PostgreSQL";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = false;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
         self.run_pending_migrations(MIGRATIONS)
@@ -107,6 +109,30 @@ impl OutboxConnection for PgConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        _now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the lease's lock: the session holding it is its worker. pg_locks
+        // splits a bigint advisory key into classid (high half) and objid (low half).
+        let text = format!(
+            "SELECT l.id, l.shards, l.taken_at, l.expires_at, h.pid::int8 AS holder, \
+                 (h.pid IS NOT NULL)::int4::int8 AS live \
+             FROM outbox_drain_leases l LEFT JOIN LATERAL (\
+                 SELECT k.pid FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted \
+                 AND k.objsubid = 1 AND k.database = (SELECT oid FROM pg_database \
+                     WHERE datname = current_database()) \
+                 AND ((k.classid::int8 << 32) | k.objid::int8) = {key} LIMIT 1) h ON TRUE \
+             WHERE l.outbox_table = $1 ORDER BY l.id",
+            key = lease_key("l.id")
+        );
+        let found = Prepared(diesel::sql_query(text).bind::<Text, _>(table.name()))
+            .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
@@ -453,6 +479,54 @@ impl OutboxConnection for PgConnection {
             .collect())
     }
 
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        let text = numbered_text(&super::sql::rows::unreadable(
+            &Names::of(table),
+            NULL_TEXT,
+            "NOT (isfinite(o.scheduled_for) AND isfinite(o.scheduled_from) AND isfinite(o.date_added))",
+        ));
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
+            .load::<IdentityRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN isfinite(scheduled_for) THEN scheduled_for ELSE $1 END, \
+             scheduled_from = CASE WHEN isfinite(scheduled_from) THEN scheduled_from ELSE $1 END, \
+             date_added = CASE WHEN isfinite(date_added) THEN date_added ELSE $1 END \
+             WHERE id = $2",
+            rows = Names::of(table).rows
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(id);
+        Ok(Prepared(query).execute(self)? > 0)
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = $1",
+            rows = Names::of(table).rows
+        );
+        Ok(Prepared(diesel::sql_query(text).bind::<BigInt, _>(id)).execute(self)? > 0)
+    }
+
     fn delete_delivered(
         &mut self,
         _token: Token<'_>,
@@ -612,7 +686,7 @@ fn due_candidates(names: &Names, limit: &str) -> String {
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN $5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= $4 AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0::int8 AS first_id FROM {states} st \

@@ -253,6 +253,22 @@ macro_rules! shared_statements {
                 .collect())
         }
 
+        fn renew_lease(
+            &mut self,
+            _token: $crate::key::token::Token<'_>,
+            lease: i64,
+            expires_at: chrono::NaiveDateTime,
+        ) -> diesel::QueryResult<bool> {
+            use diesel::sql_types::{BigInt, Timestamp};
+            use diesel::RunQueryDsl;
+            use $crate::backend::sql::Prepared;
+            let text = $text("UPDATE outbox_drain_leases SET expires_at = ? WHERE id = ?");
+            let query = diesel::sql_query(text)
+                .bind::<Timestamp, _>(expires_at)
+                .bind::<BigInt, _>(lease);
+            Ok(Prepared(query).execute(self)? > 0)
+        }
+
         fn shard_max_id(
             &mut self,
             _token: $crate::key::token::Token<'_>,

@@ -475,6 +475,37 @@ impl ClaimRow {
     }
 }
 
+/// A lease as an operator reads it.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct LeaseInfoRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) shards: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub(crate) taken_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub(crate) expires_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    pub(crate) holder: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) live: i64,
+}
+
+impl LeaseInfoRow {
+    pub(crate) fn into_info(self, table: OutboxTable) -> super::claim::LeaseInfo {
+        super::claim::LeaseInfo {
+            id: self.id,
+            table,
+            shards: super::claim::decode_shards(table, &self.shards),
+            taken_at: self.taken_at,
+            expires_at: self.expires_at,
+            holder: self.holder,
+            live: self.live != 0,
+        }
+    }
+}
+
 /// A lease as stored.
 #[derive(diesel::QueryableByName)]
 pub(crate) struct LeaseRow {
@@ -613,6 +644,24 @@ pub(crate) mod rows {
         format!(
             "SELECT MIN(id) AS lo, MAX(id) AS hi FROM {rows}",
             rows = names.rows
+        )
+    }
+
+    /// The identities of the oldest `?` rows (the scan's bound) whose `unreadable`
+    /// predicate (on alias `o`, the backend's: a schedule it cannot decode) holds: rows a
+    /// drain could never find due, nor read.
+    pub(crate) fn unreadable(names: &Names, null_text: &str, unreadable: &str) -> String {
+        // The inner read takes only what the check and the identity need (not payloads).
+        let cell = match names.table {
+            crate::key::shard::OutboxTable::Cell => "",
+            crate::key::shard::OutboxTable::Control => "cell_name, ",
+        };
+        format!(
+            "SELECT {columns} FROM (SELECT id, shard_scope, shard_identifier, {cell}category, \
+             object_identifier, scheduled_for, scheduled_from, date_added FROM {rows} \
+             ORDER BY id LIMIT ?) o WHERE {unreadable} ORDER BY o.id",
+            columns = names.identity_columns("o", null_text),
+            rows = names.rows,
         )
     }
 

@@ -16,14 +16,14 @@ use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, RowIdentity,
-    WindowRequest,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
+    RowIdentity, WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    parked, BigIntValue, ClaimRow, IdentityRow, LeaseRow, MaybeBigInt, MessageRow, Names, Prepared,
-    StateRow,
+    parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow,
+    Names, Prepared, StateRow,
 };
 use super::transaction;
 use super::{OutboxConnection, Sealed};
@@ -40,8 +40,12 @@ impl OutboxConnection for SqliteConnection {
     /// SQLITE_MAX_VARIABLE_NUMBER of the bundled build (3.32 and later).
     const MAX_BIND_PARAMS: usize = 32_766;
     const BACKEND_NAME: &'static str = "SQLite";
+    const LEASED_DELIVERY_BY_DEFAULT: bool = true;
 
     fn run_outbox_migrations(&mut self) -> Result<()> {
+        // Usually the first thing run on a new file: it switches to WAL here, before any
+        // worker or writer shares it (a switch made under load waits for their locks).
+        super::sqlite_options::prepare(self)?;
         self.run_pending_migrations(MIGRATIONS)
             .map(|_| ())
             .map_err(Error::Migration)
@@ -54,7 +58,7 @@ impl OutboxConnection for SqliteConnection {
         // SQLITE_BUSY when another connection wrote meanwhile, whatever the busy timeout;
         // BEGIN IMMEDIATE waits for the write lock instead.
         if transaction::depth(self)? == 0 {
-            super::sqlite_options::check_first_context(self);
+            super::sqlite_options::prepare(self)?;
             AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
         } else {
             AnsiTransactionManager::begin_transaction(self)
@@ -71,7 +75,7 @@ impl OutboxConnection for SqliteConnection {
     }
 
     fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
-        super::sqlite_options::warn_without_busy_timeout(self)
+        super::sqlite_options::prepare(self)
     }
 
     fn drain_transaction<T, E, F>(&mut self, _token: Token<'_>, f: F) -> std::result::Result<T, E>
@@ -107,6 +111,26 @@ impl OutboxConnection for SqliteConnection {
                 shards: decode_shards(table, &lease.shards),
             })
             .collect())
+    }
+
+    fn leases(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<LeaseInfo>> {
+        // Liveness is the expiry, which a live worker's heartbeat keeps moving.
+        let found = Prepared(
+            diesel::sql_query(
+                "SELECT id, shards, taken_at, expires_at, holder, \
+                 CAST(expires_at >= ? AS BIGINT) AS live \
+                 FROM outbox_drain_leases WHERE outbox_table = ? ORDER BY id",
+            )
+            .bind::<Timestamp, _>(now)
+            .bind::<Text, _>(table.name()),
+        )
+        .load::<LeaseInfoRow>(self)?;
+        Ok(found.into_iter().map(|row| row.into_info(table)).collect())
     }
 
     fn forget_lease(&mut self, _token: Token<'_>, lease: i64) -> QueryResult<bool> {
@@ -322,6 +346,51 @@ impl OutboxConnection for SqliteConnection {
         Ok(found)
     }
 
+    fn unreadable_rows(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        scan_rows: i64,
+    ) -> QueryResult<Vec<RowIdentity>> {
+        let text = super::sql::rows::unreadable(&Names::of(table), NULL_TEXT, UNREADABLE);
+        let found = Prepared(diesel::sql_query(text).bind::<BigInt, _>(scan_rows))
+            .load::<IdentityRow>(self)?;
+        Ok(found
+            .into_iter()
+            .map(|row| row.into_identity(table))
+            .collect())
+    }
+
+    fn repair_row(
+        &mut self,
+        _token: Token<'_>,
+        table: OutboxTable,
+        id: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let text = format!(
+            "UPDATE {rows} SET \
+             scheduled_for = CASE WHEN datetime(scheduled_for) IS NULL THEN ?1 ELSE scheduled_for END, \
+             scheduled_from = CASE WHEN datetime(scheduled_from) IS NULL THEN ?1 ELSE scheduled_from END, \
+             date_added = CASE WHEN datetime(date_added) IS NULL THEN ?1 ELSE date_added END \
+             WHERE id = ?2",
+            rows = Names::of(table).rows
+        );
+        let query = diesel::sql_query(text)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(id);
+        immediate(self, |conn| Ok(Prepared(query).execute(conn)? > 0))
+    }
+
+    fn discard_row(&mut self, _token: Token<'_>, table: OutboxTable, id: i64) -> QueryResult<bool> {
+        let text = format!(
+            "DELETE FROM {rows} WHERE id = ?",
+            rows = Names::of(table).rows
+        );
+        let query = diesel::sql_query(text).bind::<BigInt, _>(id);
+        immediate(self, |conn| Ok(Prepared(query).execute(conn)? > 0))
+    }
+
     fn delete_delivered(
         &mut self,
         _token: Token<'_>,
@@ -426,7 +495,10 @@ where
     E: From<diesel::result::Error>,
 {
     match transaction::depth(conn).map_err(E::from)? {
-        0 => conn.immediate_transaction(f),
+        0 => {
+            super::sqlite_options::prepare(conn).map_err(E::from)?;
+            conn.immediate_transaction(f)
+        }
         _ => diesel::Connection::transaction(conn, f),
     }
 }
@@ -457,13 +529,14 @@ fn take_unleased(
     let expires = now + chrono::Duration::seconds(lease_seconds);
     let lease = Prepared(
         diesel::sql_query(
-            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at) \
-             VALUES (?, ?, ?, ?) RETURNING id AS value",
+            "INSERT INTO outbox_drain_leases (outbox_table, shards, taken_at, expires_at, holder) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id AS value",
         )
         .bind::<Text, _>(claim.table.name())
         .bind::<Text, _>(encode_shards(&keys))
         .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(expires),
+        .bind::<Timestamp, _>(expires)
+        .bind::<BigInt, _>(i64::from(std::process::id())),
     )
     .get_result::<BigIntValue>(conn)?;
     claim.lease = Some(lease.value);
@@ -500,6 +573,10 @@ fn delete_lease(conn: &mut SqliteConnection, lease: Option<i64>) -> QueryResult<
         None => Ok(0),
     }
 }
+
+/// A row whose schedule SQLite cannot read as a date (diesel could not either).
+const UNREADABLE: &str = "datetime(o.scheduled_for) IS NULL OR datetime(o.scheduled_from) IS NULL \
+     OR datetime(o.date_added) IS NULL";
 
 /// Ids as the JSON array `json_each` reads: one bind, whatever the count.
 fn json_ids(ids: &[i64]) -> String {
@@ -544,7 +621,7 @@ fn due_candidates(names: &Names) -> String {
              LEFT JOIN {states} st ON {same_s} \
              WHERE CASE WHEN ?5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
                    ELSE (s.scheduled_for <= ?4 AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND s.id > st.covered_id))) END \
+                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
              GROUP BY {s_shard}), \
          timed AS (\
              SELECT {st_shard}, 0 AS first_id FROM {states} st \

@@ -1,22 +1,23 @@
 //! The SQLite settings the outbox relies on: WAL, so readers never block the writer, and
 //! a busy timeout, so a writer waits for the lock instead of failing at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult, RunQueryDsl};
 
-use super::sql::BigIntValue;
+use super::sql::{Prepared, TextValue};
 use crate::key::error::Result;
 
-/// How to open or prepare a SQLite connection for the outbox: WAL, a busy timeout (5 s by
+/// How to open or prepare a SQLite connection for the outbox: WAL, a busy timeout (10 s by
 /// default) and `synchronous = NORMAL` (durable at checkpoints; the WAL default).
 ///
 /// With a busy timeout of zero, SQLite answers "database is locked" at once whenever a
-/// drain or another writer holds the write lock; the outbox warns once per process when it
-/// meets such a connection.
+/// drain or another writer holds the write lock. A connection the outbox is handed with no
+/// busy timeout (a bare `SqliteConnection::establish`) gets 10 s and, if its database is
+/// still in SQLite's default rollback journal, WAL, before its first write transaction;
+/// these options say what you want instead.
 ///
 /// ```
 /// use diesel_outbox::sqlite::SqliteOptions;
@@ -48,10 +49,10 @@ pub struct SqliteOptions {
 }
 
 impl SqliteOptions {
-    /// WAL, a 5 s busy timeout, `synchronous = NORMAL`.
+    /// WAL, a 10 s busy timeout, `synchronous = NORMAL`.
     pub fn new() -> Self {
         SqliteOptions {
-            busy_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(10),
             wal: true,
             synchronous_normal: true,
         }
@@ -119,33 +120,81 @@ impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> fo
     }
 }
 
-/// Whether the first `outbox_context` of the process has checked its connection.
-static CONTEXT_CHECKED: AtomicBool = AtomicBool::new(false);
+/// The busy timeout a connection gets when it has none: [`SqliteOptions::new`]'s.
+const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
 
-/// Checks the first connection an `outbox_context` of this process runs on (one statement,
-/// once: the write path pays nothing after it). See [`warn_without_busy_timeout`]. A
-/// check that cannot run is logged: it never fails the write.
-pub(crate) fn check_first_context(conn: &mut SqliteConnection) {
-    if CONTEXT_CHECKED.swap(true, Ordering::Relaxed) {
-        return;
+/// Makes a connection the outbox was handed safe to share, before its first write
+/// transaction (the outermost `outbox_context` or drain transaction; one cached statement,
+/// a few microseconds).
+///
+/// A connection with no busy timeout (SQLite's default, so `SqliteConnection::establish`'s)
+/// has not been set up by its owner: it gets [`SqliteOptions`]' 10 s, without which every
+/// write that meets a drain or another writer fails at once with "database is locked";
+/// and a database still in SQLite's default rollback journal (`delete`), where a reader
+/// blocks the writer, is switched to WAL (a property of the file, kept for every later
+/// connection). A connection that has a busy timeout is left exactly as its owner set it,
+/// journal mode included: open it with [`SqliteOptions::new().wal(false)`](SqliteOptions::wal)
+/// to keep a rollback journal.
+pub(crate) fn prepare(conn: &mut SqliteConnection) -> QueryResult<()> {
+    match busy_timeout(conn) {
+        Ok(0) => {}
+        Ok(_) => return Ok(()),
+        // Locked at once: only a connection with no busy timeout does not wait.
+        Err(error) if is_locked(&error) => {}
+        Err(error) => return Err(error),
     }
-    if let Err(error) = warn_without_busy_timeout(conn) {
-        tracing::debug!(%error, "could not read the SQLite busy timeout");
-    }
-}
-
-/// Warns when `conn` has no busy timeout: under a concurrent drain its writes would fail
-/// with "database is locked".
-pub(crate) fn warn_without_busy_timeout(conn: &mut SqliteConnection) -> QueryResult<()> {
-    let timeout = diesel::sql_query("SELECT timeout AS value FROM pragma_busy_timeout")
-        .get_result::<BigIntValue>(conn)?
-        .value;
-    if timeout == 0 {
-        tracing::warn!(
-            "a SQLite connection has no busy timeout: its outbox writes fail with \
-             \"database is locked\" whenever a drain holds the write lock; open connections \
-             with diesel_outbox::sqlite::SqliteOptions (or PRAGMA busy_timeout)"
+    conn.batch_execute(&format!("PRAGMA busy_timeout = {DEFAULT_BUSY_TIMEOUT_MS}"))?;
+    // The journal is best effort: a connection that cannot switch it (another holds a
+    // lock SQLite will not wait for) still writes, only with readers blocking it.
+    let mode = match diesel::sql_query("SELECT journal_mode AS value FROM pragma_journal_mode")
+        .get_result::<TextValue>(conn)
+    {
+        Ok(mode) => mode.value,
+        Err(error) => {
+            tracing::warn!(%error, "could not read a SQLite connection's journal mode");
+            return Ok(());
+        }
+    };
+    if mode.eq_ignore_ascii_case("delete") {
+        match conn.batch_execute("PRAGMA journal_mode = WAL") {
+            Ok(()) => tracing::info!(
+                "a SQLite connection with no busy timeout and a rollback journal: given a 10 s \
+                 busy timeout, and its database switched to WAL (open connections with \
+                 diesel_outbox::sqlite::SqliteOptions to choose otherwise)"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "could not switch a SQLite database to WAL: readers will block its writers; \
+                 open connections with diesel_outbox::sqlite::SqliteOptions"
+            ),
+        }
+    } else {
+        tracing::debug!(
+            journal_mode = %mode,
+            "a SQLite connection with no busy timeout: given a 10 s busy timeout"
         );
     }
     Ok(())
+}
+
+/// Whether `error` is SQLite's "database is locked" (SQLITE_BUSY).
+fn is_locked(error: &diesel::result::Error) -> bool {
+    matches!(error, diesel::result::Error::DatabaseError(_, info) if info.message().contains("locked"))
+}
+
+/// The connection's busy timeout in milliseconds.
+fn busy_timeout(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    // Cached: it runs before every outermost write transaction. The PRAGMA, not the
+    // `pragma_busy_timeout` table: a SELECT loads the schema first, which a fresh
+    // connection with no busy timeout may find locked (another connection checkpointing).
+    Ok(Prepared(diesel::sql_query("PRAGMA busy_timeout"))
+        .get_result::<BusyTimeout>(conn)?
+        .timeout)
+}
+
+/// `PRAGMA busy_timeout`'s one column.
+#[derive(diesel::QueryableByName)]
+struct BusyTimeout {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    timeout: i64,
 }

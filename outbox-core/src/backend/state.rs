@@ -17,10 +17,11 @@ pub struct ShardState {
     pub shard: ShardKey,
     /// When the current schedule was set (UTC).
     pub scheduled_from: NaiveDateTime,
-    /// When the shard is retried (UTC), unless a row newer than `covered_id` makes it due
-    /// sooner.
+    /// When the shard is retried (UTC). New rows do not make a failing shard due sooner:
+    /// it is retried at most once per backoff step however much traffic it gets.
     pub scheduled_for: NaiveDateTime,
-    /// Rows up to this id wait for `scheduled_for`.
+    /// Rows up to this id wait for `scheduled_for`; of a shard that is only skipped (no
+    /// failure), a newer row makes it due at once, for the kill switch to compact.
     pub covered_id: i64,
     /// The kill switch: each key's older rows are deleted without delivery and its newest
     /// row kept.

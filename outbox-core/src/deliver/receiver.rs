@@ -25,9 +25,19 @@ use crate::write::model::ModelWrites;
 ///
 /// # When and how it runs
 ///
-/// The drain calls it inside its delivery transaction on `conn`, with the newest row of
-/// each key: the receiver's writes on `conn` commit together with the deletion of the
-/// delivered rows. Delivery is **at least once**, so a receiver must be idempotent.
+/// The drain calls it with the newest row of each key. Delivery is **at least once**, so a
+/// receiver must be idempotent. Where it runs depends on the drain's
+/// [`Delivery`](crate::drain::Delivery) and on [`atomic_with_delete`](Self::atomic_with_delete):
+///
+/// * inside the delivery transaction on `conn` (in-transaction delivery, PostgreSQL's and
+///   MySQL's default; and under leased delivery for a receiver whose
+///   `atomic_with_delete` is `true`, the default, in the short transaction that finishes
+///   the batch): its writes on `conn` commit together with the deletion of the delivered
+///   rows;
+/// * with no transaction open on `conn` (leased delivery, SQLite's default, for a
+///   receiver that returns `false`): its writes on `conn`, if any, commit on their own,
+///   and the rows are deleted afterwards, so a crash in between delivers them again.
+///   Writers never wait for such a receiver.
 ///
 /// A drain delivers many keys (of many shards) per transaction. When a receiver fails
 /// (an error, or a panic) at some key, the transaction rolls back and is replayed
@@ -39,12 +49,24 @@ use crate::write::model::ModelWrites;
 /// SQLite, where a failing key every ~1,000 costs the replay 3–26%; BENCHMARKS.md, "what a
 /// receiver costs the drain".)
 ///
+/// Under leased delivery nothing is rolled back and nothing replayed: a failing key stops
+/// its own shard, and the other keys of the batch are called once.
+///
 /// The failing key, and every later key of its shard, stay in the table; the shard backs
 /// off and the failure is reported with category, shard, object and row. Other shards
 /// are not held up.
 pub trait Receiver<C>: Send + Sync + 'static {
     /// Handles `message`, the newest row of its coalesced key.
     fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError>;
+
+    /// Whether this receiver's writes on the drain's connection must commit together
+    /// with the deletion of the rows it handled. `true` (the default) keeps it inside a
+    /// transaction under every [`Delivery`](crate::drain::Delivery); return `false` for a
+    /// receiver that does not write on `conn` (it calls a service, publishes, writes
+    /// another database) so that leased delivery calls it with no transaction open.
+    fn atomic_with_delete(&self) -> bool {
+        true
+    }
 }
 
 /// Handles many coalesced keys in one call: e.g. a relay that publishes a whole batch and
@@ -58,6 +80,11 @@ pub trait Receiver<C>: Send + Sync + 'static {
 pub trait BatchReceiver<C>: Send + Sync + 'static {
     /// Handles `messages`.
     fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError>;
+
+    /// See [`Receiver::atomic_with_delete`] (default `true`).
+    fn atomic_with_delete(&self) -> bool {
+        true
+    }
 }
 
 /// The messages of a batch that a [`BatchReceiver`] did not handle, by their index in the
@@ -119,12 +146,20 @@ impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Arc<R> {
     fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
         (**self).receive(conn, message)
     }
+
+    fn atomic_with_delete(&self) -> bool {
+        (**self).atomic_with_delete()
+    }
 }
 
 /// A boxed receiver, e.g. `Box<dyn Receiver<C>>` chosen at run time.
 impl<C, R: Receiver<C> + ?Sized> Receiver<C> for Box<R> {
     fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
         (**self).receive(conn, message)
+    }
+
+    fn atomic_with_delete(&self) -> bool {
+        (**self).atomic_with_delete()
     }
 }
 
@@ -133,6 +168,10 @@ impl<C, R: BatchReceiver<C> + ?Sized> BatchReceiver<C> for Arc<R> {
     fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
         (**self).receive_batch(conn, messages)
     }
+
+    fn atomic_with_delete(&self) -> bool {
+        (**self).atomic_with_delete()
+    }
 }
 
 /// A boxed batch receiver.
@@ -140,11 +179,16 @@ impl<C, R: BatchReceiver<C> + ?Sized> BatchReceiver<C> for Box<R> {
     fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
         (**self).receive_batch(conn, messages)
     }
+
+    fn atomic_with_delete(&self) -> bool {
+        (**self).atomic_with_delete()
+    }
 }
 
 /// A closure as a [`Receiver`].
 struct FnReceiver<F, E> {
     f: F,
+    atomic: bool,
     error: PhantomData<fn() -> E>,
 }
 
@@ -155,6 +199,24 @@ where
 {
     fn receive(&self, conn: &mut C, message: &OutboxMessage) -> Result<(), BoxError> {
         (self.f)(conn, message).map_err(Into::into)
+    }
+
+    fn atomic_with_delete(&self) -> bool {
+        self.atomic
+    }
+}
+
+/// A batch receiver that writes nothing on the drain's connection (the library's remote
+/// receiver): not atomic with the delete.
+struct ReadsOnly<R>(R);
+
+impl<C, R: BatchReceiver<C>> BatchReceiver<C> for ReadsOnly<R> {
+    fn receive_batch(&self, conn: &mut C, messages: &[OutboxMessage]) -> Result<(), BatchError> {
+        self.0.receive_batch(conn, messages)
+    }
+
+    fn atomic_with_delete(&self) -> bool {
+        false
     }
 }
 
@@ -179,6 +241,12 @@ impl<C> Handler<C> {
 pub(crate) struct Registered<C> {
     pub(crate) category_name: &'static str,
     pub(crate) handler: Handler<C>,
+    /// Its writes on the drain's connection commit with the delete (see
+    /// [`Receiver::atomic_with_delete`]), read once at registration.
+    pub(crate) atomic_with_delete: bool,
+    /// The declared scope of its category: a row whose shard scope is another
+    /// contradicts the declaration and is not delivered.
+    pub(crate) scope: i32,
 }
 
 /// The receivers of an [`Outbox`](crate::Outbox), by table and category.
@@ -244,7 +312,20 @@ impl<C: 'static> Receivers<C> {
         F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.cell_receiver(category, closure(f))
+        self.cell_receiver(category, closure(f, true))
+    }
+
+    /// Calls `f` for the cell-outbox rows of `category`, declaring that it writes nothing
+    /// on the connection it is given that must commit with the delete (see
+    /// [`Receiver::atomic_with_delete`]): under leased delivery it runs with no
+    /// transaction open.
+    pub fn cell_leased<K, F, E>(self, category: K, f: F) -> Self
+    where
+        K: CellCategory,
+        F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.cell_receiver(category, closure(f, false))
     }
 
     /// Calls `f` for the control-outbox rows of `category`.
@@ -254,13 +335,23 @@ impl<C: 'static> Receivers<C> {
         F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.control_receiver(category, closure(f))
+        self.control_receiver(category, closure(f, true))
+    }
+
+    /// [`cell_leased`](Self::cell_leased) for the control-outbox rows of `category`.
+    pub fn control_leased<K, F, E>(self, category: K, f: F) -> Self
+    where
+        K: ControlCategory,
+        F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.control_receiver(category, closure(f, false))
     }
 
     /// Uses `receiver` for the cell-outbox rows of `category`: a type implementing
     /// [`Receiver`], or a trait object (`Arc<dyn Receiver<C>>`, `Box<dyn Receiver<C>>`).
     pub fn cell_receiver<K: CellCategory>(self, _category: K, receiver: impl Receiver<C>) -> Self {
-        self.register(OutboxTable::Cell, K::NUMBER, K::NAME, one(receiver))
+        self.register(OutboxTable::Cell, K::info(), one(receiver))
     }
 
     /// Uses `receiver` for the control-outbox rows of `category` (see
@@ -270,7 +361,7 @@ impl<C: 'static> Receivers<C> {
         _category: K,
         receiver: impl Receiver<C>,
     ) -> Self {
-        self.register(OutboxTable::Control, K::NUMBER, K::NAME, one(receiver))
+        self.register(OutboxTable::Control, K::info(), one(receiver))
     }
 
     /// Uses the batch receiver `receiver` for the cell-outbox rows of `category`.
@@ -281,8 +372,7 @@ impl<C: 'static> Receivers<C> {
     ) -> Self {
         self.register(
             OutboxTable::Cell,
-            K::NUMBER,
-            K::NAME,
+            K::info(),
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -295,8 +385,7 @@ impl<C: 'static> Receivers<C> {
     ) -> Self {
         self.register(
             OutboxTable::Control,
-            K::NUMBER,
-            K::NAME,
+            K::info(),
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -317,12 +406,7 @@ impl<C: 'static> Receivers<C> {
                 OutboxTable::Control => category.silos.includes_control(),
             };
             if carried {
-                self = self.register(
-                    table,
-                    category.number,
-                    category.name,
-                    Handler::Batch(Arc::clone(&receiver)),
-                );
+                self = self.register(table, *category, Handler::Batch(Arc::clone(&receiver)));
             }
         }
         self
@@ -351,8 +435,7 @@ impl<C: 'static> Receivers<C> {
         let category = <M::Category as OutboxCategory>::info();
         self.register(
             OutboxTable::Cell,
-            category.number,
-            category.name,
+            category,
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -369,8 +452,7 @@ impl<C: 'static> Receivers<C> {
         let category = <M::Category as OutboxCategory>::info();
         self.register(
             OutboxTable::Control,
-            category.number,
-            category.name,
+            category,
             Handler::Batch(Arc::new(receiver)),
         )
     }
@@ -388,7 +470,9 @@ impl<C: 'static> Receivers<C> {
         for table in OutboxTable::ALL {
             let categories = receiver.outgoing().categories(table);
             if !categories.is_empty() {
-                self = self.batch_for(table, &categories, receiver.clone());
+                // It only reads on the drain's connection (it loads the models) and sends:
+                // leased delivery calls it with no transaction open.
+                self = self.batch_for(table, &categories, ReadsOnly(receiver.clone()));
             }
         }
         self
@@ -404,18 +488,24 @@ impl<C: 'static> Receivers<C> {
         self.by_category.is_empty()
     }
 
-    fn register(
-        mut self,
-        table: OutboxTable,
-        number: i32,
-        name: &'static str,
-        handler: Handler<C>,
-    ) -> Self {
+    fn register(mut self, table: OutboxTable, category: CategoryInfo, handler: Handler<C>) -> Self {
+        let CategoryInfo {
+            number,
+            name,
+            scope,
+            ..
+        } = category;
+        let atomic_with_delete = match &handler {
+            Handler::One(receiver) => receiver.atomic_with_delete(),
+            Handler::Batch(receiver) => receiver.atomic_with_delete(),
+        };
         self.by_category.insert(
             (table, number),
             Registered {
                 category_name: name,
                 handler,
+                atomic_with_delete,
+                scope: scope.number,
             },
         );
         self
@@ -452,13 +542,14 @@ fn one<C>(receiver: impl Receiver<C>) -> Handler<C> {
     Handler::One(Arc::new(receiver))
 }
 
-fn closure<C, F, E>(f: F) -> FnReceiver<F, E>
+fn closure<C, F, E>(f: F, atomic: bool) -> FnReceiver<F, E>
 where
     F: Fn(&mut C, &OutboxMessage) -> Result<(), E> + Send + Sync + 'static,
     E: Into<BoxError> + 'static,
 {
     FnReceiver {
         f,
+        atomic,
         error: PhantomData,
     }
 }

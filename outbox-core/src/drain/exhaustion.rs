@@ -63,6 +63,14 @@ impl Policies {
         self.by_category.insert(category, policy);
     }
 
+    /// Whether any category parks: otherwise this outbox parks nothing, and its drains
+    /// need not look for parked groups a delivery supersedes.
+    pub(crate) fn any_parks(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.by_category.values())
+            .any(|policy| matches!(policy, Exhaustion::Park { .. }))
+    }
+
     /// The policy of `category`.
     pub(crate) fn of(&self, category: i32) -> Exhaustion {
         self.by_category

@@ -15,6 +15,7 @@
 //! * `deliver`: one receiver call, its panics and failures;
 //! * `backoff`: the backoff rule and what a failure stores;
 //! * `exhaustion`: retry forever, or park a key whose attempts are exhausted;
+//! * `unreadable`: rows whose schedule cannot be read, found by a bounded scan;
 //! * `report`, `metrics`: what a drain tells its caller and the application.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +36,7 @@ pub(crate) mod plan;
 pub(crate) mod recover;
 pub(crate) mod report;
 pub(crate) mod round;
+pub(crate) mod unreadable;
 
 pub use crate::backend::state::{ShardState, MAX_ERROR_LEN};
 pub use crate::key::error::{DeliveryFailure, FailureCause};
@@ -43,7 +45,7 @@ pub use exhaustion::Exhaustion;
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;
 pub use metrics::{Metrics, NoMetrics};
-pub use options::{DrainOptions, DueShards};
+pub use options::{Delivery, DrainOptions, DueShards, DEFAULT_LEASE};
 pub use report::DrainReport;
 
 /// What every drain of one outbox shares: receivers, clock, metrics, sizes, and where the
@@ -55,6 +57,8 @@ pub(crate) struct Drainer<C> {
     pub(crate) options: DrainOptions,
     pub(crate) exhaustion: exhaustion::Policies,
     cursors: [AtomicI64; 2],
+    /// When each table was last scanned for unreadable rows (see `unreadable`).
+    pub(crate) unreadable_scans: [std::sync::Mutex<Option<std::time::Instant>>; 2],
 }
 
 impl<C> Drainer<C> {
@@ -72,6 +76,7 @@ impl<C> Drainer<C> {
             options,
             exhaustion,
             cursors: [AtomicI64::new(0), AtomicI64::new(0)],
+            unreadable_scans: Default::default(),
         }
     }
 

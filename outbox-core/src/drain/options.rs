@@ -4,7 +4,12 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::backend::OutboxConnection;
 use crate::key::shard::OutboxTable;
+
+/// The default lease: longer than any receiver call should take, short enough that a dead
+/// worker's shards are free again within seconds (SQLite; see [`DrainOptions::lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// The sizes a drain works with. The defaults were chosen by measurement (BENCHMARKS.md);
 /// set them with the [`OutboxBuilder`](crate::OutboxBuilder).
@@ -25,9 +30,59 @@ pub struct DrainOptions {
     /// Rows a periodic drain reads, oldest first, to find due shards.
     pub scan_rows: usize,
     /// How long a batch's lease lives where liveness is told by time (SQLite): a lease
-    /// older than this with its batch undelivered belongs to a worker that died, and its
-    /// shards are backed off. Keep it above the longest batch.
+    /// not renewed for this long belongs to a worker that died, and its shards are backed
+    /// off and freed. A leased delivery renews it between receiver calls (every third of
+    /// it), so it must only outlast the longest single receiver call: a call that runs
+    /// longer may lose the lease, and its worker then deletes nothing (the rows are
+    /// delivered again). On PostgreSQL and MySQL a lease lives as long as its worker's
+    /// session, whatever this says.
     pub lease: Duration,
+    /// Where receivers run: inside the drain's write transaction, or under the batch's
+    /// lease with no transaction open (see [`Delivery`]).
+    pub delivery: Delivery,
+}
+
+/// Where a drain calls its receivers.
+///
+/// * [`Delivery::InTransaction`]: the receivers run inside the transaction that deletes
+///   the delivered rows. Their writes on the drain's connection commit with the delete;
+///   the transaction (and on SQLite the database's only write lock) is held for as long
+///   as they run, and a failing key rolls the transaction back and replays the calls
+///   before it.
+/// * [`Delivery::Leased`]: the batch's lease is committed, the windows are read, the
+///   receivers are called **with no transaction open**, then the delivered rows are
+///   deleted and the lease released in one short transaction that first checks the lease
+///   is still this worker's (one whose lease was taken over deletes nothing, and says so
+///   in [`DrainReport::leases_lost`](crate::DrainReport::leases_lost)). Writers never wait
+///   for a receiver, and a failing key costs the other keys of its batch no second call.
+///   A receiver whose writes on the drain's connection must commit with the delete says
+///   so ([`Receiver::atomic_with_delete`](crate::Receiver::atomic_with_delete), `true`
+///   unless it says otherwise): its keys, and the keys after them in their shard, are
+///   called inside that short finishing transaction instead, as in-transaction delivery
+///   would. No receiver loses the atomicity it had.
+/// * [`Delivery::BackendDefault`]: leased on SQLite, where a receiver inside the write
+///   transaction would hold every writer; in-transaction on PostgreSQL and MySQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Leased on SQLite, in-transaction on PostgreSQL and MySQL.
+    #[default]
+    BackendDefault,
+    /// Receivers run inside the drain's write transaction.
+    InTransaction,
+    /// Receivers run under the batch's lease, outside any transaction.
+    Leased,
+}
+
+impl Delivery {
+    /// Whether a drain on `C` delivers under leases.
+    pub(crate) fn is_leased<C: OutboxConnection>(self) -> bool {
+        match self {
+            Delivery::BackendDefault => C::LEASED_DELIVERY_BY_DEFAULT,
+            Delivery::InTransaction => false,
+            Delivery::Leased => true,
+        }
+    }
 }
 
 impl Default for DrainOptions {
@@ -37,7 +92,8 @@ impl Default for DrainOptions {
             batch_shards: 400,
             max_batch_rows: 20_000,
             scan_rows: 1_000,
-            lease: Duration::from_secs(300),
+            lease: DEFAULT_LEASE,
+            delivery: Delivery::BackendDefault,
         }
     }
 }
@@ -48,6 +104,12 @@ impl DrainOptions {
         i64::try_from(self.lease.as_secs())
             .unwrap_or(i64::MAX)
             .max(1)
+    }
+
+    /// How often a leased delivery renews its lease: a third of it, so that two renewals
+    /// can be late before it expires.
+    pub(crate) fn heartbeat(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(100))
     }
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct ShardPlan {
     pub(crate) cut: bool,
     /// The highest id seen in the shard.
     pub(crate) max_seen: i64,
+    /// Keys were left for later batches (see [`ShardPlan::head_key_only`]).
+    pub(crate) more_after: bool,
 }
 
 /// One coalesced key of a shard.
@@ -86,7 +88,27 @@ impl ShardPlan {
             keys,
             cut,
             max_seen,
+            more_after: false,
         }
+    }
+
+    /// Keeps only the first key: a shard whose worker died delivering it (isolated) is
+    /// delivered one key per batch, each committed before the next is called, so that
+    /// when its receiver kills the process again the key it was delivering is the shard's
+    /// head, which the recovery counts the death against (and parks).
+    pub(crate) fn head_key_only(&mut self) {
+        if self.keys.len() > 1 || self.cut {
+            self.more_after = true;
+        }
+        self.keys.truncate(1);
+    }
+
+    /// Whether the shard is isolated (see [`ShardPlan::head_key_only`]).
+    pub(crate) fn isolated(&self) -> bool {
+        self.claimed
+            .state
+            .as_ref()
+            .is_some_and(|state| state.isolated)
     }
 
     pub(crate) fn key(&self) -> &ShardKey {
@@ -165,7 +187,7 @@ impl Step {
 }
 
 /// Where each shard stops: keys from this index on are not delivered in this batch.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Limits(HashMap<usize, usize>);
 
 impl Limits {
@@ -181,14 +203,18 @@ impl Limits {
     }
 }
 
-/// The receiver calls of `plans`, in waves (see the module docs). Skipped shards and keys
-/// with no receiver make no call; keys a limit excludes are left out.
+/// The receiver calls of `plans`, in waves (see the module docs), each shard from its key
+/// `starts[shard]` on (0 when `starts` is shorter). Skipped shards and keys with no
+/// receiver make no call; keys a limit excludes are left out.
 pub(crate) fn steps<C>(
     plans: &[ShardPlan],
     receivers: &Receivers<C>,
     limits: &Limits,
+    starts: &[usize],
 ) -> Vec<Step> {
-    let mut cursors = vec![0usize; plans.len()];
+    let mut cursors: Vec<usize> = (0..plans.len())
+        .map(|shard| starts.get(shard).copied().unwrap_or(0))
+        .collect();
     let mut steps = Vec::new();
     loop {
         let mut wave_batches: Vec<(*const (), Vec<(usize, usize)>)> = Vec::new();
@@ -260,6 +286,29 @@ fn batch_run<C>(
         .collect()
 }
 
+/// Each shard's first key whose receiver needs its writes to commit with the delete: under
+/// leased delivery, where the calls outside any transaction stop (see
+/// [`Receiver::atomic_with_delete`](crate::Receiver::atomic_with_delete)).
+pub(crate) fn first_atomic_keys<C>(
+    plans: &[ShardPlan],
+    receivers: &Receivers<C>,
+) -> Vec<(usize, usize)> {
+    plans
+        .iter()
+        .enumerate()
+        .filter_map(|(shard, plan)| {
+            plan.keys
+                .iter()
+                .position(|key| {
+                    receivers
+                        .get(plan.key().table(), key.category)
+                        .is_some_and(|registered| registered.atomic_with_delete)
+                })
+                .map(|key| (shard, key))
+        })
+        .collect()
+}
+
 /// The first key of each shard whose category has no receiver.
 pub(crate) fn keys_without_receiver<C>(
     plans: &[ShardPlan],
@@ -274,6 +323,30 @@ pub(crate) fn keys_without_receiver<C>(
                 .iter()
                 .position(|key| receivers.get(plan.key().table(), key.category).is_none())
                 .map(|key| (shard, key))
+        })
+        .collect()
+}
+
+/// The first key of each shard whose row contradicts the declaration: its shard's scope
+/// is not the declared scope of its category (written by hand, or by an older
+/// declaration). Such a row is not delivered to the category's receiver; with the
+/// category's declared scope, for the message.
+pub(crate) fn keys_contradicting_declaration<C>(
+    plans: &[ShardPlan],
+    receivers: &Receivers<C>,
+) -> Vec<(usize, usize, i32)> {
+    plans
+        .iter()
+        .enumerate()
+        .filter(|(_, plan)| !plan.skipped)
+        .filter_map(|(shard, plan)| {
+            let scope = plan.key().shard().scope;
+            plan.keys.iter().enumerate().find_map(|(key, k)| {
+                receivers
+                    .get(plan.key().table(), k.category)
+                    .filter(|registered| registered.scope != scope)
+                    .map(|registered| (shard, key, registered.scope))
+            })
         })
         .collect()
 }

@@ -2,12 +2,15 @@
 
 use std::collections::HashSet;
 
-use super::backoff::shard_failure;
+use super::backoff::{self, shard_failure};
 use super::report::DrainReport;
 use super::Drainer;
-use crate::backend::claim::Claim;
+use crate::backend::claim::{Claim, KeyAfterWindow, WindowRequest};
+use crate::backend::parked::ParkRequest;
+use crate::backend::state::bounded_error;
 use crate::backend::OutboxConnection;
 use crate::key::error::Error;
+use crate::key::error::{DeliveryFailure, FailureCause};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
 
@@ -107,8 +110,10 @@ fn recover_abandoned<C: OutboxConnection>(
         .filter_map(|lease| lease.shards.clone())
         .flatten()
         .collect();
+    let mut parked = 0;
     let recovered = conn.drain_transaction(Token::new(), |conn| {
         let mut recovered = 0;
+        parked = 0;
         for lease in &leases {
             // Deleting it tells whether it is still there: only one worker recovers it.
             if !conn.forget_lease(Token::new(), lease.id)? {
@@ -129,12 +134,33 @@ fn recover_abandoned<C: OutboxConnection>(
                 let covered_id = conn.shard_max_id(Token::new(), shard)?.unwrap_or(0);
                 let message = format!(
                     "a drain worker stopped while delivering this shard's batch (lease {}): \
-                     a receiver may have aborted its process; the shard is delivered alone \
-                     until it succeeds",
+                     a receiver may have aborted its process; the shard is delivered alone, \
+                     one key at a time, until it succeeds",
                     lease.id
                 );
+                // An isolated shard is delivered one key per batch: the worker died
+                // delivering its head key, which the death counts against.
+                let head = match previous.filter(|state| state.isolated) {
+                    Some(_) => head_key(conn, drainer, shard, &message)?,
+                    None => None,
+                };
+                if let Some(head) = &head {
+                    let deaths = backoff::attempts(previous, Some(head));
+                    if drainer.exhaustion.of(head.category).parks_at(deaths) {
+                        park_head_key(conn, table, head, previous, deaths, now, &message)?;
+                        conn.record_successes(Token::new(), table, &[(shard.clone(), covered_id)])?;
+                        parked += 1;
+                        continue;
+                    }
+                }
                 failures.push(shard_failure(
-                    shard, previous, now, covered_id, true, None, &message,
+                    shard,
+                    previous,
+                    now,
+                    covered_id,
+                    true,
+                    head.as_ref(),
+                    &message,
                 ));
             }
             conn.record_failures(Token::new(), table, &failures)?;
@@ -147,5 +173,74 @@ fn recover_abandoned<C: OutboxConnection>(
         Ok::<_, diesel::result::Error>(recovered)
     });
     report.abandoned_batches += recovered?;
+    report.parked += parked;
     Ok(abandoned)
+}
+
+/// The head key of `shard`, as the failure a death counts as: the key an isolated
+/// shard's worker was delivering when it died.
+fn head_key<C: OutboxConnection>(
+    conn: &mut C,
+    drainer: &Drainer<C>,
+    shard: &ShardKey,
+    message: &str,
+) -> diesel::QueryResult<Option<DeliveryFailure>> {
+    let request = WindowRequest {
+        shard: shard.clone(),
+        bound: i64::MAX,
+    };
+    let head = conn.window_identities(Token::new(), shard.table(), &request, 1)?;
+    Ok(head.into_iter().next().map(|row| DeliveryFailure {
+        shard: shard.clone(),
+        category: row.category,
+        category_name: drainer
+            .receivers
+            .get(shard.table(), row.category)
+            .map(|registered| registered.category_name),
+        object_identifier: row.object_identifier,
+        row_id: row.id,
+        cause: FailureCause::Receiver(message.to_owned().into()),
+    }))
+}
+
+/// Parks every row of the head key: its receiver killed a worker `deaths` times, the
+/// category's policy's limit.
+fn park_head_key<C: OutboxConnection>(
+    conn: &mut C,
+    table: OutboxTable,
+    head: &DeliveryFailure,
+    previous: Option<&crate::backend::state::ShardState>,
+    deaths: i32,
+    now: chrono::NaiveDateTime,
+    message: &str,
+) -> diesel::QueryResult<()> {
+    let key = KeyAfterWindow {
+        shard: head.shard.clone(),
+        category: head.category,
+        object_identifier: head.object_identifier,
+        after_id: head.row_id.saturating_sub(1),
+        bound: i64::MAX,
+    };
+    let ids: Vec<i64> = conn
+        .rows_after_windows(Token::new(), table, &[key])?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    let request = ParkRequest {
+        shard: head.shard.clone(),
+        ids,
+        parked_at: now,
+        attempts: deaths,
+        first_failure_at: backoff::first_failure_at(previous, Some(head), now),
+        error: bounded_error(&format!("{message} ({deaths} times: parked)")),
+    };
+    conn.park_rows(Token::new(), table, &request)?;
+    tracing::warn!(
+        shard = %head.shard,
+        category = head.category,
+        object = head.object_identifier,
+        deaths,
+        "an outbox key whose receiver killed its worker again and again was parked; its shard goes on"
+    );
+    Ok(())
 }

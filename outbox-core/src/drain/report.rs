@@ -22,9 +22,21 @@ pub struct DrainReport {
     pub skipped: usize,
     /// Batches left behind by a worker that died, whose shards were backed off.
     pub abandoned_batches: usize,
+    /// Leased batches whose lease another drain took over while their receivers ran (it
+    /// found the lease expired): nothing of them was deleted, and their rows are
+    /// delivered again.
+    pub leases_lost: usize,
+    /// Rows found unreadable by the round's scan (a schedule that cannot be decoded: no
+    /// claim would ever find them due) and recorded as their shards' failures (their
+    /// failures are in `failures` too).
+    pub unreadable_rows: usize,
     /// Keys whose attempts were exhausted and whose rows were parked (their failures are
     /// in `failures` too).
     pub parked: usize,
+    /// Parked groups discarded because this drain delivered a newer row of their key: a
+    /// retry would have brought back the older state (see
+    /// [`Outbox::retry_parked`](crate::Outbox::retry_parked)).
+    pub parked_superseded: usize,
     /// Keys that could not be delivered, one per failing shard.
     pub failures: Vec<DeliveryFailure>,
 }
@@ -39,6 +51,9 @@ impl DrainReport {
         self.skipped += other.skipped;
         self.abandoned_batches += other.abandoned_batches;
         self.parked += other.parked;
+        self.leases_lost += other.leases_lost;
+        self.unreadable_rows += other.unreadable_rows;
+        self.parked_superseded += other.parked_superseded;
         self.failures.extend(other.failures);
     }
 

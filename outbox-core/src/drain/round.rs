@@ -58,6 +58,13 @@ fn drain_table<C: OutboxConnection>(
     let _span = tracing::debug_span!("outbox.drain", table = %table).entered();
     let mut claimed = 0;
     if schedules == Schedules::Honour {
+        // Rows no claim could find (a schedule that cannot be read) fail their shards.
+        if let Err(error) = super::unreadable::record(drainer, conn, table, report) {
+            if error.is_connection_lost() {
+                return Err(error);
+            }
+            tracing::warn!(%error, %table, "the scan for unreadable rows failed; the round goes on");
+        }
         while claimed < due.limit {
             let now = drainer.clock.now();
             let lease = drainer.options.lease_seconds();

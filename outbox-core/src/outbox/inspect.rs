@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::Outbox;
+use crate::backend::claim::LeaseInfo;
 use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
 use crate::backend::state::ShardState;
@@ -40,6 +41,16 @@ pub struct TableStatus {
     pub skipped_shards: u64,
     /// Parked groups and rows.
     pub parked: ParkedCounts,
+    /// Rows whose schedule cannot be read, among the oldest the drain scans
+    /// ([`DrainOptions::scan_rows`](crate::drain::DrainOptions::scan_rows)): no claim
+    /// finds them due. A drain round records each as its shard's failure (see
+    /// [`Outbox::stuck_shards`]); repair or discard them ([`Outbox::repair_row`],
+    /// [`Outbox::discard_row`]).
+    pub unreadable_rows: u64,
+    /// Batches being delivered now: their leases (see [`Outbox::leases`]).
+    pub leases: u64,
+    /// Of them, leases whose worker is gone: the next drain recovers them.
+    pub dead_leases: u64,
 }
 
 /// The (table, category) pairs whose depth was last reported, so that a category that
@@ -66,6 +77,7 @@ impl<C: OutboxConnection> Outbox<C> {
             .and_then(|row| (now - row.date_added).to_std().ok())
             .unwrap_or_default();
         let states = self.shard_states(conn, table)?;
+        let leases = self.leases(conn, table)?;
         Ok(TableStatus {
             table,
             rows: by_category.iter().map(|depth| depth.rows).sum(),
@@ -76,7 +88,34 @@ impl<C: OutboxConnection> Outbox<C> {
             stuck_shards: states.iter().filter(|state| is_stuck(state)).count() as u64,
             skipped_shards: states.iter().filter(|state| state.skipped).count() as u64,
             parked: conn.parked_counts(Token::new(), table)?,
+            unreadable_rows: crate::drain::unreadable::find(self.drainer(), conn, table)?.len()
+                as u64,
+            leases: leases.len() as u64,
+            dead_leases: leases.iter().filter(|lease| !lease.live).count() as u64,
         })
+    }
+
+    /// Makes row `id` of `table` readable and due now: those of its schedule and date
+    /// added that cannot be decoded become now (its payload and keys are kept). For a row
+    /// that [`TableStatus::unreadable_rows`] counts. Whether the row exists.
+    pub fn repair_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
+        let now = self.clock().now();
+        Ok(conn.repair_row(Token::new(), table, id, now)?)
+    }
+
+    /// Deletes row `id` of `table` without delivering it: an operator's decision, for a
+    /// row that cannot be read or contradicts the declaration. Whether it existed.
+    pub fn discard_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
+        Ok(conn.discard_row(Token::new(), table, id)?)
+    }
+
+    /// The leases of `table`, oldest first: the batches being delivered now, each with its
+    /// shards, holder, when it was taken and when it expires, and whether its worker is
+    /// alive. A dead worker's lease stays until the next drain recovers it (within one
+    /// lease on SQLite, at once elsewhere).
+    pub fn leases(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<LeaseInfo>> {
+        let now = self.clock().now();
+        Ok(conn.leases(Token::new(), table, now)?)
     }
 
     /// The deepest shards of `table`, deepest first, at most `limit` (Sentry's
@@ -126,8 +165,12 @@ impl<C: OutboxConnection> Outbox<C> {
 
     /// Returns a parked group's rows to the outbox, with their ids: they are due at once
     /// (unless their shard is backing off or skipped), delivered before the shard's later
-    /// keys, and coalesced into a newer row of their key if one is waiting. How many
-    /// rows returned (0 when nothing of the key is parked). On PostgreSQL listening
+    /// keys, and coalesced into a newer row of their key if one is waiting. A retried
+    /// group never overwrites a newer state of its key: a drain that delivers a newer row
+    /// of a parked key discards the parked group then
+    /// ([`DrainReport::parked_superseded`](crate::DrainReport::parked_superseded)), so
+    /// there is nothing left to retry. How many rows returned (0 when nothing of the key
+    /// is parked). On PostgreSQL listening
     /// workers are woken.
     pub fn retry_parked(&self, conn: &mut C, key: &ParkedKey) -> Result<usize> {
         restore(conn, key.table(), Some(key))

@@ -82,7 +82,7 @@ struct Shared<C> {
 ///         Ok::<_, diesel_outbox::Error>(())
 ///     },
 /// ));
-/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 /// run_migrations(&mut conn)?;
 /// outbox.context(&mut conn, |ctx| {
 ///     ctx.write(CellOutbox::new(Category::OrganizationUpdate, 42, 42))?;
@@ -414,10 +414,19 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
         self
     }
 
-    /// How long a batch's lease lives on SQLite (default 5 minutes; see
+    /// How long a batch's lease lives on SQLite without renewal (default 30 s; see
     /// [`DrainOptions::lease`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.options.lease = lease;
+        self
+    }
+
+    /// Where receivers run (default [`Delivery::BackendDefault`]: leased on SQLite,
+    /// inside the drain's transaction on PostgreSQL and MySQL).
+    ///
+    /// [`Delivery::BackendDefault`]: crate::drain::Delivery::BackendDefault
+    pub fn delivery(mut self, delivery: crate::drain::Delivery) -> Self {
+        self.options.delivery = delivery;
         self
     }
 

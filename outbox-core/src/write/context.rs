@@ -197,7 +197,7 @@ impl<C: OutboxConnection> ContextHost for OutboxContext<'_, C> {
 /// use diesel::{Connection, SqliteConnection};
 /// use diesel_outbox::{outbox_context, run_migrations, CellOutbox};
 ///
-/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 /// run_migrations(&mut conn)?;
 /// outbox_context(&mut conn, |ctx| {
 ///     let event_id = ctx.unique_object_identifier()?;

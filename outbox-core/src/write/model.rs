@@ -106,7 +106,7 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// }
 ///
 /// fn main() -> Result<(), diesel_outbox::Error> {
-///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 ///     run_migrations(&mut conn)?;
 ///     diesel::sql_query("CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name TEXT NOT NULL)")
 ///         .execute(&mut conn)?;
@@ -137,7 +137,7 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 /// # #[outbox(category = Category::ProjectUpdate)]
 /// # struct Project { id: i64, organization_id: i64, name: String }
 /// # fn main() {
-/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:").unwrap();
 /// let project = Project { id: 7, organization_id: 42, name: "acme".into() };
 /// diesel::insert_into(projects::table).values(&project).execute(&mut conn).unwrap();
 /// # }
@@ -214,7 +214,7 @@ pub trait ReplicatedCell: Sized + 'static {
 /// }
 ///
 /// fn main() -> Result<(), diesel_outbox::Error> {
-///     let mut conn = SqliteConnection::establish(":memory:")?;
+///     let mut conn = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 ///     run_migrations(&mut conn)?;
 ///     diesel::sql_query("CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL)")
 ///         .execute(&mut conn)?;

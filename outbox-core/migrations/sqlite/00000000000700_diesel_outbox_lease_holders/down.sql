@@ -1,0 +1,1 @@
+ALTER TABLE outbox_drain_leases DROP COLUMN holder;
