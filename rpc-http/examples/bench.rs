@@ -350,27 +350,17 @@ struct Sqlite {
 }
 
 impl Sqlite {
-    const SETUP: &'static str =
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;";
+    /// WAL, a 10 s busy timeout, `synchronous = NORMAL` (the library's recommended set-up).
+    fn options() -> diesel_outbox::sqlite::SqliteOptions {
+        diesel_outbox::sqlite::SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(10))
+    }
 
     fn path(&self, name: &str) -> String {
         self.dir.join(format!("{name}.db")).display().to_string()
     }
 
     fn open(&self, name: &str) -> Result<diesel::SqliteConnection, BoxError> {
-        let mut conn = diesel::SqliteConnection::establish(&self.path(name))?;
-        conn.batch_execute(Self::SETUP)?;
-        Ok(conn)
-    }
-}
-
-#[derive(Debug)]
-struct Setup(&'static str);
-
-impl<C: SimpleConnection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::Error> for Setup {
-    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(self.0)
-            .map_err(diesel::r2d2::Error::QueryError)
+        Ok(Self::options().establish(&self.path(name))?)
     }
 }
 
@@ -388,7 +378,7 @@ impl Silos for Sqlite {
     fn control_pool(&self) -> Result<Pool<ConnectionManager<Self::Conn>>, BoxError> {
         Ok(Pool::builder()
             .max_size(4)
-            .connection_customizer(Box::new(Setup(Self::SETUP)))
+            .connection_customizer(Box::new(Self::options()))
             .build(ConnectionManager::new(self.path("control")))?)
     }
 }

@@ -513,7 +513,7 @@ struct Accepted<C: OutboxConnection> {
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut control = SqliteConnection::establish(":memory:")?;
+/// let mut control = diesel_outbox::sqlite::SqliteOptions::new().establish(":memory:")?;
 /// diesel_outbox::run_migrations(&mut control)?;
 /// let appliers = Appliers::<SqliteConnection>::new(SiloId::Control).cell::<Organization>();
 /// let request = ApplyRequest {
