@@ -150,6 +150,19 @@ impl<'tx, C: OutboxConnection> ApplyBatch<'_, 'tx, C> {
         self.requests
     }
 
+    /// Calls `apply` with each item and the context of its request (the batch hooks'
+    /// defaults: each per-object hook in turn), stopping at the first error.
+    fn each<T>(
+        &mut self,
+        items: &[T],
+        mut apply: impl FnMut(&T, &mut ApplyContext<'_, 'tx, C>) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        for (index, item) in items.iter().enumerate() {
+            apply(item, &mut self.context(index))?;
+        }
+        Ok(())
+    }
+
     /// The context of the batch's request `index`, as a per-object hook gets it (the
     /// default batch hooks call the per-object ones with it).
     ///
@@ -203,10 +216,7 @@ pub trait CellApplyHooks<C: OutboxConnection>: ReplicatedCell + DeserializeOwned
         batch: &mut ApplyBatch<'_, '_, C>,
         models: &[Self],
     ) -> Result<(), BoxError> {
-        for (index, model) in models.iter().enumerate() {
-            model.apply_replication(&mut batch.context(index))?;
-        }
-        Ok(())
+        batch.each(models, |model, ctx| model.apply_replication(ctx))
     }
 
     /// In control: a batch of objects was deleted; their tombstones are already recorded (one
@@ -217,15 +227,14 @@ pub trait CellApplyHooks<C: OutboxConnection>: ReplicatedCell + DeserializeOwned
         batch: &mut ApplyBatch<'_, '_, C>,
         deleted: &[Deleted],
     ) -> Result<(), BoxError> {
-        for (index, object) in deleted.iter().enumerate() {
-            Self::apply_deletion(
-                &mut batch.context(index),
-                object.object_identifier,
-                object.shard_identifier,
-                object.payload.as_ref(),
-            )?;
-        }
-        Ok(())
+        batch.each(deleted, |object, ctx| {
+            let Deleted {
+                object_identifier,
+                shard_identifier,
+                payload,
+            } = object;
+            Self::apply_deletion(ctx, *object_identifier, *shard_identifier, payload.as_ref())
+        })
     }
 }
 
@@ -259,10 +268,7 @@ pub trait ControlApplyHooks<C: OutboxConnection>: ReplicatedControl + Deserializ
         batch: &mut ApplyBatch<'_, '_, C>,
         models: &[Self],
     ) -> Result<(), BoxError> {
-        for (index, model) in models.iter().enumerate() {
-            model.apply_replication(&mut batch.context(index))?;
-        }
-        Ok(())
+        batch.each(models, |model, ctx| model.apply_replication(ctx))
     }
 
     /// In a cell: a batch of objects was deleted; their tombstones are already recorded (one
@@ -273,15 +279,14 @@ pub trait ControlApplyHooks<C: OutboxConnection>: ReplicatedControl + Deserializ
         batch: &mut ApplyBatch<'_, '_, C>,
         deleted: &[Deleted],
     ) -> Result<(), BoxError> {
-        for (index, object) in deleted.iter().enumerate() {
-            Self::apply_deletion(
-                &mut batch.context(index),
-                object.object_identifier,
-                object.shard_identifier,
-                object.payload.as_ref(),
-            )?;
-        }
-        Ok(())
+        batch.each(deleted, |object, ctx| {
+            let Deleted {
+                object_identifier,
+                shard_identifier,
+                payload,
+            } = object;
+            Self::apply_deletion(ctx, *object_identifier, *shard_identifier, payload.as_ref())
+        })
     }
 }
 

@@ -141,6 +141,19 @@ impl<'a, C> ReplicationBatch<'a, C> {
         self.silos.ok_or(Error::NoSiloDirectory)
     }
 
+    /// Calls `handle` with each item and the context of its row (the batch hooks'
+    /// defaults: each per-object hook in turn), stopping at the first error.
+    fn each<T>(
+        &mut self,
+        items: &[T],
+        mut handle: impl FnMut(&T, &mut ReplicationContext<'_, C>) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        for (index, item) in items.iter().enumerate() {
+            handle(item, &mut self.context(index))?;
+        }
+        Ok(())
+    }
+
     /// The context of row `index`, as a per-object hook gets it (the default batch hooks
     /// call the per-object ones with it).
     ///
@@ -225,11 +238,10 @@ pub trait CellReplicationHooks<C: OutboxConnection>: ReplicatedCell {
         batch: &mut ReplicationBatch<'_, C>,
         models: &[&Self],
     ) -> Result<(), BoxError> {
-        for (index, model) in models.iter().enumerate() {
-            let shard_identifier = batch.messages()[index].shard.identifier;
-            model.handle_async_replication(&mut batch.context(index), shard_identifier)?;
-        }
-        Ok(())
+        batch.each(models, |model, ctx| {
+            let shard_identifier = ctx.shard_identifier();
+            model.handle_async_replication(ctx, shard_identifier)
+        })
     }
 
     /// A batch of objects is gone; with a silo directory, their tombstones are recorded
@@ -239,15 +251,16 @@ pub trait CellReplicationHooks<C: OutboxConnection>: ReplicatedCell {
         batch: &mut ReplicationBatch<'_, C>,
         deleted: &[Deleted],
     ) -> Result<(), BoxError> {
-        for (index, object) in deleted.iter().enumerate() {
+        batch.each(deleted, |object, ctx| {
+            let (object_identifier, shard_identifier) =
+                (object.object_identifier, object.shard_identifier);
             Self::handle_async_deletion(
-                &mut batch.context(index),
-                object.object_identifier,
-                object.shard_identifier,
+                ctx,
+                object_identifier,
+                shard_identifier,
                 object.payload.as_ref(),
-            )?;
-        }
-        Ok(())
+            )
+        })
     }
 }
 
@@ -287,15 +300,10 @@ pub trait ControlReplicationHooks<C: OutboxConnection>: ReplicatedControl {
         models: &[&Self],
     ) -> Result<(), BoxError> {
         let cell_name = batch.cell_name().unwrap_or_default().to_owned();
-        for (index, model) in models.iter().enumerate() {
-            let shard_identifier = batch.messages()[index].shard.identifier;
-            model.handle_async_replication(
-                &mut batch.context(index),
-                &cell_name,
-                shard_identifier,
-            )?;
-        }
-        Ok(())
+        batch.each(models, |model, ctx| {
+            let shard_identifier = ctx.shard_identifier();
+            model.handle_async_replication(ctx, &cell_name, shard_identifier)
+        })
     }
 
     /// A batch of objects is gone; with a silo directory, their tombstones are recorded
@@ -306,15 +314,16 @@ pub trait ControlReplicationHooks<C: OutboxConnection>: ReplicatedControl {
         deleted: &[Deleted],
     ) -> Result<(), BoxError> {
         let cell_name = batch.cell_name().unwrap_or_default().to_owned();
-        for (index, object) in deleted.iter().enumerate() {
+        batch.each(deleted, |object, ctx| {
+            let (object_identifier, shard_identifier) =
+                (object.object_identifier, object.shard_identifier);
             Self::handle_async_deletion(
-                &mut batch.context(index),
+                ctx,
                 &cell_name,
-                object.object_identifier,
-                object.shard_identifier,
+                object_identifier,
+                shard_identifier,
                 object.payload.as_ref(),
-            )?;
-        }
-        Ok(())
+            )
+        })
     }
 }
