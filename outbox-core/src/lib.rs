@@ -25,7 +25,7 @@
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
-//! [`testing`], [`inspect`], [`apply`]. How the runtime is layered, and the life of one
+//! [`testing`], [`inspect`], [`apply`], [`guard`]. How the runtime is layered, and the life of one
 //! row from `save` to its deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install),
@@ -87,6 +87,10 @@ pub mod model {
     pub use crate::deliver::hooks::{
         CellReplicationHooks, ControlReplicationHooks, ReplicationContext,
     };
+    pub use crate::write::associations::{
+        ReplicatedKey, ReplicatedTable, UpdatedThroughAnOutboxContext,
+        WrittenThroughAnOutboxContext,
+    };
     pub use crate::write::model::{CellNames, ModelWrites, ReplicatedCell, ReplicatedControl};
 }
 
@@ -127,6 +131,15 @@ pub mod apply {
     };
     pub use crate::deliver::remote::{Outgoing, RemoteReceiver, Transport};
     pub use crate::deliver::request::{ApplyOutcome, ApplyRequest, Change};
+}
+
+/// The runtime guard: a diesel instrumentation that reports the writes the compiler
+/// cannot refuse (`sql_query("DELETE FROM users")`, an own `table!` for an outbox table)
+/// when they break the outbox's rules. See [`Guard`](guard::Guard).
+pub mod guard {
+    pub use crate::backend::guard::{
+        allow, Guard, OnViolation, Protected, ProtectedModels, Protection, Violation,
+    };
 }
 
 /// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.

@@ -6,6 +6,7 @@
 //! deletion hooks cascade from them. Both are idempotent: one tombstone per (table name,
 //! object identifier), however often the deletion is delivered.
 
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::Result;
 use crate::key::token::Token;
@@ -20,7 +21,10 @@ pub fn record_tombstone<C: OutboxConnection>(
     object_identifier: i64,
 ) -> Result<bool> {
     let now = chrono::Utc::now().naive_utc();
-    Ok(conn.insert_tombstone(Token::new(), table, table_name, object_identifier, now)? > 0)
+    let inserted = guard::as_library(conn, |conn| {
+        conn.insert_tombstone(Token::new(), table, table_name, object_identifier, now)
+    })?;
+    Ok(inserted > 0)
 }
 
 /// The tombstones of `table`, oldest first; only those of `table_name` if given.
@@ -29,5 +33,8 @@ pub fn tombstones<C: OutboxConnection>(
     table: TombstoneTable,
     table_name: Option<&str>,
 ) -> Result<Vec<Tombstone>> {
-    Ok(conn.load_tombstones(Token::new(), table, table_name)?)
+    let loaded = guard::as_library(conn, |conn| {
+        conn.load_tombstones(Token::new(), table, table_name)
+    });
+    Ok(loaded?)
 }

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::Outbox;
+use crate::backend::guard;
 use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
 use crate::backend::state::ShardState;
@@ -142,7 +143,9 @@ impl<C: OutboxConnection> Outbox<C> {
     /// Deletes a parked group's rows without delivering them: an operator's decision, for
     /// a change that must never be delivered. How many rows were deleted.
     pub fn discard_parked(&self, conn: &mut C, key: &ParkedKey) -> Result<usize> {
-        let discarded = conn.discard_parked(Token::new(), key.table(), Some(key))?;
+        let discarded = guard::as_library(conn, |conn| {
+            conn.discard_parked(Token::new(), key.table(), Some(key))
+        })?;
         tracing::warn!(key = %key, rows = discarded, "parked outbox rows discarded by an operator");
         Ok(discarded)
     }
@@ -150,7 +153,9 @@ impl<C: OutboxConnection> Outbox<C> {
     /// Deletes every parked row of `table` without delivering it (see
     /// [`discard_parked`](Self::discard_parked)).
     pub fn discard_all_parked(&self, conn: &mut C, table: OutboxTable) -> Result<usize> {
-        let discarded = conn.discard_parked(Token::new(), table, None)?;
+        let discarded = guard::as_library(conn, |conn| {
+            conn.discard_parked(Token::new(), table, None)
+        })?;
         tracing::warn!(%table, rows = discarded, "every parked outbox row discarded by an operator");
         Ok(discarded)
     }
@@ -161,13 +166,16 @@ impl<C: OutboxConnection> Outbox<C> {
     /// stored state; a healthy shard has none and is due anyway.
     pub fn retry_shard_now(&self, conn: &mut C, shard: &ShardKey) -> Result<bool> {
         let now = self.clock().now();
-        Ok(conn.drain_transaction(Token::new(), |conn| {
-            let found = conn.retry_shard_now(Token::new(), shard, now)?;
-            if found {
-                conn.notify_rows_written(Token::new())?;
-            }
-            Ok::<_, diesel::result::Error>(found)
-        })?)
+        let found = guard::as_library(conn, |conn| {
+            conn.drain_transaction(Token::new(), |conn| {
+                let found = conn.retry_shard_now(Token::new(), shard, now)?;
+                if found {
+                    conn.notify_rows_written(Token::new())?;
+                }
+                Ok::<_, diesel::result::Error>(found)
+            })
+        });
+        Ok(found?)
     }
 
     /// Reads [`status`](Self::status) and reports it to the outbox's metrics as gauges:
@@ -213,12 +221,14 @@ fn restore<C: OutboxConnection>(
     table: OutboxTable,
     key: Option<&ParkedKey>,
 ) -> Result<usize> {
-    let restored = conn.drain_transaction(Token::new(), |conn| {
-        let restored = conn.restore_parked(Token::new(), table, key)?;
-        if restored > 0 {
-            conn.notify_rows_written(Token::new())?;
-        }
-        Ok::<_, diesel::result::Error>(restored)
+    let restored = guard::as_library(conn, |conn| {
+        conn.drain_transaction(Token::new(), |conn| {
+            let restored = conn.restore_parked(Token::new(), table, key)?;
+            if restored > 0 {
+                conn.notify_rows_written(Token::new())?;
+            }
+            Ok::<_, diesel::result::Error>(restored)
+        })
     })?;
     match key {
         Some(key) => {

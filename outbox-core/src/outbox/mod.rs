@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::claim::DueScan;
+use crate::backend::guard;
 use crate::backend::state::ShardState;
 use crate::backend::OutboxConnection;
 use crate::deliver::receiver::Receivers;
@@ -232,14 +233,20 @@ impl<C: OutboxConnection> Outbox<C> {
     /// from now on each key's older rows are deleted without delivery and its newest row
     /// is kept, so that [`unskip_shard`](Self::unskip_shard) delivers the latest state.
     pub fn skip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
-        let now = self.shared.drainer.clock.now();
-        Ok(conn.set_skipped(Token::new(), shard, true, now)?)
+        self.set_skipped(conn, shard, true)
     }
 
     /// Turns the kill switch off for `shard`: it is due at once.
     pub fn unskip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
+        self.set_skipped(conn, shard, false)
+    }
+
+    fn set_skipped(&self, conn: &mut C, shard: &ShardKey, skipped: bool) -> Result<()> {
         let now = self.shared.drainer.clock.now();
-        Ok(conn.set_skipped(Token::new(), shard, false, now)?)
+        let set = guard::as_library(conn, |conn| {
+            conn.set_skipped(Token::new(), shard, skipped, now)
+        });
+        Ok(set?)
     }
 
     /// Whether the kill switch skips `shard`.

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::Outbox;
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
 use crate::drain::report::DrainReport;
@@ -24,6 +25,14 @@ const WAIT_FOR_HOLDERS: Duration = Duration::from_secs(60);
 /// Fails with [`Error::Undelivered`] as soon as a round has a failure, and with
 /// [`Error::NotDrained`] when rows remain after `max_rounds`.
 pub fn drain_until_empty<C: OutboxConnection>(
+    conn: &mut C,
+    outbox: &Outbox<C>,
+    max_rounds: usize,
+) -> Result<DrainReport> {
+    guard::as_library(conn, |conn| rounds_until_empty(conn, outbox, max_rounds))
+}
+
+fn rounds_until_empty<C: OutboxConnection>(
     conn: &mut C,
     outbox: &Outbox<C>,
     max_rounds: usize,
@@ -75,10 +84,14 @@ fn remaining<C: OutboxConnection>(conn: &mut C) -> Result<u64> {
 
 /// Every row of `cell_outboxes`, in id order.
 pub fn cell_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<CellOutboxRecord>> {
-    Ok(conn.load_cell_records(Token::new())?)
+    Ok(guard::as_library(conn, |conn| {
+        conn.load_cell_records(Token::new())
+    })?)
 }
 
 /// Every row of `control_outboxes`, in id order.
 pub fn control_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<ControlOutboxRecord>> {
-    Ok(conn.load_control_records(Token::new())?)
+    Ok(guard::as_library(conn, |conn| {
+        conn.load_control_records(Token::new())
+    })?)
 }
