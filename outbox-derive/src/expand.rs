@@ -286,11 +286,13 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
 fn no_bypass_check(model: &Model<'_>) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
+    // Spanned at the model's name, where the error for the model itself points too.
+    let span = ident.span();
     let forms = [
         quote!(#ident),
-        quote!(&'__outbox #ident),
-        quote!(&'__outbox mut #ident),
-        quote!(::std::boxed::Box<#ident>),
+        quote_spanned!(span=> &'__outbox #ident),
+        quote_spanned!(span=> &'__outbox mut #ident),
+        quote_spanned!(span=> ::std::boxed::Box<#ident>),
     ];
     quote! {
         const _: fn() = || {

@@ -26,7 +26,7 @@ use diesel::sql_types::Bool;
 /// Filtering and selecting from it (`Model::table().filter(..)`, a child's
 /// `belonging_to`) query the model's table; `find` on it, and so `diesel::update(&model)`
 /// and `diesel::delete(&model)`, do not compile.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, diesel::query_builder::QueryId)]
 pub struct ReplicatedTable<T>(T);
 
 impl<T> ReplicatedTable<T> {
