@@ -13,13 +13,14 @@
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--mysql-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
-//! scaling, receivers, profile, discovery, flush, memory), `--backlog NAME[,NAME...]`
+//! scaling, receivers, profile, discovery, flush, guard, memory), `--backlog NAME[,NAME...]`
 //! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
 
 mod backlog;
 mod discovery;
 mod drain;
 mod flush;
+mod guard;
 mod model;
 mod profile;
 mod stats;
@@ -360,7 +361,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// The sections a run prints, in order.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "writes",
     "statements",
     "indexes",
@@ -372,6 +373,7 @@ const SECTIONS: [&str; 12] = [
     "profile",
     "discovery",
     "flush",
+    "guard",
     "memory",
 ];
 
@@ -464,6 +466,11 @@ macro_rules! run_suite {
             let (latency, statements) = $module::flush::flush(&db, sizes)?;
             latency.print();
             statements.print();
+            Ok(())
+        })?;
+        timed("guard", &mut || {
+            $module::guard::writes(&db, sizes)?.print();
+            $module::guard::drains(&db, sizes)?.print();
             Ok(())
         })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());

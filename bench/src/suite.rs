@@ -472,6 +472,7 @@ macro_rules! suite {
             crate::drain::drain_section!();
             crate::discovery::discovery_section!();
             crate::flush::flush_section!();
+            crate::guard::guard_section!();
         }
     };
 }

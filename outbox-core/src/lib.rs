@@ -21,7 +21,9 @@
 //!   [`silo::tombstones`] of objects deleted there;
 //! * [`apply`]: silos that talk over a transport (e.g. the signed HTTP one of
 //!   `diesel-outbox-http`) instead of writing each other's databases;
-//! * [`testing::drain_until_empty`]: "run the outboxes" in a test.
+//! * [`testing::drain_until_empty`]: "run the outboxes" in a test, and
+//!   [`testing::establish`]: a test's connection, with the runtime [`guard`] that
+//!   reports the writes the compiler cannot refuse.
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
@@ -142,10 +144,13 @@ pub mod guard {
     };
 }
 
-/// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.
+/// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand,
+/// connections with the runtime guard.
 pub mod testing {
     pub use crate::key::clock::ManualClock;
-    pub use crate::outbox::testing::{cell_records, control_records, drain_until_empty};
+    pub use crate::outbox::testing::{
+        cell_records, control_records, drain_until_empty, establish, install_guard,
+    };
 }
 
 /// What an operator reads and does: depths, the delivery lag, stuck shards with their

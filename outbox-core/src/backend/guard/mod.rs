@@ -161,6 +161,7 @@ impl Scope {
 /// # #[diesel(table_name = projects)]
 /// # #[outbox(category = Category::ProjectUpdate)]
 /// # struct Project { id: i64, organization_id: i64 }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use diesel::connection::SimpleConnection;
 /// use diesel::{Connection, SqliteConnection};
 /// use diesel_outbox::guard::{self, Guard, OnViolation, Protected};
@@ -183,7 +184,7 @@ impl Scope {
 /// conn.batch_execute("UPDATE projects SET organization_id = 8")?;
 /// let reported = Guard::take_violations(&mut conn);
 /// assert_eq!(reported[0].table, "projects");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok(()) }
 /// ```
 ///
 /// What it reads: every statement's SQL as diesel hands it to the instrumentation

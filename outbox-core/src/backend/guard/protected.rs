@@ -82,6 +82,7 @@ protected_tuples!(A B C D E F G H I J K L M N O P);
 /// # #[diesel(table_name = projects)]
 /// # #[outbox(category = Category::ProjectUpdate)]
 /// # struct Project { id: i64, organization_id: i64 }
+/// # fn main() {
 /// use diesel_outbox::guard::{Protected, Protection};
 ///
 /// let protected = Protected::models::<(Project,)>().table("legacy_projects");
@@ -89,6 +90,7 @@ protected_tuples!(A B C D E F G H I J K L M N O P);
 /// assert_eq!(protected.protection("LEGACY_PROJECTS"), Some(Protection::Model));
 /// assert_eq!(protected.protection("cell_outboxes"), Some(Protection::Library));
 /// assert_eq!(protected.protection("invoices"), None);
+/// # }
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
