@@ -48,7 +48,9 @@ pub const MODEL_TABLES: &[&str] = &[
 pub fn protected() -> Protected {
     MODEL_TABLES
         .iter()
-        .fold(Protected::library(), |protected, table| protected.table(table))
+        .fold(Protected::library(), |protected, table| {
+            protected.table(table)
+        })
 }
 
 /// Installs the guard the helpers' connections have (panicking on a violation).

@@ -64,7 +64,9 @@ pub struct Project {
 }
 
 /// An ordinary diesel model, child of a replicated one.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Associations, Insertable)]
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Associations, Insertable,
+)]
 #[diesel(table_name = project_notes, belongs_to(Project))]
 pub struct ProjectNote {
     pub id: i64,
@@ -91,7 +93,9 @@ macro_rules! reads {
                 orgs: &[Org],
                 notes: &[ProjectNote],
             ) -> QueryResult<()> {
-                diesel::insert_into(orgs::table).values(orgs).execute(self)?;
+                diesel::insert_into(orgs::table)
+                    .values(orgs)
+                    .execute(self)?;
                 diesel::insert_into(project_notes::table)
                     .values(notes)
                     .execute(self)?;
@@ -183,11 +187,19 @@ where
         id: 2,
         name: "other".into(),
     };
-    let projects = [project(10, 1, "rockets"), project(11, 1, "anvils"), project(20, 2, "x")];
+    let projects = [
+        project(10, 1, "rockets"),
+        project(11, 1, "anvils"),
+        project(20, 2, "x"),
+    ];
     outbox_context(conn, |ctx| Project::insert_all(ctx, &projects)).expect("insert projects");
     conn.insert_orgs_and_notes(
         &[acme.clone(), other.clone()],
-        &[note(1, 10, "fuel"), note(2, 11, "iron"), note(3, 10, "fins")],
+        &[
+            note(1, 10, "fuel"),
+            note(2, 11, "iron"),
+            note(3, 10, "fins"),
+        ],
     )
     .expect("orgs and notes");
 
@@ -212,7 +224,8 @@ where
     );
     // The table `HasTable` names reads as the model's table does, and joins still work.
     assert_eq!(
-        conn.projects_named("anvils").expect("read through HasTable"),
+        conn.projects_named("anvils")
+            .expect("read through HasTable"),
         [project(11, 1, "anvils")]
     );
     assert_eq!(

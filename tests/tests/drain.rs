@@ -320,8 +320,7 @@ fn future_rows_wait_unless_their_shard_is_due<C: TestConnection>(conn: &mut C) {
         "UPDATE cell_outboxes SET scheduled_for = '{}'",
         future.format("%F %T%.f")
     );
-    diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(&reschedule))
-        .expect("reschedules");
+    diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(&reschedule)).expect("reschedules");
 
     let report = outbox.drain_due_shards(conn).expect("drains");
     assert_eq!((report.shards, report.delivered), (0, 0));

@@ -121,8 +121,10 @@ macro_rules! writes {
             }
 
             fn delete_projects_of(&mut self, organization_id: i64) -> QueryResult<usize> {
-                diesel::delete(projects::table.filter(projects::organization_id.eq(organization_id)))
-                    .execute(self)
+                diesel::delete(
+                    projects::table.filter(projects::organization_id.eq(organization_id)),
+                )
+                .execute(self)
             }
 
             fn delete_every_project(&mut self) -> QueryResult<usize> {
@@ -162,8 +164,10 @@ macro_rules! writes {
 
             fn own_outbox_delete_shard(&mut self, shard: i64) -> QueryResult<usize> {
                 use own_schema::cell_outboxes;
-                diesel::delete(cell_outboxes::table.filter(cell_outboxes::shard_identifier.eq(shard)))
-                    .execute(self)
+                diesel::delete(
+                    cell_outboxes::table.filter(cell_outboxes::shard_identifier.eq(shard)),
+                )
+                .execute(self)
             }
 
             fn run_sql(&mut self, sql: &str) -> QueryResult<usize> {
@@ -206,7 +210,11 @@ where
 fn reported<C: TestConnection>(conn: &mut C) -> Vec<(String, Protection)> {
     Guard::take_violations(conn)
         .into_iter()
-        .map(|Violation { table, protection, .. }| (table, protection))
+        .map(
+            |Violation {
+                 table, protection, ..
+             }| (table, protection),
+        )
         .collect()
 }
 
@@ -274,9 +282,15 @@ where
         }
         Dialect::Postgres => {
             let schema = current(conn, "SELECT current_schema()::text AS name");
-            (r#""projects""#.to_owned(), format!(r#""{schema}"."projects""#))
+            (
+                r#""projects""#.to_owned(),
+                format!(r#""{schema}"."projects""#),
+            )
         }
-        Dialect::Sqlite => (r#""projects""#.to_owned(), r#""main"."projects""#.to_owned()),
+        Dialect::Sqlite => (
+            r#""projects""#.to_owned(),
+            r#""main"."projects""#.to_owned(),
+        ),
     };
     let statements = [
         format!("UPDATE {quoted} SET name = 'quoted' WHERE id = 1"),
@@ -305,7 +319,8 @@ where
         assert_eq!(reported(conn), model("projects"), "{statement}");
     }
     if dialect != Dialect::Postgres {
-        let replace = format!("REPLACE INTO {quoted} (id, organization_id, name) VALUES (1, 7, 'r')");
+        let replace =
+            format!("REPLACE INTO {quoted} (id, organization_id, name) VALUES (1, 7, 'r')");
         conn.batch_execute(&replace).expect("REPLACE runs");
         assert_eq!(reported(conn), model("projects"), "{replace}");
     }
@@ -344,7 +359,11 @@ where
     })
     .expect("the context commits");
     assert_eq!(reported(conn), library("cell_outboxes"));
-    assert_eq!(conn.count("cell_outboxes"), 0, "recorded, so the delete ran");
+    assert_eq!(
+        conn.count("cell_outboxes"),
+        0,
+        "recorded, so the delete ran"
+    );
 }
 
 /// The helpers' guard panics before the statement runs: the write does not happen.
@@ -362,12 +381,10 @@ where
         conn.run_sql("DELETE FROM projects")
     }))
     .expect_err("the guard panics");
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
-        message.contains("writes `projects`, a replicated model's table, outside an outbox context"),
+        message
+            .contains("writes `projects`, a replicated model's table, outside an outbox context"),
         "{message}"
     );
     assert!(message.contains("guard::allow"), "{message}");
@@ -378,12 +395,21 @@ where
     }))
     .expect_err("the guard panics");
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(message.contains("one of the outbox's own tables"), "{message}");
-    assert_eq!(conn.count("cell_outboxes"), 1, "the row waits for its receiver");
+    assert!(
+        message.contains("one of the outbox's own tables"),
+        "{message}"
+    );
+    assert_eq!(
+        conn.count("cell_outboxes"),
+        1,
+        "the row waits for its receiver"
+    );
 
     // The escape hatch, for a migration or an admin script.
-    guard::allow(conn, |conn| conn.batch_execute("DELETE FROM projects WHERE id = 1"))
-        .expect("allowed");
+    guard::allow(conn, |conn| {
+        conn.batch_execute("DELETE FROM projects WHERE id = 1")
+    })
+    .expect("allowed");
     assert_eq!(conn.count("projects"), 0);
 }
 
@@ -409,7 +435,10 @@ where
     assert_eq!(reported(conn), nothing());
 
     // Reads, and writes of a table no model owns.
-    assert_eq!(conn.project_names().expect("read"), ["acme", "two, renamed"]);
+    assert_eq!(
+        conn.project_names().expect("read"),
+        ["acme", "two, renamed"]
+    );
     conn.batch_execute("SELECT * FROM cell_outboxes ORDER BY id")
         .expect("read");
     conn.write_invoices().expect("invoices");
@@ -423,12 +452,15 @@ where
         .cell(Category::ProjectUpdate, |_: &mut C, _: &OutboxMessage| {
             Ok::<_, Error>(())
         })
-        .cell(Category::AuditLogEvent, move |_: &mut C, _: &OutboxMessage| {
-            if failing.load(Ordering::SeqCst) > 0 {
-                return Err("the audit log is down");
-            }
-            Ok(())
-        });
+        .cell(
+            Category::AuditLogEvent,
+            move |_: &mut C, _: &OutboxMessage| {
+                if failing.load(Ordering::SeqCst) > 0 {
+                    return Err("the audit log is down");
+                }
+                Ok(())
+            },
+        );
     let outbox = diesel_outbox::Outbox::builder(receivers)
         .default_exhaustion(Exhaustion::Park { max_attempts: 1 })
         .build();

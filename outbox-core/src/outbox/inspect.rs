@@ -153,9 +153,8 @@ impl<C: OutboxConnection> Outbox<C> {
     /// Deletes every parked row of `table` without delivering it (see
     /// [`discard_parked`](Self::discard_parked)).
     pub fn discard_all_parked(&self, conn: &mut C, table: OutboxTable) -> Result<usize> {
-        let discarded = guard::as_library(conn, |conn| {
-            conn.discard_parked(Token::new(), table, None)
-        })?;
+        let discarded =
+            guard::as_library(conn, |conn| conn.discard_parked(Token::new(), table, None))?;
         tracing::warn!(%table, rows = discarded, "every parked outbox row discarded by an operator");
         Ok(discarded)
     }

@@ -89,9 +89,7 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     /// large and not consecutive); like a sequence, a value taken by a transaction that
     /// rolls back may or may not be handed out again, but never to two committed rows.
     pub fn unique_object_identifier(&mut self) -> Result<i64> {
-        let minted = guard::as_library(self.conn, |conn| {
-            conn.next_object_identifier(Token::new())
-        });
+        let minted = guard::as_library(self.conn, |conn| conn.next_object_identifier(Token::new()));
         Ok(minted?)
     }
 

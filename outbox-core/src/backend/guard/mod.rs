@@ -412,7 +412,10 @@ pub(crate) fn enter<C: Connection>(conn: &mut C, change: fn(Scope) -> Scope) -> 
 
 /// Puts back the scope [`enter`] returned.
 pub(crate) fn leave<C: Connection>(conn: &mut C, saved: Option<Scope>) {
-    if let (Some(saved), Some(guard)) = (saved, guard(conn)) {
+    let Some(saved) = saved else {
+        return;
+    };
+    if let Some(guard) = guard(conn) {
         guard.scope = saved;
     }
 }

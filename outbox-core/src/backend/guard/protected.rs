@@ -125,13 +125,13 @@ impl Protected {
 
     /// Whether the table `name` is protected, and how.
     pub fn protection(&self, name: &str) -> Option<Protection> {
-        let is = |table: &&str| table.eq_ignore_ascii_case(name);
-        if LIBRARY_TABLES.iter().any(|table| is(&table)) {
+        let is = |table: &str| table.eq_ignore_ascii_case(name);
+        if LIBRARY_TABLES.iter().any(|table| is(table)) {
             return Some(Protection::Library);
         }
         self.models
             .iter()
-            .any(|table| is(&table.as_str()))
+            .any(|table| is(table))
             .then_some(Protection::Model)
     }
 
@@ -167,11 +167,16 @@ mod tests {
             let sql = std::fs::read_to_string(file).unwrap_or_default();
             let words: Vec<&str> = sql.split_whitespace().collect();
             for (at, pair) in words.windows(2).enumerate() {
-                if !(pair[0].eq_ignore_ascii_case("CREATE") && pair[1].eq_ignore_ascii_case("TABLE")) {
+                if !(pair[0].eq_ignore_ascii_case("CREATE")
+                    && pair[1].eq_ignore_ascii_case("TABLE"))
+                {
                     continue;
                 }
                 let mut name = at + 2;
-                if words.get(name).is_some_and(|word| word.eq_ignore_ascii_case("IF")) {
+                if words
+                    .get(name)
+                    .is_some_and(|word| word.eq_ignore_ascii_case("IF"))
+                {
                     name += 3; // IF NOT EXISTS
                 }
                 if let Some(word) = words.get(name) {

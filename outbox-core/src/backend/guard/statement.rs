@@ -81,7 +81,10 @@ fn lex(sql: &str, dialect: Dialect, tokens: &mut Vec<Token>) {
             }
             b'#' if dialect == Dialect::Mysql => line_end(bytes, at),
             // MySQL runs the text of `/*! .. */` (and `/*!50100 .. */`): read it as SQL.
-            b'/' if next == Some(b'*') && dialect == Dialect::Mysql && bytes.get(at + 2) == Some(&b'!') => {
+            b'/' if next == Some(b'*')
+                && dialect == Dialect::Mysql
+                && bytes.get(at + 2) == Some(&b'!') =>
+            {
                 skip_digits(bytes, at + 3)
             }
             b'/' if next == Some(b'*') => block_comment_end(bytes, at, dialect),
@@ -92,12 +95,22 @@ fn lex(sql: &str, dialect: Dialect, tokens: &mut Vec<Token>) {
             }
             b'"' => {
                 let end = quoted_end(bytes, at, b'"', dialect == Dialect::Mysql);
-                push(tokens, Kind::Quoted, at + 1, end.saturating_sub(1).max(at + 1));
+                push(
+                    tokens,
+                    Kind::Quoted,
+                    at + 1,
+                    end.saturating_sub(1).max(at + 1),
+                );
                 end
             }
             b'`' => {
                 let end = quoted_end(bytes, at, b'`', false);
-                push(tokens, Kind::Quoted, at + 1, end.saturating_sub(1).max(at + 1));
+                push(
+                    tokens,
+                    Kind::Quoted,
+                    at + 1,
+                    end.saturating_sub(1).max(at + 1),
+                );
                 end
             }
             b'[' if dialect == Dialect::Sqlite => {
@@ -105,7 +118,12 @@ fn lex(sql: &str, dialect: Dialect, tokens: &mut Vec<Token>) {
                     .iter()
                     .position(|&b| b == b']')
                     .map_or(bytes.len(), |p| at + p + 1);
-                push(tokens, Kind::Quoted, at + 1, end.saturating_sub(1).max(at + 1));
+                push(
+                    tokens,
+                    Kind::Quoted,
+                    at + 1,
+                    end.saturating_sub(1).max(at + 1),
+                );
                 end
             }
             b'$' if dialect == Dialect::Postgres => dollar_end(bytes, at),
@@ -115,12 +133,16 @@ fn lex(sql: &str, dialect: Dialect, tokens: &mut Vec<Token>) {
             b'(' => push_one(tokens, Kind::Open, at),
             b')' => push_one(tokens, Kind::Close, at),
             b'0'..=b'9' => {
-                let end = scan(bytes, at, |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                let end = scan(bytes, at, |b| {
+                    b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
+                });
                 push(tokens, Kind::Other, start, end);
                 end
             }
             _ if is_word_byte(byte) => {
-                let end = scan(bytes, at, |b| is_word_byte(b) || b.is_ascii_digit() || b == b'$');
+                let end = scan(bytes, at, |b| {
+                    is_word_byte(b) || b.is_ascii_digit() || b == b'$'
+                });
                 push(tokens, Kind::Word, start, end);
                 end
             }
@@ -246,9 +268,30 @@ fn dollar_end(bytes: &[u8], from: usize) -> usize {
 
 /// Words that end a list of table references (after an alias could be).
 const CLAUSE_WORDS: &[&str] = &[
-    "SET", "WHERE", "USING", "ON", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS",
-    "NATURAL", "OUTER", "STRAIGHT_JOIN", "ORDER", "LIMIT", "GROUP", "RETURNING", "FROM",
-    "VALUES", "SELECT", "DEFAULT", "PARTITION", "OUTPUT", "AS",
+    "SET",
+    "WHERE",
+    "USING",
+    "ON",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "CROSS",
+    "NATURAL",
+    "OUTER",
+    "STRAIGHT_JOIN",
+    "ORDER",
+    "LIMIT",
+    "GROUP",
+    "RETURNING",
+    "FROM",
+    "VALUES",
+    "SELECT",
+    "DEFAULT",
+    "PARTITION",
+    "OUTPUT",
+    "AS",
 ];
 
 /// Words that start a join.
@@ -343,6 +386,11 @@ impl<'s> Statement<'s, '_> {
             return;
         }
         let word = self.text(at);
+        // Most words are no write keyword: told by their length and first letter alone.
+        let first = word.as_bytes()[0].to_ascii_uppercase();
+        if !(4..=8).contains(&word.len()) || !b"IRUDTMCL".contains(&first) {
+            return;
+        }
         let is = |keyword: &str| word.eq_ignore_ascii_case(keyword);
         if is("INSERT") {
             self.insert(at, out);
@@ -368,7 +416,10 @@ impl<'s> Statement<'s, '_> {
     /// alone lets INTO out. `GRANT INSERT ON ..` has no INTO and writes nothing.
     fn insert(&self, at: usize, out: &mut Vec<&'s str>) {
         let next = self.skip_conflict_clause(at + 1);
-        let next = self.skip(next, &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"]);
+        let next = self.skip(
+            next,
+            &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"],
+        );
         if self.is(next, "INTO") {
             self.push_name(next + 1, out);
         } else if self.dialect == Dialect::Mysql && !self.is_any(next, &["ON", "TO"]) {
@@ -455,7 +506,8 @@ impl<'s> Statement<'s, '_> {
     /// Not a write after `ON` (`ON DELETE CASCADE`), a trigger's `BEFORE`/`AFTER`/`OF`, or
     /// in a privilege list.
     fn delete(&self, at: usize, out: &mut Vec<&'s str>) {
-        const NOT_A_STATEMENT: &[&str] = &["ON", "BEFORE", "AFTER", "OF", "INSTEAD", "GRANT", "REVOKE"];
+        const NOT_A_STATEMENT: &[&str] =
+            &["ON", "BEFORE", "AFTER", "OF", "INSTEAD", "GRANT", "REVOKE"];
         if self.follows(at, NOT_A_STATEMENT) {
             return;
         }
@@ -615,7 +667,10 @@ mod tests {
             ["users"]
         );
         assert_eq!(
-            written("INSERT INTO `users` (`id`, `name`) VALUES (?, ?)", Dialect::Mysql),
+            written(
+                "INSERT INTO `users` (`id`, `name`) VALUES (?, ?)",
+                Dialect::Mysql
+            ),
             ["users"]
         );
         assert_eq!(
@@ -627,7 +682,9 @@ mod tests {
             ["users"]
         );
         assert_eq!(
-            all(r#"INSERT INTO "users" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name""#),
+            all(
+                r#"INSERT INTO "users" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name""#
+            ),
             ["users"]
         );
         assert_eq!(
@@ -668,10 +725,16 @@ mod tests {
     fn plain_sql_as_users_write_it() {
         assert_eq!(all("delete from Users where id = 1"), ["Users"]);
         assert_eq!(all(r#"DELETE FROM "test_1"."users""#), ["users"]);
-        assert_eq!(written("DELETE FROM `test_1`.`users`", Dialect::Mysql), ["users"]);
+        assert_eq!(
+            written("DELETE FROM `test_1`.`users`", Dialect::Mysql),
+            ["users"]
+        );
         assert_eq!(written("DELETE FROM [users]", Dialect::Sqlite), ["users"]);
         assert_eq!(all("update only users set name = 'x'"), ["users"]);
-        assert_eq!(all("UPDATE users AS u SET name = 'x' FROM orgs WHERE u.org = orgs.id"), ["users"]);
+        assert_eq!(
+            all("UPDATE users AS u SET name = 'x' FROM orgs WHERE u.org = orgs.id"),
+            ["users"]
+        );
         assert_eq!(all("INSERT INTO archive SELECT * FROM users"), ["archive"]);
         assert_eq!(
             all("WITH gone AS (SELECT id FROM users WHERE x) DELETE FROM users WHERE id IN (SELECT id FROM gone)"),
@@ -681,9 +744,18 @@ mod tests {
             all("WITH moved AS (DELETE FROM cell_outboxes RETURNING *) INSERT INTO archive SELECT * FROM moved"),
             ["cell_outboxes", "archive"]
         );
-        assert_eq!(written("INSERT OR REPLACE INTO users VALUES (1)", Dialect::Sqlite), ["users"]);
-        assert_eq!(written("REPLACE users SET id = 1", Dialect::Mysql), ["users"]);
-        assert_eq!(written("INSERT IGNORE users VALUES (1)", Dialect::Mysql), ["users"]);
+        assert_eq!(
+            written("INSERT OR REPLACE INTO users VALUES (1)", Dialect::Sqlite),
+            ["users"]
+        );
+        assert_eq!(
+            written("REPLACE users SET id = 1", Dialect::Mysql),
+            ["users"]
+        );
+        assert_eq!(
+            written("INSERT IGNORE users VALUES (1)", Dialect::Mysql),
+            ["users"]
+        );
         assert_eq!(all("TRUNCATE TABLE users, notes"), ["users", "notes"]);
         assert_eq!(all("SELECT 1; DELETE FROM users"), ["users"]);
         assert_eq!(
@@ -695,19 +767,31 @@ mod tests {
     #[test]
     fn mysql_multi_table_writes() {
         assert_eq!(
-            written("UPDATE notes n JOIN users u ON n.u = u.id SET u.name = n.x", Dialect::Mysql),
+            written(
+                "UPDATE notes n JOIN users u ON n.u = u.id SET u.name = n.x",
+                Dialect::Mysql
+            ),
             ["notes", "users"]
         );
         assert_eq!(
-            written("DELETE u FROM users AS u JOIN notes n ON n.u = u.id", Dialect::Mysql),
+            written(
+                "DELETE u FROM users AS u JOIN notes n ON n.u = u.id",
+                Dialect::Mysql
+            ),
             ["users"]
         );
         assert_eq!(
-            written("DELETE n.*, users FROM notes n, users WHERE n.u = users.id", Dialect::Mysql),
+            written(
+                "DELETE n.*, users FROM notes n, users WHERE n.u = users.id",
+                Dialect::Mysql
+            ),
             ["notes", "users"]
         );
         assert_eq!(
-            written("DELETE FROM users, notes USING users JOIN notes", Dialect::Mysql),
+            written(
+                "DELETE FROM users, notes USING users JOIN notes",
+                Dialect::Mysql
+            ),
             ["users", "notes"]
         );
         assert_eq!(
@@ -719,20 +803,47 @@ mod tests {
     #[test]
     fn strings_and_comments_of_each_dialect() {
         // MySQL escapes with backslashes; elsewhere a backslash is a character.
-        assert_eq!(written(r"SELECT 'it\'s', 'DELETE FROM users'", Dialect::Mysql), Vec::<String>::new());
-        assert_eq!(written(r"SELECT 'C:\'; DELETE FROM users", Dialect::Postgres), ["users"]);
-        assert_eq!(written(r"SELECT E'it\'s DELETE FROM users'", Dialect::Postgres), Vec::<String>::new());
         assert_eq!(
-            written("SELECT $body$ DELETE FROM users $body$, $1", Dialect::Postgres),
+            written(r"SELECT 'it\'s', 'DELETE FROM users'", Dialect::Mysql),
             Vec::<String>::new()
         );
         assert_eq!(
-            written("/* a /* nested */ DELETE FROM users */ SELECT 1", Dialect::Postgres),
+            written(r"SELECT 'C:\'; DELETE FROM users", Dialect::Postgres),
+            ["users"]
+        );
+        assert_eq!(
+            written(r"SELECT E'it\'s DELETE FROM users'", Dialect::Postgres),
             Vec::<String>::new()
         );
-        assert_eq!(written("# DELETE FROM users\nSELECT 1", Dialect::Mysql), Vec::<String>::new());
-        assert_eq!(written("SELECT 1--1\nDELETE FROM users", Dialect::Mysql), ["users"]);
-        assert_eq!(written("/*!40000 DELETE FROM users */", Dialect::Mysql), ["users"]);
-        assert_eq!(written("SELECT TRUNCATE(1.5, 0)", Dialect::Mysql), Vec::<String>::new());
+        assert_eq!(
+            written(
+                "SELECT $body$ DELETE FROM users $body$, $1",
+                Dialect::Postgres
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            written(
+                "/* a /* nested */ DELETE FROM users */ SELECT 1",
+                Dialect::Postgres
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            written("# DELETE FROM users\nSELECT 1", Dialect::Mysql),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            written("SELECT 1--1\nDELETE FROM users", Dialect::Mysql),
+            ["users"]
+        );
+        assert_eq!(
+            written("/*!40000 DELETE FROM users */", Dialect::Mysql),
+            ["users"]
+        );
+        assert_eq!(
+            written("SELECT TRUNCATE(1.5, 0)", Dialect::Mysql),
+            Vec::<String>::new()
+        );
     }
 }
