@@ -8,17 +8,18 @@
 //!     target/release/examples/guard_instructions saves 1 200 guard
 //! ```
 //!
-//! Arguments: `saves|application PER_TXN TXNS none|guard`. `saves` runs the model's
-//! `save`s (the library's statements, which the guard trusts); `application` the same
-//! upserts written with plain diesel inside an outbox context (statements the guard
-//! reads). BENCHMARKS.md takes the difference between TXNS and 2 × TXNS transactions,
+//! Arguments: `saves|application|drain PER_TXN TXNS none|guard`. `saves` runs the
+//! model's `save`s (the library's statements, which the guard trusts); `application` the
+//! same upserts written with plain diesel inside an outbox context (statements the guard
+//! reads); `drain` writes the rows of `saves` and then drains them (a receiver that does
+//! nothing). BENCHMARKS.md takes the difference between TXNS and 2 × TXNS transactions,
 //! so that opening the database and the migrations cancel out.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_outbox::guard::{self, Guard, OnViolation, Protected};
-use diesel_outbox::{outbox_context, ReplicatedCell};
+use diesel_outbox::{outbox_context, Outbox, OutboxMessage, Receivers, ReplicatedCell};
 
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope { Organization = 0 { shard: organization_id } }
@@ -60,7 +61,7 @@ fn upsert(conn: &mut SqliteConnection, p: &Project) -> QueryResult<usize> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: guard_instructions saves|application PER_TXN TXNS none|guard";
+    let usage = "usage: guard_instructions saves|application|drain PER_TXN TXNS none|guard";
     let [_, work, per_txn, txns, with_guard] = args.as_slice() else {
         return Err(usage.into());
     };
@@ -90,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         outbox_context(&mut conn, |ctx| {
             for p in &models {
-                if work == "saves" {
+                if work != "application" {
                     p.save(ctx)?;
                 } else {
                     upsert(ctx.connection(), p)?;
@@ -98,11 +99,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok::<_, diesel_outbox::Error>(())
         })?;
-        if txn % 50 == 49 {
+        if txn % 50 == 49 && work != "drain" {
             guard::allow(&mut conn, |conn| {
                 conn.batch_execute("DELETE FROM cell_outboxes")
             })?;
         }
+    }
+    if work == "drain" {
+        let receivers = Receivers::new().cell(
+            Category::ProjectUpdate,
+            |_: &mut SqliteConnection, _: &OutboxMessage| Ok::<_, diesel_outbox::Error>(()),
+        );
+        let outbox = Outbox::new(receivers);
+        while outbox.drain_due_shards(&mut conn)?.did_work() {}
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ impl<C: OutboxConnection> Outbox<C> {
             deepest_shard: self.shard_depths(conn, table, 1)?.into_iter().next(),
             stuck_shards: states.iter().filter(|state| is_stuck(state)).count() as u64,
             skipped_shards: states.iter().filter(|state| state.skipped).count() as u64,
-            parked: conn.parked_counts(Token::new(), table)?,
+            parked: guard::as_library(conn, |conn| conn.parked_counts(Token::new(), table))?,
         })
     }
 
@@ -89,12 +89,14 @@ impl<C: OutboxConnection> Outbox<C> {
         limit: usize,
     ) -> Result<Vec<ShardDepth>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.shard_depths(Token::new(), table, limit)?)
+        let depths = guard::as_library(conn, |conn| conn.shard_depths(Token::new(), table, limit));
+        Ok(depths?)
     }
 
     /// The rows of `table` per category, by category number.
     pub fn category_depths(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<CategoryDepth>> {
-        Ok(conn.category_depths(Token::new(), table)?)
+        let depths = guard::as_library(conn, |conn| conn.category_depths(Token::new(), table));
+        Ok(depths?)
     }
 
     /// The oldest row of `table` still to be delivered: due now (by the outbox's clock)
@@ -102,7 +104,8 @@ impl<C: OutboxConnection> Outbox<C> {
     /// late.
     pub fn oldest_due_row(&self, conn: &mut C, table: OutboxTable) -> Result<Option<OldestRow>> {
         let now = self.clock().now();
-        Ok(conn.oldest_due_row(Token::new(), table, now)?)
+        let oldest = guard::as_library(conn, |conn| conn.oldest_due_row(Token::new(), table, now));
+        Ok(oldest?)
     }
 
     /// The shards of `table` that are failing now, most attempts first, each with its
@@ -122,7 +125,8 @@ impl<C: OutboxConnection> Outbox<C> {
         limit: usize,
     ) -> Result<Vec<ParkedGroup>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.load_parked(Token::new(), table, limit)?)
+        let parked = guard::as_library(conn, |conn| conn.load_parked(Token::new(), table, limit));
+        Ok(parked?)
     }
 
     /// Returns a parked group's rows to the outbox, with their ids: they are due at once

@@ -204,7 +204,10 @@ impl<C: OutboxConnection> Outbox<C> {
                 lease_seconds: options.lease_seconds(),
             };
             let now = self.shared.drainer.clock.now();
-            shards.extend(conn.due_shards(Token::new(), table, &scan, now)?);
+            let due = guard::as_library(conn, |conn| {
+                conn.due_shards(Token::new(), table, &scan, now)
+            });
+            shards.extend(due?);
         }
         Ok(shards)
     }
@@ -223,7 +226,8 @@ impl<C: OutboxConnection> Outbox<C> {
         table: OutboxTable,
         parts: usize,
     ) -> Result<Vec<Range<i64>>> {
-        let Some((lo, hi)) = conn.outbox_id_bounds(Token::new(), table)? else {
+        let bounds = guard::as_library(conn, |conn| conn.outbox_id_bounds(Token::new(), table));
+        let Some((lo, hi)) = bounds? else {
             return Ok(Vec::new());
         };
         Ok(split(lo..hi.saturating_add(1), parts))
@@ -259,18 +263,23 @@ impl<C: OutboxConnection> Outbox<C> {
     /// What is stored about `shard`: its backoff, failures and kill switch; `None` for a
     /// healthy shard.
     pub fn shard_state(&self, conn: &mut C, shard: &ShardKey) -> Result<Option<ShardState>> {
-        let states = conn.load_shard_states(
-            Token::new(),
-            shard.table(),
-            Some(std::slice::from_ref(shard)),
-        )?;
+        let states = guard::as_library(conn, |conn| {
+            conn.load_shard_states(
+                Token::new(),
+                shard.table(),
+                Some(std::slice::from_ref(shard)),
+            )
+        })?;
         Ok(states.into_iter().next())
     }
 
     /// Every stored shard state of `table`: failing shards first (most attempts), then
     /// skipped ones.
     pub fn shard_states(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<ShardState>> {
-        Ok(conn.load_shard_states(Token::new(), table, None)?)
+        let states = guard::as_library(conn, |conn| {
+            conn.load_shard_states(Token::new(), table, None)
+        });
+        Ok(states?)
     }
 
     /// The drain's sizes.

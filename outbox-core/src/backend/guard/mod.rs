@@ -210,6 +210,8 @@ pub struct Guard {
     inner: Option<Box<dyn Instrumentation>>,
     scope: Scope,
     violations: Vec<Violation>,
+    /// Statements whose SQL it has read.
+    read: u64,
     /// Scratch space, kept between statements.
     sql: String,
     tokens: Vec<statement::Token>,
@@ -222,6 +224,7 @@ impl fmt::Debug for Guard {
             .field("on_violation", &self.on_violation)
             .field("scope", &self.scope)
             .field("violations", &self.violations.len())
+            .field("read", &self.read)
             .finish_non_exhaustive()
     }
 }
@@ -236,6 +239,7 @@ impl Guard {
             inner: None,
             scope: Scope::default(),
             violations: Vec::new(),
+            read: 0,
             sql: String::new(),
             tokens: Vec::new(),
         }
@@ -286,8 +290,15 @@ impl Guard {
         guard(conn).map_or_else(Vec::new, |guard| std::mem::take(&mut guard.violations))
     }
 
+    /// How many statements `conn`'s guard has read (the application's: the library's own
+    /// are never read); `None` without a guard. What the guard costs is in these.
+    pub fn statements_read<C: Connection>(conn: &mut C) -> Option<u64> {
+        guard(conn).map(|guard| guard.read)
+    }
+
     /// Reads `query`'s SQL and reports the protected tables it writes against the rules.
     fn check(&mut self, query: &dyn DebugQuery) {
+        self.read += 1;
         self.sql.clear();
         // Stops at diesel's " -- binds: " (an error ends the formatting): the bind values
         // are not SQL, and formatting them would cost more than the whole check.
