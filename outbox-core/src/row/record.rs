@@ -58,7 +58,7 @@ impl OutboxMessage {
 
 /// A row of `cell_outboxes`.
 ///
-/// `Queryable` only, loaded from [`CELL_COLUMNS`]: a `Selectable` record would hand out
+/// `Queryable` only, loaded from a private column list: a `Selectable` record would hand out
 /// the private table's diesel type (each column of its selection names it), and with it a
 /// `diesel::delete` of undelivered rows.
 #[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable)]
