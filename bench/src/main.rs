@@ -13,7 +13,7 @@
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--mysql-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
-//! scaling, receivers, profile, discovery, flush, backfill, memory), `--backlog NAME[,NAME...]`
+//! scaling, receivers, profile, discovery, flush, backfill, guard, memory), `--backlog NAME[,NAME...]`
 //! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
 
 mod backfill;
@@ -21,6 +21,7 @@ mod backlog;
 mod discovery;
 mod drain;
 mod flush;
+mod guard;
 mod model;
 mod profile;
 mod stats;
@@ -370,7 +371,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// The sections a run prints, in order.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "writes",
     "statements",
     "indexes",
@@ -383,6 +384,7 @@ const SECTIONS: [&str; 13] = [
     "discovery",
     "flush",
     "backfill",
+    "guard",
     "memory",
 ];
 
@@ -479,6 +481,11 @@ macro_rules! run_suite {
         })?;
         timed("backfill", &mut || {
             Ok($module::backfill::backfill(&db, sizes)?.print())
+        })?;
+        timed("guard", &mut || {
+            $module::guard::writes(&db, sizes)?.print();
+            $module::guard::drains(&db, sizes)?.print();
+            Ok(())
         })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
     }};

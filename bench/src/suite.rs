@@ -473,6 +473,7 @@ macro_rules! suite {
             crate::discovery::discovery_section!();
             crate::flush::flush_section!();
             crate::backfill::backfill_section!();
+            crate::guard::guard_section!();
         }
     };
 }

@@ -21,13 +21,15 @@
 //!   [`silo::tombstones`] of objects deleted there;
 //! * [`apply`]: silos that talk over a transport (e.g. the signed HTTP one of
 //!   `diesel-outbox-http`) instead of writing each other's databases;
-//! * [`testing::drain_until_empty`]: "run the outboxes" in a test;
+//! * [`testing::drain_until_empty`]: "run the outboxes" in a test, and
+//!   [`testing::establish`]: a test's connection, with the runtime [`guard`] that
+//!   reports the writes the compiler cannot refuse;
 //! * [`backfill`]: every object's rows written again when a model's replication version
 //!   goes up.
 //!
 //! Everyday names are at the root; every public item also lives in a module named for
 //! its concept: [`category`], [`row`], [`model`], [`receive`], [`drain`], [`silo`],
-//! [`testing`], [`inspect`], [`apply`]. How the runtime is layered, and the life of one
+//! [`testing`], [`inspect`], [`apply`], [`guard`]. How the runtime is layered, and the life of one
 //! row from `save` to its deletion, is in the repository's `ARCHITECTURE.md`.
 //!
 //! Backends are chosen by features: `sqlite` (default, bundled: nothing to install),
@@ -92,6 +94,10 @@ pub mod model {
         CellReplicationHooks, ControlReplicationHooks, Deleted, ReplicationBatch,
         ReplicationContext,
     };
+    pub use crate::write::associations::{
+        ReplicatedKey, ReplicatedTable, UpdatedThroughAnOutboxContext,
+        WrittenThroughAnOutboxContext,
+    };
     pub use crate::write::model::{CellNames, ModelWrites, ReplicatedCell, ReplicatedControl};
 }
 
@@ -153,10 +159,22 @@ pub mod backfill {
     pub use crate::write::backfill::Backfills;
 }
 
-/// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand.
+/// The runtime guard: a diesel instrumentation that reports the writes the compiler
+/// cannot refuse (`sql_query("DELETE FROM users")`, an own `table!` for an outbox table)
+/// when they break the outbox's rules. See [`Guard`](guard::Guard).
+pub mod guard {
+    pub use crate::backend::guard::{
+        allow, Guard, OnViolation, Protected, ProtectedModels, Protection, Violation,
+    };
+}
+
+/// For tests: "run the outboxes", the outbox tables read whole, a clock moved by hand,
+/// connections with the runtime guard.
 pub mod testing {
     pub use crate::key::clock::ManualClock;
-    pub use crate::outbox::testing::{cell_records, control_records, drain_until_empty};
+    pub use crate::outbox::testing::{
+        cell_records, control_records, drain_until_empty, establish, install_guard,
+    };
 }
 
 /// What an operator reads and does: depths, the delivery lag, stuck shards with their

@@ -11,6 +11,7 @@ pub use crate::key::error::{Error, Result};
 pub use crate::key::token::Token;
 pub use crate::row::payload::JsonPayload;
 pub use crate::row::write::OutboxWrite;
+pub use crate::write::associations::ReplicatedTable;
 pub use crate::write::context::OutboxContext;
 pub use crate::write::engine::{
     cell_rows_into, control_rows_into, delete, insert, primary_key, save, update,

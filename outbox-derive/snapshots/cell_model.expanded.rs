@@ -120,29 +120,87 @@ const _: () = {
         }
     }
     const _: fn() = || {
-        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+        trait ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
-        struct DerivesInsertable;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<()> for T {}
+        struct ImplementsInsertable;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::Insertable<projects::table>,
-        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
-        let _ = <Project as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
-        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            T: ?Sized + __outbox::diesel::Insertable<projects::table>,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+            ImplementsInsertable,
+        > for T {}
+        trait ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
-        struct DerivesAsChangeset;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<()> for T {}
+        struct ImplementsAsChangeset;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::AsChangeset,
-        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
-        let _ = <Project as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+            T: ?Sized + __outbox::diesel::AsChangeset,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+            ImplementsAsChangeset,
+        > for T {}
+        fn every_form<'__outbox>() {
+            let _ = <Project as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <Project as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox Project as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox Project as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut Project as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut Project as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                Project,
+            > as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                Project,
+            > as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+        }
     };
+    #[automatically_derived]
+    impl __outbox::diesel::associations::HasTable for Project {
+        type Table = __outbox::ReplicatedTable<projects::table>;
+        fn table() -> Self::Table {
+            __outbox::ReplicatedTable::new(projects::table)
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox> __outbox::diesel::associations::Identifiable for &'__outbox Project {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox, '__outbox_ref> __outbox::diesel::associations::Identifiable
+    for &'__outbox_ref &'__outbox Project {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
     #[allow(unused_macros)]
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {

@@ -100,29 +100,87 @@ const _: () = {
         }
     }
     const _: fn() = || {
-        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+        trait ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
-        struct DerivesInsertable;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<()> for T {}
+        struct ImplementsInsertable;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::Insertable<users::table>,
-        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
-        let _ = <User as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
-        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            T: ?Sized + __outbox::diesel::Insertable<users::table>,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+            ImplementsInsertable,
+        > for T {}
+        trait ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
-        struct DerivesAsChangeset;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<()> for T {}
+        struct ImplementsAsChangeset;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::AsChangeset,
-        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
-        let _ = <User as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+            T: ?Sized + __outbox::diesel::AsChangeset,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+            ImplementsAsChangeset,
+        > for T {}
+        fn every_form<'__outbox>() {
+            let _ = <User as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <User as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox User as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox User as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut User as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut User as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                User,
+            > as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                User,
+            > as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+        }
     };
+    #[automatically_derived]
+    impl __outbox::diesel::associations::HasTable for User {
+        type Table = __outbox::ReplicatedTable<users::table>;
+        fn table() -> Self::Table {
+            __outbox::ReplicatedTable::new(users::table)
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox> __outbox::diesel::associations::Identifiable for &'__outbox User {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox, '__outbox_ref> __outbox::diesel::associations::Identifiable
+    for &'__outbox_ref &'__outbox User {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
     #[allow(unused_macros)]
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {

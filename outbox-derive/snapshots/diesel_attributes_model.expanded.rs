@@ -181,29 +181,88 @@ const _: () = {
         }
     }
     const _: fn() = || {
-        trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+        trait ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
-        struct DerivesInsertable;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<()> for T {}
+        struct ImplementsInsertable;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::Insertable<crate::schema::documents::table>,
-        > ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
-        let _ = <Document as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
-        trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            T: ?Sized + __outbox::diesel::Insertable<crate::schema::documents::table>,
+        > ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+            ImplementsInsertable,
+        > for T {}
+        trait ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<Marker> {
             fn check() {}
         }
         #[automatically_derived]
-        impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
-        struct DerivesAsChangeset;
+        impl<
+            T: ?Sized,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<()> for T {}
+        struct ImplementsAsChangeset;
         #[automatically_derived]
         impl<
-            T: __outbox::diesel::AsChangeset,
-        > ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
-        let _ = <Document as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+            T: ?Sized + __outbox::diesel::AsChangeset,
+        > ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+            ImplementsAsChangeset,
+        > for T {}
+        fn every_form<'__outbox>() {
+            let _ = <Document as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <Document as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox Document as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox Document as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut Document as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <&'__outbox mut Document as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                Document,
+            > as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<
+                _,
+            >>::check;
+            let _ = <::std::boxed::Box<
+                Document,
+            > as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<
+                _,
+            >>::check;
+        }
     };
+    #[automatically_derived]
+    impl __outbox::diesel::associations::HasTable for Document {
+        type Table = __outbox::ReplicatedTable<crate::schema::documents::table>;
+        fn table() -> Self::Table {
+            __outbox::ReplicatedTable::new(crate::schema::documents::table)
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox> __outbox::diesel::associations::Identifiable
+    for &'__outbox Document {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
+    #[automatically_derived]
+    impl<'__outbox, '__outbox_ref> __outbox::diesel::associations::Identifiable
+    for &'__outbox_ref &'__outbox Document {
+        type Id = &'__outbox i64;
+        fn id(self) -> Self::Id {
+            &self.id
+        }
+    }
     #[allow(unused_macros)]
     macro_rules! __outbox_model_writes {
         ($conn:ty) => {

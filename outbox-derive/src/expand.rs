@@ -11,7 +11,9 @@
 //!    unnameable outside the block, so the model itself cannot be passed to
 //!    `insert_into(..).values(..)` or `update(..).set(..)`;
 //! 2. the `ReplicatedCell` / `ReplicatedControl` impl (category, identifiers, payload);
-//! 3. `NamedField` impls, through which a scope's declaration finds its shard field;
+//! 3. `NamedField` impls, through which a scope's declaration finds its shard field, the
+//!    check that neither the model nor a reference to it is `Insertable` or `AsChangeset`,
+//!    and diesel's `HasTable` and `Identifiable` for associations (reads only);
 //! 4. the model's SQL (`ModelWrites`) once per backend the runtime was built with: the
 //!    row's INSERT and UPDATE, and an upsert that is one statement for many models unless
 //!    the model's keys make each model's update its own (MySQL's upsert and delete come
@@ -29,6 +31,7 @@ pub fn model(model: &Model<'_>) -> TokenStream {
     let replicated = replicated_impl(model);
     let named_fields = named_field_impls(model);
     let no_bypass = no_bypass_check(model);
+    let identity = identity_impls(model);
     let writes = model_writes(model);
     let methods = write_methods(model.ident, Some(model));
     wrap(quote! {
@@ -36,6 +39,7 @@ pub fn model(model: &Model<'_>) -> TokenStream {
         #replicated
         #named_fields
         #no_bypass
+        #identity
         #writes
         #methods
     })
@@ -275,34 +279,92 @@ fn replicated_impl(model: &Model<'_>) -> TokenStream {
     }
 }
 
-/// Fails to compile, naming the rule, if the model also derives diesel's `Insertable` or
-/// `AsChangeset`: either would reopen the write path that records no outbox row. Two
-/// candidate impls of one trait make the call ambiguous only when the forbidden impl exists.
+/// Fails to compile, naming the rule, if the model or a reference to it (of any lifetime:
+/// `&'a Model`, `&'a mut Model`, `Box<Model>`) implements diesel's `Insertable` for its
+/// table or `AsChangeset`, derived or written by hand: either would reopen the write path
+/// that records no outbox row. Two candidate impls of one trait make the call ambiguous
+/// only when the forbidden impl exists; regions play no part in choosing an impl, so one
+/// generic lifetime covers every lifetime.
 fn no_bypass_check(model: &Model<'_>) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
+    // Spanned at the model's name, where the error for the model itself points too.
+    let span = ident.span();
+    let forms = [
+        quote!(#ident),
+        quote_spanned!(span=> &'__outbox #ident),
+        quote_spanned!(span=> &'__outbox mut #ident),
+        quote_spanned!(span=> ::std::boxed::Box<#ident>),
+    ];
     quote! {
         const _: fn() = || {
-            trait ReplicatedModelsMustNotDeriveInsertable<Marker> {
+            trait ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<Marker> {
                 fn check() {}
             }
             #[automatically_derived]
-            impl<T: ?Sized> ReplicatedModelsMustNotDeriveInsertable<()> for T {}
-            struct DerivesInsertable;
+            impl<T: ?Sized> ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<()> for T {}
+            struct ImplementsInsertable;
             #[automatically_derived]
-            impl<T: __outbox::diesel::Insertable<#table::table>> ReplicatedModelsMustNotDeriveInsertable<DerivesInsertable> for T {}
-            let _ = <#ident as ReplicatedModelsMustNotDeriveInsertable<_>>::check;
+            impl<T: ?Sized + __outbox::diesel::Insertable<#table::table>> ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<ImplementsInsertable> for T {}
 
-            trait ReplicatedModelsMustNotDeriveAsChangeset<Marker> {
+            trait ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<Marker> {
                 fn check() {}
             }
             #[automatically_derived]
-            impl<T: ?Sized> ReplicatedModelsMustNotDeriveAsChangeset<()> for T {}
-            struct DerivesAsChangeset;
+            impl<T: ?Sized> ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<()> for T {}
+            struct ImplementsAsChangeset;
             #[automatically_derived]
-            impl<T: __outbox::diesel::AsChangeset> ReplicatedModelsMustNotDeriveAsChangeset<DerivesAsChangeset> for T {}
-            let _ = <#ident as ReplicatedModelsMustNotDeriveAsChangeset<_>>::check;
+            impl<T: ?Sized + __outbox::diesel::AsChangeset> ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<ImplementsAsChangeset> for T {}
+
+            fn every_form<'__outbox>() {
+                #(
+                    let _ = <#forms as ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<_>>::check;
+                    let _ = <#forms as ReplicatedModelsAreUpdatedInAnOutboxContextNotThroughAsChangeset<_>>::check;
+                )*
+            }
         };
+    }
+}
+
+/// diesel's `HasTable` and `Identifiable`, for associations: the table is the model's own,
+/// behind the runtime's `ReplicatedTable`, which reads as the table does and is never a
+/// write target, so `diesel::update(&model)` and `diesel::delete(&model)` do not compile
+/// while `Child::belonging_to(&model)`, `grouped_by` and the model's own `belongs_to` work.
+/// A model that derives `Identifiable` as well has two of each (a conflict).
+fn identity_impls(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let key = model.key();
+    let (key_ident, key_ty) = (key.ident, key.ty);
+    quote! {
+        #[automatically_derived]
+        impl __outbox::diesel::associations::HasTable for #ident {
+            type Table = __outbox::ReplicatedTable<#table::table>;
+
+            fn table() -> Self::Table {
+                __outbox::ReplicatedTable::new(#table::table)
+            }
+        }
+
+        #[automatically_derived]
+        impl<'__outbox> __outbox::diesel::associations::Identifiable for &'__outbox #ident {
+            type Id = &'__outbox #key_ty;
+
+            fn id(self) -> Self::Id {
+                &self.#key_ident
+            }
+        }
+
+        #[automatically_derived]
+        impl<'__outbox, '__outbox_ref> __outbox::diesel::associations::Identifiable
+            for &'__outbox_ref &'__outbox #ident
+        {
+            type Id = &'__outbox #key_ty;
+
+            fn id(self) -> Self::Id {
+                &self.#key_ident
+            }
+        }
     }
 }
 

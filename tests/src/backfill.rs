@@ -145,7 +145,9 @@ fn insert_rows<C: TestConnection>(
     let ids: Vec<i64> = (1..=count).collect();
     for chunk in ids.chunks(1_000) {
         let values: Vec<String> = chunk.iter().map(|id| row(*id)).collect();
-        conn.batch_execute(&format!("INSERT INTO {into} VALUES {}", values.join(", ")))
+        // Rows that exist before the outbox does: what a backfill is for.
+        let sql = format!("INSERT INTO {into} VALUES {}", values.join(", "));
+        diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(&sql))
             .expect("the fixture's rows");
     }
 }

@@ -10,6 +10,11 @@
 //! `mysql://root@127.0.0.1:3306/test`). Each test gets its own database, dropped when the
 //! test ends; `OUTBOX_REQUIRE_MYSQL` makes an unreachable server a failure, as for
 //! PostgreSQL.
+//!
+//! Every connection and pooled connection these helpers hand out has the runtime guard
+//! installed ([`install_guard`]): a write of an outbox table outside the library, or of a
+//! replicated model's table outside an outbox context, panics the test. A test that means
+//! to write one (a corrupt row, a fixture) says so with `diesel_outbox::guard::allow`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,11 +22,66 @@ use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
+use diesel_outbox::guard::{Guard, Protected};
 use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
 use diesel_outbox::OutboxConnection;
 
 pub mod backfill;
+/// The tables of this suite's replicated models (every `#[derive(ReplicatedCell)]` and
+/// `#[derive(ReplicatedControl)]` of `tests/`, whose models live in the test files). The
+/// runtime protects the library's own tables besides.
+pub const MODEL_TABLES: &[&str] = &[
+    "projects",
+    "users",
+    "teams",
+    "notes",
+    "notices",
+    "organizations",
+    "drafts",
+    "tags",
+    "settings",
+    "tickets",
+    "labels",
+    "items",
+];
+
+/// What the helpers' guards protect: the library's tables and [`MODEL_TABLES`].
+pub fn protected() -> Protected {
+    MODEL_TABLES
+        .iter()
+        .fold(Protected::library(), |protected, table| {
+            protected.table(table)
+        })
+}
+
+/// Installs the guard the helpers' connections have (panicking on a violation).
+pub fn install_guard<C: OutboxConnection>(conn: &mut C) {
+    Guard::new(protected()).install(conn);
+}
+
+/// The guard on every connection a helper's pool opens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuardEveryConnection;
+
+impl<C: OutboxConnection> CustomizeConnection<C, diesel::r2d2::Error> for GuardEveryConnection {
+    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
+        install_guard(conn);
+        Ok(())
+    }
+}
+
+/// SQLite's options, then the guard.
+#[derive(Debug)]
+struct SqliteAndGuard(diesel_outbox::sqlite::SqliteOptions);
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteAndGuard {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        self.0.on_acquire(conn)?;
+        install_guard(conn);
+        Ok(())
+    }
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -58,11 +118,13 @@ impl SqliteDb {
         self.path.display().to_string()
     }
 
-    /// A new connection in WAL mode, waiting up to 10 s for a busy database.
+    /// A new connection in WAL mode, waiting up to 10 s for a busy database, guarded.
     pub fn connect(&self) -> SqliteConnection {
-        sqlite_options()
+        let mut conn = sqlite_options()
             .establish(&self.url())
-            .expect("SQLite opens")
+            .expect("SQLite opens");
+        install_guard(&mut conn);
+        conn
     }
 }
 
@@ -96,7 +158,7 @@ impl TestDb for SqliteDb {
     fn pool(&self, size: u32) -> Pool<ConnectionManager<SqliteConnection>> {
         Pool::builder()
             .max_size(size)
-            .connection_customizer(Box::new(sqlite_options()))
+            .connection_customizer(Box::new(SqliteAndGuard(sqlite_options())))
             .build(ConnectionManager::new(self.url()))
             .expect("SQLite pool")
     }
@@ -174,9 +236,11 @@ impl PgSchema {
         )
     }
 
-    /// A new connection to this schema.
+    /// A new connection to this schema, guarded.
     pub fn connect(&self) -> PgConnection {
-        PgConnection::establish(&self.url()).expect("PostgreSQL connects")
+        let mut conn = PgConnection::establish(&self.url()).expect("PostgreSQL connects");
+        install_guard(&mut conn);
+        conn
     }
 }
 
@@ -191,6 +255,7 @@ impl TestDb for PgSchema {
     fn pool(&self, size: u32) -> Pool<ConnectionManager<PgConnection>> {
         Pool::builder()
             .max_size(size)
+            .connection_customizer(Box::new(GuardEveryConnection))
             .build(ConnectionManager::new(self.url()))
             .expect("PostgreSQL pool")
     }
@@ -255,9 +320,11 @@ impl MysqlDb {
         with_database(&self.base_url, &self.database)
     }
 
-    /// A new connection to this database.
+    /// A new connection to this database, guarded.
     pub fn connect(&self) -> MysqlConnection {
-        MysqlConnection::establish(&self.url()).expect("MySQL connects")
+        let mut conn = MysqlConnection::establish(&self.url()).expect("MySQL connects");
+        install_guard(&mut conn);
+        conn
     }
 }
 
@@ -286,6 +353,7 @@ impl TestDb for MysqlDb {
     fn pool(&self, size: u32) -> Pool<ConnectionManager<MysqlConnection>> {
         Pool::builder()
             .max_size(size)
+            .connection_customizer(Box::new(GuardEveryConnection))
             .build(ConnectionManager::new(self.url()))
             .expect("MySQL pool")
     }
@@ -427,10 +495,10 @@ impl_test_connection!(MysqlConnection, Dialect::Mysql);
 pub struct StatementLog(Arc<Mutex<Vec<String>>>);
 
 impl StatementLog {
-    /// Starts recording `conn`'s statements.
+    /// Starts recording `conn`'s statements (keeping its guard).
     pub fn attach<C: Connection>(conn: &mut C) -> Self {
         let log = StatementLog::default();
-        conn.set_instrumentation(log.clone());
+        Guard::instrument(conn, log.clone());
         log
     }
 

@@ -349,10 +349,12 @@ where
 {
     let mut conn = db.conn();
     create_tables(&mut conn);
-    conn.batch_execute(
-        "CREATE TABLE teams (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name VARCHAR(100) NOT NULL);
-         INSERT INTO teams (id, organization_id, name) VALUES (1, 1, 'a'), (2, 1, 'b')",
-    )
+    diesel_outbox::guard::allow(&mut conn, |conn| {
+        conn.batch_execute(
+            "CREATE TABLE teams (id BIGINT PRIMARY KEY, organization_id BIGINT NOT NULL, name VARCHAR(100) NOT NULL);
+             INSERT INTO teams (id, organization_id, name) VALUES (1, 1, 'a'), (2, 1, 'b')",
+        )
+    })
     .expect("teams");
     insert_projects(&mut conn, 50);
     let both = Outbox::builder(Receivers::new())

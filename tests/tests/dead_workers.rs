@@ -42,6 +42,12 @@ fn dead_lease(dialect: Dialect) -> &'static str {
     }
 }
 
+/// Writes [`dead_lease`]: the test plays the dead worker, past the guard.
+fn write_dead_lease<C: TestConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    let sql = dead_lease(conn.dialect());
+    diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(sql))
+}
+
 /// A worker dies delivering shard 5 while this drain delivers shard 6 (its receiver
 /// writes the dead worker's lease). The next claim of the same call must not hand shard
 /// 5 to a receiver (on PostgreSQL it takes it, since nothing holds its lock, then gives
@@ -58,9 +64,7 @@ fn a_dead_workers_shard_waits_for_its_backoff_new_rows_or_not<C: TestConnection>
                 5 => {
                     seen.fetch_add(1, Ordering::SeqCst);
                 }
-                6 if message.object_identifier == 1 => {
-                    conn.batch_execute(dead_lease(conn.dialect()))?
-                }
+                6 if message.object_identifier == 1 => write_dead_lease(conn)?,
                 _ => {}
             }
             Ok::<_, Error>(())
@@ -126,8 +130,7 @@ fn a_flush_leaves_a_dead_workers_shard_alone<C: TestConnection>(conn: &mut C) {
             Ok::<_, Error>(())
         },
     ));
-    conn.batch_execute(dead_lease(conn.dialect()))
-        .expect("a dead worker's lease");
+    write_dead_lease(conn).expect("a dead worker's lease");
     outbox
         .context(conn, |ctx| {
             ctx.write(CellOutbox::new(Category::OrganizationUpdate, 5, 1))?;

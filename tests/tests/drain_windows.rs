@@ -262,8 +262,9 @@ fn a_flush_is_bounded_by_its_own_shards_newest_row<C: TestConnection>(conn: &mut
         move |conn: &mut C, message: &OutboxMessage| {
             log.lock().expect("log").push(message.id);
             if late.fetch_add(1, Ordering::SeqCst) == 0 {
-                // Row 50 of the same shard arrives while the flush delivers row 1.
-                conn.batch_execute(&format!(
+                // Row 50 of the same shard arrives while the flush delivers row 1 (written
+                // by hand, past the guard, to choose its id).
+                let late_row = format!(
                     "INSERT INTO cell_outboxes (id, shard_scope, shard_identifier, category, \
                      object_identifier, scheduled_from, scheduled_for, date_added) \
                      VALUES (50, 0, 1, 1, 2, {now}, {now}, {now})",
@@ -272,24 +273,32 @@ fn a_flush_is_bounded_by_its_own_shards_newest_row<C: TestConnection>(conn: &mut
                     } else {
                         "CURRENT_TIMESTAMP"
                     }
-                ))?;
+                );
+                diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(&late_row))?;
             }
             Ok::<_, Error>(())
         },
     );
     let (outbox, _clock) = manual(receivers);
     commit(conn, row(1, 1, "a"));
-    conn.batch_execute(
-        "INSERT INTO cell_outboxes (id, shard_scope, shard_identifier, category, \
-         object_identifier, scheduled_from, scheduled_for, date_added) \
-         VALUES (1000, 0, 2, 1, 9, '2026-01-01 00:00:00', '2016-08-01 00:00:00', \
-         '2026-01-01 00:00:00')",
-    )
+    diesel_outbox::guard::allow(conn, |conn| {
+        conn.batch_execute(
+            "INSERT INTO cell_outboxes (id, shard_scope, shard_identifier, category, \
+             object_identifier, scheduled_from, scheduled_for, date_added) \
+             VALUES (1000, 0, 2, 1, 9, '2026-01-01 00:00:00', '2016-08-01 00:00:00', \
+             '2026-01-01 00:00:00')",
+        )
+    })
     .expect("another shard's row with a higher id");
     outbox.flush_shards(conn, &[shard(1)]).expect("flushes");
     assert_eq!(*delivered.lock().expect("log"), vec![1]);
     let left: Vec<i64> = conn.cell_rows().iter().map(|r| r.id).collect();
     assert_eq!(left, vec![50, 1000], "row 50 came after the flush started");
+}
+
+/// Runs `sql`, which writes the outbox table by hand, past the guard.
+fn by_hand<C: TestConnection>(conn: &mut C, sql: &str) -> diesel::QueryResult<()> {
+    diesel_outbox::guard::allow(conn, |conn| conn.batch_execute(sql))
 }
 
 /// Rows written by SQL that the drain cannot read: each is its shard's failure, naming
@@ -335,15 +344,14 @@ fn an_unreadable_row_fails_only_its_shard<C: TestConnection>(conn: &mut C) {
             insert(201, 3, "'2016-08-01 00:00:00'", "CAST(X'FF' AS TEXT)"),
         ),
     };
-    conn.batch_execute(&bad_schedule).expect("bad row");
+    // Corrupt rows no application can write: past the guard.
+    by_hand(conn, &bad_schedule).expect("bad row");
     if conn.dialect() == Dialect::Sqlite {
         // 'not a date' sorts after every date: make the shard due with a second row.
-        conn.batch_execute(&insert(101, 2, "'2016-08-01 00:00:00'", "NULL"))
-            .expect("due row");
+        by_hand(conn, &insert(101, 2, "'2016-08-01 00:00:00'", "NULL")).expect("due row");
     }
-    conn.batch_execute(&insert(200, 3, "'2016-08-01 00:00:00'", "NULL"))
-        .expect("good row");
-    conn.batch_execute(&bad_second).expect("bad row");
+    by_hand(conn, &insert(200, 3, "'2016-08-01 00:00:00'", "NULL")).expect("good row");
+    by_hand(conn, &bad_second).expect("bad row");
     commit(conn, row(4, 4, "healthy"));
 
     let report = outbox.drain_due_shards(conn).expect("the round goes on");

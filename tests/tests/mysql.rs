@@ -387,7 +387,7 @@ fn a_second_drain_prepares_no_statement() {
     let Some(db) = database() else { return };
     let mut conn = db.connect();
     let log = CacheLog::default();
-    conn.set_instrumentation(log.clone());
+    diesel_outbox::guard::Guard::instrument(&mut conn, log.clone());
     let outbox = Outbox::builder(Receivers::new().cell(
         Category::OrganizationUpdate,
         |_: &mut MysqlConnection, _: &OutboxMessage| Ok::<_, Error>(()),

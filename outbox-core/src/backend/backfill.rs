@@ -38,10 +38,17 @@ diesel::table! {
     }
 }
 
+/// A model's backfill as the statements hand it over. Its row type stays inside the
+/// crate: a type that public signatures reach and that is `Selectable` over the
+/// library's table would hand that table to anyone (`Column::Table`), and a `DELETE` of
+/// it would compile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredBackfill(pub(crate) BackfillRow);
+
 /// One model's backfill as stored (see the migration for each column's meaning).
 #[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = outbox_backfills)]
-pub struct BackfillRow {
+pub(crate) struct BackfillRow {
     /// `cell_outboxes` or `control_outboxes`.
     pub outbox_table: String,
     /// The model's table.
@@ -131,15 +138,15 @@ pub trait BackfillStatements {
         token: Token<'_>,
         table: OutboxTable,
         model: &str,
-    ) -> QueryResult<Option<BackfillRow>>;
+    ) -> QueryResult<Option<StoredBackfill>>;
 
     /// Writes a row back.
     #[doc(hidden)]
-    fn save_backfill(&mut self, token: Token<'_>, row: &BackfillRow) -> QueryResult<()>;
+    fn save_backfill(&mut self, token: Token<'_>, row: &StoredBackfill) -> QueryResult<()>;
 
     /// Every row, by table and model.
     #[doc(hidden)]
-    fn load_backfills(&mut self, token: Token<'_>) -> QueryResult<Vec<BackfillRow>>;
+    fn load_backfills(&mut self, token: Token<'_>) -> QueryResult<Vec<StoredBackfill>>;
 
     /// Asks for the model's backfill now, at `rows_per_second` if given; how many rows
     /// matched (0: no such model).
@@ -215,17 +222,22 @@ macro_rules! backfill_statements {
                 _token: Token<'_>,
                 table: OutboxTable,
                 model: &str,
-            ) -> QueryResult<Option<BackfillRow>> {
+            ) -> QueryResult<Option<StoredBackfill>> {
                 use outbox_backfills::dsl;
                 let $query = dsl::outbox_backfills
                     .filter(dsl::outbox_table.eq(table.name()))
                     .filter(dsl::model.eq(model))
                     .select(BackfillRow::as_select());
-                $lock.first(self).optional()
+                Ok($lock.first(self).optional()?.map(StoredBackfill))
             }
 
-            fn save_backfill(&mut self, _token: Token<'_>, row: &BackfillRow) -> QueryResult<()> {
+            fn save_backfill(
+                &mut self,
+                _token: Token<'_>,
+                stored: &StoredBackfill,
+            ) -> QueryResult<()> {
                 use outbox_backfills::dsl;
+                let row = &stored.0;
                 diesel::update(
                     dsl::outbox_backfills
                         .filter(dsl::outbox_table.eq(&row.outbox_table))
@@ -249,12 +261,13 @@ macro_rules! backfill_statements {
                 Ok(())
             }
 
-            fn load_backfills(&mut self, _token: Token<'_>) -> QueryResult<Vec<BackfillRow>> {
+            fn load_backfills(&mut self, _token: Token<'_>) -> QueryResult<Vec<StoredBackfill>> {
                 use outbox_backfills::dsl;
-                dsl::outbox_backfills
+                let rows: Vec<BackfillRow> = dsl::outbox_backfills
                     .select(BackfillRow::as_select())
                     .order((dsl::outbox_table, dsl::model))
-                    .load(self)
+                    .load(self)?;
+                Ok(rows.into_iter().map(StoredBackfill).collect())
             }
 
             fn request_backfill(

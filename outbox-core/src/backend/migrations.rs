@@ -1,5 +1,6 @@
 //! Creating the library's tables.
 
+use super::guard;
 use super::OutboxConnection;
 use crate::key::error::Result;
 
@@ -18,5 +19,5 @@ use crate::key::error::Result;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run_migrations<C: OutboxConnection>(conn: &mut C) -> Result<()> {
-    conn.run_outbox_migrations()
+    guard::as_library(conn, |conn| conn.run_outbox_migrations())
 }

@@ -11,6 +11,8 @@
 //! * [`sql`]: the pieces of SQL text and the row types the backends share;
 //! * `shared`: the statements that are the same on every backend, written once;
 //! * [`transaction`]: reading and unwinding diesel's transaction depth;
+//! * [`guard`]: the runtime guard, which reports writes of protected tables that break
+//!   the outbox's rules, and the scope through which the library marks its own statements;
 //! * [`migrations`]: the embedded migrations and [`run_migrations`](migrations::run_migrations);
 //! * `sqlite`, `postgres`, `mysql`: the backends; `sqlite_options`: the SQLite settings
 //!   the outbox relies on (WAL, a busy timeout).
@@ -31,6 +33,7 @@ use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 pub(crate) mod applied;
 pub(crate) mod backfill;
 pub(crate) mod claim;
+pub(crate) mod guard;
 pub(crate) mod inspect;
 pub(crate) mod migrations;
 #[cfg(feature = "mysql")]

@@ -50,7 +50,7 @@ use super::{OutboxConnection, Sealed};
 use crate::key::error::{Error, Result};
 use crate::key::shard::{OutboxTable, Shard, ShardKey};
 use crate::key::token::Token;
-use crate::row::insert::{NewCellOutbox, NewControlOutbox};
+use crate::row::insert::{CellValues, ControlValues, NewCellOutbox, NewControlOutbox};
 use crate::row::payload::JsonPayload;
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 use crate::row::schema::sql_types::PayloadJson;
@@ -119,10 +119,10 @@ impl OutboxConnection for MysqlConnection {
             // One row: a fixed statement, which diesel caches as a prepared statement.
             match chunk {
                 [row] => diesel::insert_into(cell_outboxes::table)
-                    .values(row)
+                    .values(CellValues::of(row))
                     .execute(conn),
                 _ => diesel::insert_into(cell_outboxes::table)
-                    .values(chunk)
+                    .values(chunk.iter().map(CellValues::of).collect::<Vec<_>>())
                     .execute(conn),
             }
         })
@@ -142,10 +142,10 @@ impl OutboxConnection for MysqlConnection {
         };
         insert_within_packets(self, rows, &sized, |conn, chunk| match chunk {
             [row] => diesel::insert_into(control_outboxes::table)
-                .values(row)
+                .values(ControlValues::of(row))
                 .execute(conn),
             _ => diesel::insert_into(control_outboxes::table)
-                .values(chunk)
+                .values(chunk.iter().map(ControlValues::of).collect::<Vec<_>>())
                 .execute(conn),
         })
     }
@@ -820,21 +820,23 @@ impl OutboxConnection for MysqlConnection {
     }
 
     fn load_cell_records(&mut self, _token: Token<'_>) -> QueryResult<Vec<CellOutboxRecord>> {
+        use crate::row::record::CELL_COLUMNS;
         use crate::row::schema::cell_outboxes;
-        use diesel::{QueryDsl, SelectableHelper};
+        use diesel::QueryDsl;
         cell_outboxes::table
-            .select(CellOutboxRecord::as_select())
+            .select(CELL_COLUMNS)
             .order(cell_outboxes::id)
-            .load(self)
+            .load::<CellOutboxRecord>(self)
     }
 
     fn load_control_records(&mut self, _token: Token<'_>) -> QueryResult<Vec<ControlOutboxRecord>> {
+        use crate::row::record::CONTROL_COLUMNS;
         use crate::row::schema::control_outboxes;
-        use diesel::{QueryDsl, SelectableHelper};
+        use diesel::QueryDsl;
         control_outboxes::table
-            .select(ControlOutboxRecord::as_select())
+            .select(CONTROL_COLUMNS)
             .order(control_outboxes::id)
-            .load(self)
+            .load::<ControlOutboxRecord>(self)
     }
 
     fn retry_shard_now(

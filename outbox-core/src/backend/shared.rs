@@ -105,18 +105,19 @@ macro_rules! shared_statements {
             rows: &[$crate::row::insert::NewCellOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
-            use $crate::row::insert::NewCellOutbox;
+            use $crate::row::insert::{CellValues, NewCellOutbox};
             use $crate::row::schema::cell_outboxes;
             // One row: a fixed statement, which diesel caches as a prepared statement.
             if let [row] = rows {
                 diesel::insert_into(cell_outboxes::table)
-                    .values(row)
+                    .values(CellValues::of(row))
                     .execute(self)?;
                 return Ok(());
             }
             for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewCellOutbox::BINDS) {
+                let values: Vec<_> = chunk.iter().map(CellValues::of).collect();
                 diesel::insert_into(cell_outboxes::table)
-                    .values(chunk)
+                    .values(values)
                     .execute(self)?;
             }
             Ok(())
@@ -128,17 +129,18 @@ macro_rules! shared_statements {
             rows: &[$crate::row::insert::NewControlOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
-            use $crate::row::insert::NewControlOutbox;
+            use $crate::row::insert::{ControlValues, NewControlOutbox};
             use $crate::row::schema::control_outboxes;
             if let [row] = rows {
                 diesel::insert_into(control_outboxes::table)
-                    .values(row)
+                    .values(ControlValues::of(row))
                     .execute(self)?;
                 return Ok(());
             }
             for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewControlOutbox::BINDS) {
+                let values: Vec<_> = chunk.iter().map(ControlValues::of).collect();
                 diesel::insert_into(control_outboxes::table)
-                    .values(chunk)
+                    .values(values)
                     .execute(self)?;
             }
             Ok(())
@@ -419,26 +421,26 @@ macro_rules! shared_statements {
             &mut self,
             _token: $crate::key::token::Token<'_>,
         ) -> diesel::QueryResult<Vec<$crate::row::record::CellOutboxRecord>> {
-            use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
-            use $crate::row::record::CellOutboxRecord;
+            use diesel::{QueryDsl, RunQueryDsl};
+            use $crate::row::record::{CellOutboxRecord, CELL_COLUMNS};
             use $crate::row::schema::cell_outboxes;
             cell_outboxes::table
-                .select(CellOutboxRecord::as_select())
+                .select(CELL_COLUMNS)
                 .order(cell_outboxes::id)
-                .load(self)
+                .load::<CellOutboxRecord>(self)
         }
 
         fn load_control_records(
             &mut self,
             _token: $crate::key::token::Token<'_>,
         ) -> diesel::QueryResult<Vec<$crate::row::record::ControlOutboxRecord>> {
-            use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
-            use $crate::row::record::ControlOutboxRecord;
+            use diesel::{QueryDsl, RunQueryDsl};
+            use $crate::row::record::{ControlOutboxRecord, CONTROL_COLUMNS};
             use $crate::row::schema::control_outboxes;
             control_outboxes::table
-                .select(ControlOutboxRecord::as_select())
+                .select(CONTROL_COLUMNS)
                 .order(control_outboxes::id)
-                .load(self)
+                .load::<ControlOutboxRecord>(self)
         }
 
         fn discard_parked(

@@ -23,6 +23,7 @@ use super::hooks::Deleted;
 use super::request::{ApplyOutcome, ApplyRequest, Change, ModelState};
 use super::tombstone::record_tombstones;
 use crate::backend::applied::AppliedChange;
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::category::OutboxCategory;
 use crate::key::error::{BoxError, Error};
@@ -631,7 +632,9 @@ impl<C: OutboxConnection> Appliers<C> {
         conn: &mut C,
         before: chrono::NaiveDateTime,
     ) -> Result<usize, Error> {
-        Ok(conn.forget_applied_deletions(Token::new(), before)?)
+        Ok(guard::as_library(conn, |conn| {
+            conn.forget_applied_deletions(Token::new(), before)
+        })?)
     }
 
     /// How many (outbox, category) pairs are accepted.
@@ -851,7 +854,9 @@ impl<C: OutboxConnection> Appliers<C> {
                     deleted: requests[index].is_deletion(),
                 })
                 .collect();
-            let recorded = conn.record_applied(Token::new(), caller, table_name, &changes, now)?;
+            let recorded = guard::as_library(conn, |conn| {
+                conn.record_applied(Token::new(), caller, table_name, &changes, now)
+            })?;
             for (&index, recorded) in candidates.iter().zip(recorded) {
                 newer[index] = recorded;
             }

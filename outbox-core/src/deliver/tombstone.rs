@@ -6,6 +6,7 @@
 //! deletion hooks cascade from them. Both are idempotent: one tombstone per (table name,
 //! object identifier), however often the deletion is delivered.
 
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::Result;
 use crate::key::token::Token;
@@ -35,7 +36,9 @@ pub fn record_tombstones<C: OutboxConnection>(
         return Ok(0);
     }
     let now = chrono::Utc::now().naive_utc();
-    Ok(conn.insert_tombstones(Token::new(), table, table_name, object_identifiers, now)?)
+    Ok(guard::as_library(conn, |conn| {
+        conn.insert_tombstones(Token::new(), table, table_name, object_identifiers, now)
+    })?)
 }
 
 /// The tombstones of `table`, oldest first; only those of `table_name` if given.
@@ -44,5 +47,8 @@ pub fn tombstones<C: OutboxConnection>(
     table: TombstoneTable,
     table_name: Option<&str>,
 ) -> Result<Vec<Tombstone>> {
-    Ok(conn.load_tombstones(Token::new(), table, table_name)?)
+    let loaded = guard::as_library(conn, |conn| {
+        conn.load_tombstones(Token::new(), table, table_name)
+    });
+    Ok(loaded?)
 }

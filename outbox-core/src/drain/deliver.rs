@@ -4,6 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use super::plan::{ShardPlan, Step};
+use crate::backend::guard::{self, Scope};
 use crate::backend::transaction;
 use crate::backend::OutboxConnection;
 use crate::deliver::receiver::{Handler, Receivers};
@@ -137,7 +138,8 @@ impl Outcome {
 }
 
 /// Runs a receiver call with its panics caught and the connection's transaction depth
-/// restored: a panic inside a transaction of the receiver's own leaves it open.
+/// restored: a panic inside a transaction of the receiver's own leaves it open. The
+/// receiver is application code: the guard checks its statements.
 fn guarded<C: OutboxConnection>(
     conn: &mut C,
     call: impl FnOnce(&mut C) -> Result<(), Outcome>,
@@ -145,7 +147,8 @@ fn guarded<C: OutboxConnection>(
     let depth = transaction::depth(conn).unwrap_or(0);
     // The receiver's state is its own; the connection is rolled back on failure, so
     // observing it after a panic is fine.
-    let outcome = match panic::catch_unwind(AssertUnwindSafe(|| call(&mut *conn))) {
+    let application = || guard::within(&mut *conn, Scope::application, call);
+    let outcome = match panic::catch_unwind(AssertUnwindSafe(application)) {
         Ok(outcome) => outcome,
         Err(panic) => Err(Outcome::Panicked(panic_message(&*panic))),
     };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::batch;
 use super::report::DrainReport;
 use super::Drainer;
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::Error;
 use crate::key::shard::{OutboxTable, ShardKey};
@@ -37,6 +38,14 @@ pub(crate) fn flush_after_commit<C: OutboxConnection>(
 /// failing or skipped shard is left to the periodic drain: the flush never waits, and
 /// never runs a failing receiver again on a writer's thread.
 pub(crate) fn flush<C: OutboxConnection>(
+    drainer: &Drainer<C>,
+    conn: &mut C,
+    shards: &[ShardKey],
+) -> Result<DrainReport, Error> {
+    guard::as_library(conn, |conn| flush_shards(drainer, conn, shards))
+}
+
+fn flush_shards<C: OutboxConnection>(
     drainer: &Drainer<C>,
     conn: &mut C,
     shards: &[ShardKey],

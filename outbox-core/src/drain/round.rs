@@ -12,6 +12,7 @@ use super::recover::without_abandoned;
 use super::report::DrainReport;
 use super::Drainer;
 use crate::backend::claim::DueScan;
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::Error;
 use crate::key::shard::OutboxTable;
@@ -33,18 +34,21 @@ pub(crate) enum Schedules {
     IgnoreUpTo(i64),
 }
 
-/// Drains the due shards of `due`'s tables.
+/// Drains the due shards of `due`'s tables: the library's statements, but for the
+/// receivers'.
 pub(crate) fn drain_due<C: OutboxConnection>(
     drainer: &Drainer<C>,
     conn: &mut C,
     due: &DueShards,
     schedules: Schedules,
 ) -> Result<DrainReport, Error> {
-    let mut report = DrainReport::default();
-    for &table in &due.tables {
-        drain_table(drainer, conn, table, due, schedules, &mut report)?;
-    }
-    Ok(report)
+    guard::as_library(conn, |conn| {
+        let mut report = DrainReport::default();
+        for &table in &due.tables {
+            drain_table(drainer, conn, table, due, schedules, &mut report)?;
+        }
+        Ok(report)
+    })
 }
 
 fn drain_table<C: OutboxConnection>(

@@ -21,7 +21,8 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta};
 
 use super::Outbox;
-use crate::backend::backfill::BackfillRow;
+use crate::backend::backfill::{BackfillRow, StoredBackfill};
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::{BackfillProblem, Error, Result};
 use crate::key::shard::OutboxTable;
@@ -277,7 +278,7 @@ impl<C: OutboxConnection> Outbox<C> {
         }
         let now = self.clock().now();
         self.declare_backfills(conn, now)?;
-        let rows = conn.load_backfills(Token::new())?;
+        let rows = stored_rows(conn)?;
         for (model, row) in self.candidates(&rows, options, &mut report) {
             if row.next_batch_at > now {
                 earliest(&mut report.next_batch_at, row.next_batch_at);
@@ -311,13 +312,15 @@ impl<C: OutboxConnection> Outbox<C> {
                 Err(error) => {
                     let retry_at = now + delta(options.retry_after);
                     let text = error.to_string();
-                    conn.record_backfill_failure(
-                        Token::new(),
-                        model.table,
-                        model.name,
-                        &text,
-                        retry_at,
-                    )?;
+                    guard::as_library(conn, |conn| {
+                        conn.record_backfill_failure(
+                            Token::new(),
+                            model.table,
+                            model.name,
+                            &text,
+                            retry_at,
+                        )
+                    })?;
                     tracing::warn!(model = model.name, table = %model.table, error = %text, "outbox backfill: a batch failed");
                     earliest(&mut report.next_batch_at, retry_at);
                     report.failures.push(BackfillFailure {
@@ -337,7 +340,7 @@ impl<C: OutboxConnection> Outbox<C> {
     /// stored version of a model no longer declared, is the status's
     /// [`problem`](BackfillStatus::problem).
     pub fn backfill_status(&self, conn: &mut C) -> Result<Vec<BackfillStatus>> {
-        let rows = conn.load_backfills(Token::new())?;
+        let rows = stored_rows(conn)?;
         let models = self.shared.backfills.models();
         let covered: HashSet<OutboxTable> = models.iter().map(|model| model.table).collect();
         let mut statuses = Vec::new();
@@ -377,7 +380,10 @@ impl<C: OutboxConnection> Outbox<C> {
     ) -> Result<bool> {
         let rate = rows_per_second.map(|rate| i32::try_from(rate).unwrap_or(i32::MAX));
         let now = self.clock().now();
-        Ok(conn.request_backfill(Token::new(), table, model, rate, now)? > 0)
+        let requested = guard::as_library(conn, |conn| {
+            conn.request_backfill(Token::new(), table, model, rate, now)
+        })?;
+        Ok(requested > 0)
     }
 
     /// Records the declared versions, once per outbox (and again after a model's row went
@@ -396,7 +402,9 @@ impl<C: OutboxConnection> Outbox<C> {
                     .map(|model| (model.name, model.version))
                     .collect();
                 if !declared.is_empty() {
-                    conn.declare_backfills(Token::new(), table, &declared, now)?;
+                    guard::as_library(conn, |conn| {
+                        conn.declare_backfills(Token::new(), table, &declared, now)
+                    })?;
                 }
             }
             Ok::<_, Error>(())
@@ -484,7 +492,7 @@ impl<C: OutboxConnection> Outbox<C> {
             notify: self.shared.notify,
         };
         let (outcome, committed) = context::run_recorded(conn, &settings, |ctx| {
-            let Some(mut row) =
+            let Some(StoredBackfill(mut row)) =
                 ctx.connection()
                     .lock_backfill(Token::new(), model.table, model.name)?
             else {
@@ -525,7 +533,11 @@ impl<C: OutboxConnection> Outbox<C> {
             } else {
                 row.next_batch_at = throttle(row.next_batch_at, start, page.objects, rate);
             }
-            ctx.connection().save_backfill(Token::new(), &row)?;
+            let stored = StoredBackfill(row);
+            guard::as_library(ctx.connection(), |conn| {
+                conn.save_backfill(Token::new(), &stored)
+            })?;
+            let row = stored.0;
             Ok(Outcome::Batch(BackfillBatch {
                 table: model.table,
                 model: model.name,
@@ -610,4 +622,13 @@ mod tests {
         assert_eq!(options.batch_limit(None), 500);
         assert_eq!(options.batch_limit(Some(0)), 500);
     }
+}
+
+/// Every model's stored backfill.
+fn stored_rows<C: OutboxConnection>(conn: &mut C) -> Result<Vec<BackfillRow>> {
+    Ok(conn
+        .load_backfills(Token::new())?
+        .into_iter()
+        .map(|stored| stored.0)
+        .collect())
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::Outbox;
 use crate::backend::claim::LeaseInfo;
+use crate::backend::guard;
 use crate::backend::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use crate::backend::parked::{ParkedCounts, ParkedGroup, ParkedKey};
 use crate::backend::state::ShardState;
@@ -87,7 +88,7 @@ impl<C: OutboxConnection> Outbox<C> {
             deepest_shard: self.shard_depths(conn, table, 1)?.into_iter().next(),
             stuck_shards: states.iter().filter(|state| is_stuck(state)).count() as u64,
             skipped_shards: states.iter().filter(|state| state.skipped).count() as u64,
-            parked: conn.parked_counts(Token::new(), table)?,
+            parked: guard::as_library(conn, |conn| conn.parked_counts(Token::new(), table))?,
             unreadable_rows: crate::drain::unreadable::find(self.drainer(), conn, table)?.len()
                 as u64,
             leases: leases.len() as u64,
@@ -100,13 +101,17 @@ impl<C: OutboxConnection> Outbox<C> {
     /// that [`TableStatus::unreadable_rows`] counts. Whether the row exists.
     pub fn repair_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
         let now = self.clock().now();
-        Ok(conn.repair_row(Token::new(), table, id, now)?)
+        Ok(guard::as_library(conn, |conn| {
+            conn.repair_row(Token::new(), table, id, now)
+        })?)
     }
 
     /// Deletes row `id` of `table` without delivering it: an operator's decision, for a
     /// row that cannot be read or contradicts the declaration. Whether it existed.
     pub fn discard_row(&self, conn: &mut C, table: OutboxTable, id: i64) -> Result<bool> {
-        Ok(conn.discard_row(Token::new(), table, id)?)
+        Ok(guard::as_library(conn, |conn| {
+            conn.discard_row(Token::new(), table, id)
+        })?)
     }
 
     /// The leases of `table`, oldest first: the batches being delivered now, each with its
@@ -127,12 +132,14 @@ impl<C: OutboxConnection> Outbox<C> {
         limit: usize,
     ) -> Result<Vec<ShardDepth>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.shard_depths(Token::new(), table, limit)?)
+        let depths = guard::as_library(conn, |conn| conn.shard_depths(Token::new(), table, limit));
+        Ok(depths?)
     }
 
     /// The rows of `table` per category, by category number.
     pub fn category_depths(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<CategoryDepth>> {
-        Ok(conn.category_depths(Token::new(), table)?)
+        let depths = guard::as_library(conn, |conn| conn.category_depths(Token::new(), table));
+        Ok(depths?)
     }
 
     /// The oldest row of `table` still to be delivered: due now (by the outbox's clock)
@@ -140,7 +147,8 @@ impl<C: OutboxConnection> Outbox<C> {
     /// late.
     pub fn oldest_due_row(&self, conn: &mut C, table: OutboxTable) -> Result<Option<OldestRow>> {
         let now = self.clock().now();
-        Ok(conn.oldest_due_row(Token::new(), table, now)?)
+        let oldest = guard::as_library(conn, |conn| conn.oldest_due_row(Token::new(), table, now));
+        Ok(oldest?)
     }
 
     /// The shards of `table` that are failing now, most attempts first, each with its
@@ -160,7 +168,8 @@ impl<C: OutboxConnection> Outbox<C> {
         limit: usize,
     ) -> Result<Vec<ParkedGroup>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.load_parked(Token::new(), table, limit)?)
+        let parked = guard::as_library(conn, |conn| conn.load_parked(Token::new(), table, limit));
+        Ok(parked?)
     }
 
     /// Returns a parked group's rows to the outbox, with their ids: they are due at once
@@ -185,7 +194,9 @@ impl<C: OutboxConnection> Outbox<C> {
     /// Deletes a parked group's rows without delivering them: an operator's decision, for
     /// a change that must never be delivered. How many rows were deleted.
     pub fn discard_parked(&self, conn: &mut C, key: &ParkedKey) -> Result<usize> {
-        let discarded = conn.discard_parked(Token::new(), key.table(), Some(key))?;
+        let discarded = guard::as_library(conn, |conn| {
+            conn.discard_parked(Token::new(), key.table(), Some(key))
+        })?;
         tracing::warn!(key = %key, rows = discarded, "parked outbox rows discarded by an operator");
         Ok(discarded)
     }
@@ -193,7 +204,8 @@ impl<C: OutboxConnection> Outbox<C> {
     /// Deletes every parked row of `table` without delivering it (see
     /// [`discard_parked`](Self::discard_parked)).
     pub fn discard_all_parked(&self, conn: &mut C, table: OutboxTable) -> Result<usize> {
-        let discarded = conn.discard_parked(Token::new(), table, None)?;
+        let discarded =
+            guard::as_library(conn, |conn| conn.discard_parked(Token::new(), table, None))?;
         tracing::warn!(%table, rows = discarded, "every parked outbox row discarded by an operator");
         Ok(discarded)
     }
@@ -204,13 +216,16 @@ impl<C: OutboxConnection> Outbox<C> {
     /// stored state; a healthy shard has none and is due anyway.
     pub fn retry_shard_now(&self, conn: &mut C, shard: &ShardKey) -> Result<bool> {
         let now = self.clock().now();
-        Ok(conn.drain_transaction(Token::new(), |conn| {
-            let found = conn.retry_shard_now(Token::new(), shard, now)?;
-            if found {
-                conn.notify_rows_written(Token::new())?;
-            }
-            Ok::<_, diesel::result::Error>(found)
-        })?)
+        let found = guard::as_library(conn, |conn| {
+            conn.drain_transaction(Token::new(), |conn| {
+                let found = conn.retry_shard_now(Token::new(), shard, now)?;
+                if found {
+                    conn.notify_rows_written(Token::new())?;
+                }
+                Ok::<_, diesel::result::Error>(found)
+            })
+        });
+        Ok(found?)
     }
 
     /// Reads [`status`](Self::status) and reports it to the outbox's metrics as gauges:
@@ -256,12 +271,14 @@ fn restore<C: OutboxConnection>(
     table: OutboxTable,
     key: Option<&ParkedKey>,
 ) -> Result<usize> {
-    let restored = conn.drain_transaction(Token::new(), |conn| {
-        let restored = conn.restore_parked(Token::new(), table, key)?;
-        if restored > 0 {
-            conn.notify_rows_written(Token::new())?;
-        }
-        Ok::<_, diesel::result::Error>(restored)
+    let restored = guard::as_library(conn, |conn| {
+        conn.drain_transaction(Token::new(), |conn| {
+            let restored = conn.restore_parked(Token::new(), table, key)?;
+            if restored > 0 {
+                conn.notify_rows_written(Token::new())?;
+            }
+            Ok::<_, diesel::result::Error>(restored)
+        })
     })?;
     match key {
         Some(key) => {

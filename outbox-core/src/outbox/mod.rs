@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::claim::DueScan;
+use crate::backend::guard;
 use crate::backend::state::ShardState;
 use crate::backend::OutboxConnection;
 use crate::deliver::receiver::Receivers;
@@ -212,7 +213,10 @@ impl<C: OutboxConnection> Outbox<C> {
                 lease_seconds: options.lease_seconds(),
             };
             let now = self.shared.drainer.clock.now();
-            shards.extend(conn.due_shards(Token::new(), table, &scan, now)?);
+            let due = guard::as_library(conn, |conn| {
+                conn.due_shards(Token::new(), table, &scan, now)
+            });
+            shards.extend(due?);
         }
         Ok(shards)
     }
@@ -231,7 +235,8 @@ impl<C: OutboxConnection> Outbox<C> {
         table: OutboxTable,
         parts: usize,
     ) -> Result<Vec<Range<i64>>> {
-        let Some((lo, hi)) = conn.outbox_id_bounds(Token::new(), table)? else {
+        let bounds = guard::as_library(conn, |conn| conn.outbox_id_bounds(Token::new(), table));
+        let Some((lo, hi)) = bounds? else {
             return Ok(Vec::new());
         };
         Ok(split(lo..hi.saturating_add(1), parts))
@@ -241,14 +246,20 @@ impl<C: OutboxConnection> Outbox<C> {
     /// from now on each key's older rows are deleted without delivery and its newest row
     /// is kept, so that [`unskip_shard`](Self::unskip_shard) delivers the latest state.
     pub fn skip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
-        let now = self.shared.drainer.clock.now();
-        Ok(conn.set_skipped(Token::new(), shard, true, now)?)
+        self.set_skipped(conn, shard, true)
     }
 
     /// Turns the kill switch off for `shard`: it is due at once.
     pub fn unskip_shard(&self, conn: &mut C, shard: &ShardKey) -> Result<()> {
+        self.set_skipped(conn, shard, false)
+    }
+
+    fn set_skipped(&self, conn: &mut C, shard: &ShardKey, skipped: bool) -> Result<()> {
         let now = self.shared.drainer.clock.now();
-        Ok(conn.set_skipped(Token::new(), shard, false, now)?)
+        let set = guard::as_library(conn, |conn| {
+            conn.set_skipped(Token::new(), shard, skipped, now)
+        });
+        Ok(set?)
     }
 
     /// Whether the kill switch skips `shard`.
@@ -261,18 +272,23 @@ impl<C: OutboxConnection> Outbox<C> {
     /// What is stored about `shard`: its backoff, failures and kill switch; `None` for a
     /// healthy shard.
     pub fn shard_state(&self, conn: &mut C, shard: &ShardKey) -> Result<Option<ShardState>> {
-        let states = conn.load_shard_states(
-            Token::new(),
-            shard.table(),
-            Some(std::slice::from_ref(shard)),
-        )?;
+        let states = guard::as_library(conn, |conn| {
+            conn.load_shard_states(
+                Token::new(),
+                shard.table(),
+                Some(std::slice::from_ref(shard)),
+            )
+        })?;
         Ok(states.into_iter().next())
     }
 
     /// Every stored shard state of `table`: failing shards first (most attempts), then
     /// skipped ones.
     pub fn shard_states(&self, conn: &mut C, table: OutboxTable) -> Result<Vec<ShardState>> {
-        Ok(conn.load_shard_states(Token::new(), table, None)?)
+        let states = guard::as_library(conn, |conn| {
+            conn.load_shard_states(Token::new(), table, None)
+        });
+        Ok(states?)
     }
 
     /// The drain's sizes.

@@ -1,8 +1,10 @@
-//! Test helpers: "run the outboxes", and the outbox tables read whole.
+//! Test helpers: "run the outboxes", the outbox tables read whole, and connections with
+//! the runtime guard.
 
 use std::time::{Duration, Instant};
 
 use super::Outbox;
+use crate::backend::guard::{self, Guard, OnViolation, Protected, ProtectedModels};
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
 use crate::drain::report::DrainReport;
@@ -24,6 +26,14 @@ const WAIT_FOR_HOLDERS: Duration = Duration::from_secs(60);
 /// Fails with [`Error::Undelivered`] as soon as a round has a failure, and with
 /// [`Error::NotDrained`] when rows remain after `max_rounds`.
 pub fn drain_until_empty<C: OutboxConnection>(
+    conn: &mut C,
+    outbox: &Outbox<C>,
+    max_rounds: usize,
+) -> Result<DrainReport> {
+    guard::as_library(conn, |conn| rounds_until_empty(conn, outbox, max_rounds))
+}
+
+fn rounds_until_empty<C: OutboxConnection>(
     conn: &mut C,
     outbox: &Outbox<C>,
     max_rounds: usize,
@@ -73,12 +83,59 @@ fn remaining<C: OutboxConnection>(conn: &mut C) -> Result<u64> {
     Ok(rows)
 }
 
+/// Installs the runtime guard on `conn` for a test: it panics at any write that breaks
+/// the outbox's rules (a table of one of the models `M`, a tuple of replicated models,
+/// written outside an outbox context; an outbox table written outside the library),
+/// before the write runs, whatever the build. Statements a test writes on purpose go in
+/// [`guard::allow`](crate::guard::allow).
+///
+/// ```
+/// # diesel_outbox::outbox_scopes_and_categories! {
+/// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+/// #     pub categories Category { ProjectUpdate = 1 { scope: Organization, silo: cell } }
+/// # }
+/// # diesel::table! { projects (id) { id -> BigInt, organization_id -> BigInt } }
+/// # #[derive(diesel::Queryable, diesel::Selectable, diesel_outbox::ReplicatedCell)]
+/// # #[diesel(table_name = projects)]
+/// # #[outbox(category = Category::ProjectUpdate)]
+/// # struct Project { id: i64, organization_id: i64 }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel::connection::SimpleConnection;
+/// use diesel::SqliteConnection;
+/// use diesel_outbox::testing;
+///
+/// let mut conn = testing::establish::<SqliteConnection, (Project,)>(":memory:")?;
+/// diesel_outbox::run_migrations(&mut conn)?;
+/// conn.batch_execute("CREATE TABLE projects (id BIGINT PRIMARY KEY, organization_id BIGINT)")?;
+/// let bypass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+///     conn.batch_execute("INSERT INTO projects VALUES (1, 7)")
+/// }));
+/// assert!(bypass.is_err(), "no outbox row would record it: the guard panics");
+/// # Ok(()) }
+/// ```
+pub fn install_guard<M: ProtectedModels, C: OutboxConnection>(conn: &mut C) {
+    Guard::new(Protected::models::<M>())
+        .on_violation(OnViolation::Panic)
+        .install(conn);
+}
+
+/// A new connection to `url`, with the guard of [`install_guard`] for the models `M`.
+pub fn establish<C: OutboxConnection, M: ProtectedModels>(url: &str) -> Result<C> {
+    let mut conn = C::establish(url)?;
+    install_guard::<M, C>(&mut conn);
+    Ok(conn)
+}
+
 /// Every row of `cell_outboxes`, in id order.
 pub fn cell_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<CellOutboxRecord>> {
-    Ok(conn.load_cell_records(Token::new())?)
+    Ok(guard::as_library(conn, |conn| {
+        conn.load_cell_records(Token::new())
+    })?)
 }
 
 /// Every row of `control_outboxes`, in id order.
 pub fn control_records<C: OutboxConnection>(conn: &mut C) -> Result<Vec<ControlOutboxRecord>> {
-    Ok(conn.load_control_records(Token::new())?)
+    Ok(guard::as_library(conn, |conn| {
+        conn.load_control_records(Token::new())
+    })?)
 }

@@ -9,6 +9,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::backfill::BackfillOptions;
 use super::Outbox;
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::drain::options::DueShards;
 use crate::key::error::{Error, Result};
@@ -145,7 +146,10 @@ impl Worker {
         // is reported once, at the start, rather than as a stream of failed rounds.
         match pool.get() {
             Ok(mut conn) => {
-                if let Err(error) = conn.check_worker_connection(Token::new()) {
+                let checked = guard::as_library(&mut *conn, |conn| {
+                    conn.check_worker_connection(Token::new())
+                });
+                if let Err(error) = checked {
                     tracing::warn!(%error, "outbox worker: checking a pooled connection failed");
                 }
             }
@@ -303,7 +307,8 @@ where
                     continue;
                 }
             };
-            let own = match conn.listen_for_rows(Token::new()) {
+            let own = match guard::as_library(&mut *conn, |conn| conn.listen_for_rows(Token::new()))
+            {
                 Ok(Some(own)) => own,
                 Ok(None) => {
                     drop(conn);
@@ -318,7 +323,9 @@ where
             match self.listen_on(&mut conn, &own) {
                 // A pooled connection must not keep listening for its next user.
                 Ok(()) => {
-                    if let Err(error) = conn.stop_listening(Token::new()) {
+                    let stopped =
+                        guard::as_library(&mut *conn, |conn| conn.stop_listening(Token::new()));
+                    if let Err(error) = stopped {
                         tracing::warn!(%error, "outbox worker: UNLISTEN failed");
                     }
                 }
@@ -356,7 +363,8 @@ where
     ) -> diesel::QueryResult<()> {
         let deadline = Instant::now() + self.options.poll_interval;
         loop {
-            let payloads = conn.take_notifications(Token::new())?;
+            let payloads =
+                guard::as_library(&mut **conn, |conn| conn.take_notifications(Token::new()))?;
             if payloads.iter().any(|payload| payload == own) {
                 self.signal.wake();
                 return Ok(());

@@ -57,8 +57,11 @@ impl OutboxMessage {
 }
 
 /// A row of `cell_outboxes`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable)]
-#[diesel(table_name = cell_outboxes)]
+///
+/// `Queryable` only, loaded from a private column list: a `Selectable` record would hand out
+/// the private table's diesel type (each column of its selection names it), and with it a
+/// `diesel::delete` of undelivered rows.
+#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable)]
 pub struct CellOutboxRecord {
     /// Order of writing.
     pub id: i64,
@@ -80,9 +83,8 @@ pub struct CellOutboxRecord {
     pub date_added: NaiveDateTime,
 }
 
-/// A row of `control_outboxes`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable)]
-#[diesel(table_name = control_outboxes)]
+/// A row of `control_outboxes` (`Queryable` only, as [`CellOutboxRecord`]).
+#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable)]
 pub struct ControlOutboxRecord {
     /// Order of writing.
     pub id: i64,
@@ -105,6 +107,54 @@ pub struct ControlOutboxRecord {
     /// The target cell.
     pub cell_name: String,
 }
+
+/// The columns of `cell_outboxes`, in [`CellOutboxRecord`]'s field order.
+pub(crate) const CELL_COLUMNS: (
+    cell_outboxes::id,
+    cell_outboxes::shard_scope,
+    cell_outboxes::shard_identifier,
+    cell_outboxes::category,
+    cell_outboxes::object_identifier,
+    cell_outboxes::payload,
+    cell_outboxes::scheduled_from,
+    cell_outboxes::scheduled_for,
+    cell_outboxes::date_added,
+) = (
+    cell_outboxes::id,
+    cell_outboxes::shard_scope,
+    cell_outboxes::shard_identifier,
+    cell_outboxes::category,
+    cell_outboxes::object_identifier,
+    cell_outboxes::payload,
+    cell_outboxes::scheduled_from,
+    cell_outboxes::scheduled_for,
+    cell_outboxes::date_added,
+);
+
+/// The columns of `control_outboxes`, in [`ControlOutboxRecord`]'s field order.
+pub(crate) const CONTROL_COLUMNS: (
+    control_outboxes::id,
+    control_outboxes::shard_scope,
+    control_outboxes::shard_identifier,
+    control_outboxes::category,
+    control_outboxes::object_identifier,
+    control_outboxes::payload,
+    control_outboxes::scheduled_from,
+    control_outboxes::scheduled_for,
+    control_outboxes::date_added,
+    control_outboxes::cell_name,
+) = (
+    control_outboxes::id,
+    control_outboxes::shard_scope,
+    control_outboxes::shard_identifier,
+    control_outboxes::category,
+    control_outboxes::object_identifier,
+    control_outboxes::payload,
+    control_outboxes::scheduled_from,
+    control_outboxes::scheduled_for,
+    control_outboxes::date_added,
+    control_outboxes::cell_name,
+);
 
 macro_rules! record_accessors {
     ($record:ty) => {

@@ -7,6 +7,7 @@ use diesel::connection::TransactionManager;
 use diesel::Connection;
 
 use super::buffer::OutboxBuffer;
+use crate::backend::guard::{self, Scope};
 use crate::backend::transaction;
 use crate::backend::OutboxConnection;
 use crate::key::error::{Error, Result};
@@ -88,7 +89,8 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     /// large and not consecutive); like a sequence, a value taken by a transaction that
     /// rolls back may or may not be handed out again, but never to two committed rows.
     pub fn unique_object_identifier(&mut self) -> Result<i64> {
-        Ok(self.conn.next_object_identifier(Token::new())?)
+        let minted = guard::as_library(self.conn, |conn| conn.next_object_identifier(Token::new()));
+        Ok(minted?)
     }
 
     /// How many rows the transaction will insert so far (after coalescing).
@@ -257,7 +259,23 @@ where
     run_in_transaction(conn, None, settings, f)
 }
 
+/// The context's own statements (BEGIN, the outbox rows, COMMIT) are the library's; its
+/// closure runs inside the context, as far as the guard is concerned.
 fn run_in_transaction<C, R, E, F>(
+    conn: &mut C,
+    parent: Option<&mut OutboxBuffer>,
+    settings: &Settings<'_>,
+    f: F,
+) -> Result<(R, Option<Committed>), E>
+where
+    C: OutboxConnection,
+    F: for<'tx> FnOnce(&mut OutboxContext<'tx, C>) -> Result<R, E>,
+    E: From<Error>,
+{
+    guard::as_library(conn, |conn| run_as_library(conn, parent, settings, f))
+}
+
+fn run_as_library<C, R, E, F>(
     conn: &mut C,
     parent: Option<&mut OutboxBuffer>,
     settings: &Settings<'_>,
@@ -282,7 +300,9 @@ where
         poisoned: None,
     };
     // A panic must not leave a transaction open on a connection the caller keeps.
+    let library = guard::enter(ctx.conn, Scope::in_context);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut ctx)));
+    guard::leave(ctx.conn, library);
     let OutboxContext {
         conn,
         mut buffer,

@@ -1,9 +1,11 @@
 //! The write engine: what the generated write methods call. Each writes the model's table
 //! and records the outbox rows in the same context; the hidden path for generated code
-//! only re-exports these.
+//! only re-exports these. The model's own SQL runs as the library's statements: the guard
+//! does not read it.
 
 use super::context::OutboxContext;
 use super::model::{ModelIdentity, ModelWrites, OutboxRows, ReplicatedCell, ReplicatedControl};
+use crate::backend::guard;
 use crate::backend::OutboxConnection;
 use crate::key::error::{Error, Result};
 use crate::key::token::Token;
@@ -67,7 +69,9 @@ where
     let rows = rows_of(models)?;
     check(ctx, &rows)?;
     for chunk in models.chunks(per_statement::<C, M>()) {
-        M::insert_rows(ctx.connection(), chunk, Token::new())?;
+        guard::as_library(ctx.connection(), |conn| {
+            M::insert_rows(conn, chunk, Token::new())
+        })?;
     }
     record(ctx, rows)
 }
@@ -82,7 +86,10 @@ where
     let rows = rows_of(models)?;
     check(ctx, &rows)?;
     for model in models {
-        if M::update_row(ctx.connection(), model, Token::new())? == 0 {
+        let updated = guard::as_library(ctx.connection(), |conn| {
+            M::update_row(conn, model, Token::new())
+        })?;
+        if updated == 0 {
             return Err(Error::ModelNotFound {
                 table: M::TABLE,
                 object_identifier: model.identity(),
@@ -101,7 +108,9 @@ where
     let rows = rows_of(models)?;
     check(ctx, &rows)?;
     for chunk in models.chunks(per_statement::<C, M>()) {
-        M::upsert_rows(ctx.connection(), chunk, Token::new())?;
+        guard::as_library(ctx.connection(), |conn| {
+            M::upsert_rows(conn, chunk, Token::new())
+        })?;
     }
     record(ctx, rows)
 }
@@ -116,7 +125,9 @@ where
 {
     let mut deleted = 0;
     for chunk in object_identifiers.chunks(C::MAX_BIND_PARAMS) {
-        let gone = M::delete_rows(ctx.connection(), chunk, Token::new())?;
+        let gone = guard::as_library(ctx.connection(), |conn| {
+            M::delete_rows(conn, chunk, Token::new())
+        })?;
         deleted += gone.len();
         // The rows are computed from the deleted rows, so only after the DELETE.
         let rows = rows_of(&gone).inspect_err(|error| ctx.poison(error))?;

@@ -37,10 +37,21 @@ use crate::row::write::{CellOutbox, ControlOutbox, OutboxWrite};
 ///
 /// The model's table is written through a hidden type the derive generates, so the model
 /// has no diesel write path of its own: `insert_into(t).values(&model)` and
-/// `update(&model).set(&model)` do not compile. Deriving diesel's `Insertable` or
-/// `AsChangeset` on a replicated model would reopen that bypass (a write recording no
-/// outbox row), so it is a compile error too: "multiple impls satisfying `Project:
-/// ReplicatedModelsMustNotDeriveInsertable<_>` found" (or `...AsChangeset<_>`).
+/// `update(..).set(&model)` do not compile. Implementing diesel's `Insertable` (for the
+/// model's table) or `AsChangeset` for the model or a reference to it (`&'a Model` of any
+/// lifetime, `&'a mut Model`, `Box<Model>`), derived or by hand, would reopen that bypass
+/// (a write recording no outbox row), so it is a compile error too: "multiple impls
+/// satisfying `Project: ReplicatedModelsAreInsertedInAnOutboxContextNotThroughInsertable<_>`
+/// found" (or `...UpdatedInAnOutboxContextNotThroughAsChangeset<_>`).
+///
+/// The derive implements diesel's `HasTable` and `Identifiable` itself, for associations:
+/// a replicated model is a parent (`Child::belonging_to(&model)`, `grouped_by`) and a
+/// child (`#[derive(Associations)]`, `Model::belonging_to(&parent)`) as any model is, but
+/// its table type is [`ReplicatedTable`](crate::model::ReplicatedTable), which reads as
+/// the `table!` does and is never a write target: `diesel::update(&model)` and
+/// `diesel::delete(&model)` fail with "a replicated model is not written with
+/// `diesel::update(&model)` or `diesel::delete(&model)`". Deriving `Identifiable` as well
+/// is a conflict (E0119): remove it.
 ///
 /// By default the model's whole state is written: `None` in an `Option` field is NULL in
 /// an insert and in an update, never "leave as is" or DEFAULT.

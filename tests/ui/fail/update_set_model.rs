@@ -1,7 +1,7 @@
 include!("../common/prelude.rs");
 
-// Identifiable is fine to derive (associations need it); the changeset does not exist.
-#[derive(Queryable, Selectable, Identifiable, ReplicatedCell)]
+// The hidden row is the model's only changeset: the model itself is none.
+#[derive(Queryable, Selectable, ReplicatedCell)]
 #[diesel(table_name = projects)]
 #[outbox(category = Category::ProjectUpdate)]
 struct Project {
@@ -13,5 +13,5 @@ struct Project {
 fn main() {
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
     let project = Project { id: 1, organization_id: 1, name: "acme".into() };
-    diesel::update(&project).set(&project).execute(&mut conn).unwrap();
+    diesel::update(projects::table.find(1)).set(&project).execute(&mut conn).unwrap();
 }
