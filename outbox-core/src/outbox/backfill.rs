@@ -591,6 +591,15 @@ fn earliest(slot: &mut Option<NaiveDateTime>, at: NaiveDateTime) {
     *slot = Some(slot.map_or(at, |known| known.min(at)));
 }
 
+/// Every model's stored backfill.
+fn stored_rows<C: OutboxConnection>(conn: &mut C) -> Result<Vec<BackfillRow>> {
+    Ok(conn
+        .load_backfills(Token::new())?
+        .into_iter()
+        .map(|stored| stored.0)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,13 +631,4 @@ mod tests {
         assert_eq!(options.batch_limit(None), 500);
         assert_eq!(options.batch_limit(Some(0)), 500);
     }
-}
-
-/// Every model's stored backfill.
-fn stored_rows<C: OutboxConnection>(conn: &mut C) -> Result<Vec<BackfillRow>> {
-    Ok(conn
-        .load_backfills(Token::new())?
-        .into_iter()
-        .map(|stored| stored.0)
-        .collect())
 }
