@@ -742,3 +742,32 @@ pub mod readme;
 #[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's (`docs/src/*.md`) ```rust blocks, compiled and run as README's are.
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+pub mod guide_doctests {
+    #[doc = include_str!("../../docs/src/introduction.md")]
+    pub struct Introduction;
+    #[doc = include_str!("../../docs/src/getting-started.md")]
+    pub struct GettingStarted;
+    #[doc = include_str!("../../docs/src/airtight.md")]
+    pub struct Airtight;
+    #[doc = include_str!("../../docs/src/draining.md")]
+    pub struct Draining;
+    #[doc = include_str!("../../docs/src/operating.md")]
+    pub struct Operating;
+    #[doc = include_str!("../../docs/src/backfill.md")]
+    pub struct Backfill;
+    #[doc = include_str!("../../docs/src/hybrid-cloud.md")]
+    pub struct HybridCloud;
+    #[doc = include_str!("../../docs/src/relay.md")]
+    pub struct Relay;
+    #[doc = include_str!("../../docs/src/backends.md")]
+    pub struct Backends;
+    #[doc = include_str!("../../docs/src/performance.md")]
+    pub struct Performance;
+    #[doc = include_str!("../../docs/src/reliability.md")]
+    pub struct Reliability;
+    #[doc = include_str!("../../docs/src/layout.md")]
+    pub struct Layout;
+}

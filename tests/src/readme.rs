@@ -14,7 +14,7 @@ pub use diesel_outbox::{
 };
 pub use serde::{Deserialize, Serialize};
 
-// README, "Using it": the declaration, exactly as README shows it (checked by
+// README, "A tour": the declaration, exactly as README shows it (checked by
 // `readme_declaration_is_readmes` below).
 diesel_outbox::outbox_scopes_and_categories! {
     pub scopes Scope {
