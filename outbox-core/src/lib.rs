@@ -67,7 +67,7 @@ pub use deliver::silo::{DatabaseUrl, SiloConnector, SiloDirectory};
 pub use diesel_outbox_derive::{ReplicatedCell, ReplicatedControl};
 pub use drain::{DrainReport, DueShards};
 pub use key::clock::{Clock, ManualClock, SystemClock};
-pub use key::error::{BoxError, Error, Result};
+pub use key::error::{BoxError, Error, PayloadProblem, Result};
 pub use key::shard::{OutboxTable, Shard, ShardKey};
 pub use key::silo_id::SiloId;
 #[cfg(feature = "pool")]

@@ -1,9 +1,9 @@
 //! Derive macros of [diesel-outbox](https://docs.rs/diesel-outbox). Use them through the
 //! `diesel-outbox` crate, which re-exports them and documents them.
 //!
-//! Each derive runs three steps in one direction: [`attr`] parses the `#[outbox]` and
-//! `#[diesel]` attributes, [`valid`] checks them into an [`ast::Model`] (collecting every
-//! error with its span), and [`expand`] generates the code. The two entry points differ
+//! Each derive runs three steps in one direction: `attr` parses the `#[outbox]` and
+//! `#[diesel]` attributes, `valid` checks them into an `ast::Model` (collecting every
+//! error with its span), and `expand` generates the code. The two entry points differ
 //! only in the derive they ask for.
 
 extern crate proc_macro;

@@ -26,9 +26,11 @@ use crate::key::error::Result;
 /// # Ok::<(), diesel_outbox::Error>(())
 /// ```
 ///
-/// With the `pool` feature it customizes every connection of an r2d2 pool:
+/// With the `pool` feature it customizes every connection of an r2d2 pool. Give a pool a
+/// database *file*: with `":memory:"` each pooled connection opens a database of its own,
+/// so a worker would drain an empty one.
 ///
-/// ```
+/// ```no_run
 /// # #[cfg(feature = "pool")] {
 /// use diesel::r2d2::{ConnectionManager, Pool};
 /// use diesel::SqliteConnection;
@@ -37,7 +39,7 @@ use crate::key::error::Result;
 /// let pool = Pool::builder()
 ///     .max_size(2)
 ///     .connection_customizer(Box::new(SqliteOptions::new()))
-///     .build(ConnectionManager::<SqliteConnection>::new(":memory:"))
+///     .build(ConnectionManager::<SqliteConnection>::new("app.db"))
 ///     .expect("a pool");
 /// # let _ = pool; }
 /// ```
