@@ -240,7 +240,9 @@ impl TableName {
     }
 }
 
-/// A shard on the command line: `SCOPE/ID` (cell) or `CELL/SCOPE/ID` (control).
+/// A shard on the command line: `SCOPE/ID` (cell) or `CELL/SCOPE/ID` (control), or the
+/// form the library prints in errors and logs (`cell_outboxes shard 0/42`,
+/// `control_outboxes shard 0/42 for cell eu`), so a shard can be pasted from either.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardArg(pub ShardKey);
 
@@ -248,6 +250,20 @@ impl FromStr for ShardArg {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        if let Some(shard) = text.strip_prefix("cell_outboxes shard ") {
+            return match shard.parse::<ShardArg>()?.0 {
+                key @ ShardKey::Cell(_) => Ok(ShardArg(key)),
+                ShardKey::Control { .. } => Err(format!("`{text}`: a cell shard is SCOPE/ID")),
+            };
+        }
+        if let Some(rest) = text.strip_prefix("control_outboxes shard ") {
+            let Some((shard, cell)) = rest.split_once(" for cell ") else {
+                return Err(format!(
+                    "`{text}`: a control shard names its cell (`... for cell NAME`)"
+                ));
+            };
+            return format!("{cell}/{shard}").parse();
+        }
         let mut parts = text.rsplitn(3, '/');
         let (identifier, scope, cell) = (parts.next(), parts.next(), parts.next());
         let (Some(identifier), Some(scope)) = (identifier, scope) else {
@@ -374,6 +390,9 @@ mod tests {
         for key in [cell, control] {
             let text = ShardText(&key).to_string();
             assert_eq!(text.parse::<ShardArg>(), Ok(ShardArg(key.clone())));
+            // What the library prints (errors, logs, `DrainReport`) is accepted too.
+            let printed = key.to_string();
+            assert_eq!(printed.parse::<ShardArg>(), Ok(ShardArg(key.clone())));
             let group = ParkedKey {
                 shard: key,
                 category: 7,

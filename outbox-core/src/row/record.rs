@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::payload::JsonPayload;
 use super::schema::{cell_outboxes, control_outboxes};
+use crate::key::category::{CategoryInfo, OutboxCategory};
 use crate::key::error::Result;
 use crate::key::shard::{OutboxTable, Shard, ShardKey};
 
@@ -42,6 +43,33 @@ impl OutboxMessage {
     /// return it with `?` and the row stays for a later attempt.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         self.payload.as_ref().map(JsonPayload::decode).transpose()
+    }
+
+    /// Whether the row is of category `C`: the typed form of comparing
+    /// [`category`](Self::category) with `C::NUMBER`.
+    ///
+    /// ```
+    /// # diesel_outbox::outbox_scopes_and_categories! {
+    /// #     pub scopes Scope { Organization = 0 { shard: organization_id } }
+    /// #     pub categories Category { AuditLogEvent = 3 { scope: Organization, silo: cell } }
+    /// # }
+    /// # fn main() {}
+    /// fn describe(msg: &diesel_outbox::OutboxMessage) -> &'static str {
+    ///     if msg.is::<Category::AuditLogEvent>() { "an audit event" } else { "something else" }
+    /// }
+    /// ```
+    pub fn is<C: OutboxCategory>(&self) -> bool {
+        self.category == C::NUMBER
+    }
+
+    /// The row's category among those declared (`Category::ALL` of your
+    /// `outbox_scopes_and_categories!`), with its name, scope and silos; `None` when the
+    /// number is not declared (a row written by another release).
+    pub fn category_in(&self, declared: &[CategoryInfo]) -> Option<CategoryInfo> {
+        declared
+            .iter()
+            .find(|info| info.number == self.category)
+            .copied()
     }
 
     /// The shard the row belongs to.
