@@ -15,6 +15,9 @@
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
 //! scaling, receivers, profile, discovery, flush, backfill, guard, memory), `--backlog NAME[,NAME...]`
 //! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
+//!
+//! `--record` also writes the whole output to `bench/results/<date>-<host>.md` and the
+//! plots of BENCHMARKS.md, drawn from the run's own tables, into `bench/results/`.
 
 mod backfill;
 mod backlog;
@@ -23,6 +26,7 @@ mod drain;
 mod flush;
 mod guard;
 mod model;
+mod plot;
 mod profile;
 mod stats;
 mod suite;
@@ -625,6 +629,10 @@ fn main() -> BResult<()> {
         return memory_child(backend, rows, window);
     }
     let has = |flag: &str| args.iter().any(|a| a == flag);
+    let recording = has("--record");
+    if recording && std::env::var_os(RECORDING_CHILD).is_none() {
+        return record(&args);
+    }
     let (mut sizes, size_name) = if has("--tiny") {
         (Sizes::tiny(), "tiny")
     } else if has("--quick") {
@@ -702,5 +710,61 @@ fn main() -> BResult<()> {
         started.elapsed().as_secs_f64(),
         load_average()
     );
+    if recording {
+        for path in plot::write_all(&results_dir())? {
+            println!("\nPlot: {}", path.display());
+        }
+    }
     Ok(())
+}
+
+/// Set in the child a `--record` run starts, whose output the parent copies to a file.
+const RECORDING_CHILD: &str = "OUTBOX_BENCH_RECORDING_CHILD";
+
+/// Where `--record` writes: `bench/results/`.
+fn results_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+}
+
+/// Runs the bench again as a child and copies its output, line by line, to the terminal
+/// and to `bench/results/<date>-<host>.md` (the child draws the plots).
+fn record(args: &[String]) -> BResult<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "machine".to_owned());
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "{}-{host}.md",
+        chrono::Utc::now().format("%Y-%m-%d")
+    ));
+    let mut file = std::fs::File::create(&path)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .env(RECORDING_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let output = child
+        .stdout
+        .take()
+        .ok_or("the recorded run has no output")?;
+    for line in BufReader::new(output).lines() {
+        let line = line?;
+        println!("{line}");
+        writeln!(file, "{line}")?;
+    }
+    let status = child.wait()?;
+    println!("\nRecorded in {}", path.display());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the recorded run failed ({status}); its output so far is in {}",
+            path.display()
+        )
+        .into())
+    }
 }

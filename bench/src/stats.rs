@@ -34,6 +34,7 @@ pub fn micros(d: Duration) -> f64 {
 }
 
 /// A table printed with aligned columns.
+#[derive(Clone)]
 pub struct Table {
     title: String,
     header: Vec<String>,
@@ -82,7 +83,39 @@ impl Table {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        PRINTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(self.clone());
     }
+
+    /// The title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The cells of column `name` by row, with each row's first cell; `None` when there
+    /// is no such column.
+    pub fn column(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let index = self.header.iter().position(|h| h == name)?;
+        Some(
+            self.rows
+                .iter()
+                .filter_map(|row| Some((row.first()?.trim().to_owned(), row.get(index)?.clone())))
+                .collect(),
+        )
+    }
+}
+
+/// Every table printed so far, for the plots drawn at the end of a run.
+static PRINTED: std::sync::Mutex<Vec<Table>> = std::sync::Mutex::new(Vec::new());
+
+/// The tables printed so far.
+pub fn printed() -> Vec<Table> {
+    PRINTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// `x` with two decimals and a trailing `x`.
