@@ -46,7 +46,7 @@ use crate::write::model::ModelWrites;
 /// therefore called again for keys whose first call succeeded, whenever another key of
 /// its batch fails. (One savepoint per key would avoid the second calls but costs two
 /// round trips per key: it cuts the drain to 0.04–0.08x on PostgreSQL and 0.77–0.87x on
-/// SQLite, where a failing key every ~1,000 costs the replay 3–26%; BENCHMARKS.md, "what a
+/// SQLite, where a failing key every ~1,000 costs the replay 3–26%; `bench/results/2026-11-earlier-runs.md`, "what a
 /// receiver costs the drain".)
 ///
 /// Under leased delivery nothing is rolled back and nothing replayed: a failing key stops

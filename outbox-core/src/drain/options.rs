@@ -11,7 +11,8 @@ use crate::key::shard::OutboxTable;
 /// worker's shards are free again within seconds (SQLite; see [`DrainOptions::lease`]).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// The sizes a drain works with. The defaults were chosen by measurement (BENCHMARKS.md);
+/// The sizes a drain works with. The defaults were chosen by measurement
+/// (`bench/results/2026-11-earlier-runs.md`, "The drain's sizes, chosen by measurement");
 /// set them with the [`OutboxBuilder`](crate::OutboxBuilder).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
