@@ -14,11 +14,12 @@
 //!   replica, the time it applied it (`applied_at_micros`);
 //! * **cell**: its own database and the library's [`Worker`] (default options: one
 //!   thread, 1 s poll) sending to control over signed HTTP;
-//! * **writers** (`--writers`, default 8): each commits one save per transaction at its
+//! * **writers** (`--writers`, default 16): each commits one save per transaction at its
 //!   share of the offered rate (an open loop: a save due at `start + n / rate`, late ones
 //!   go at once, none skipped, none after the step's end) through [`Outbox::context`],
 //!   flush on commit (the default: the writer delivers its own shard right after its
-//!   commit; what it cannot, a shard another holds, is left to the worker). Every save
+//!   commit; what it cannot, a shard another holds, is left to the worker; `--no-flush`:
+//!   every row is left to the worker, woken by `NOTIFY` on PostgreSQL). Every save
 //!   is a new object (ids apart per step and writer, 1,000 shards) whose
 //!   `committed_at_micros` is the time just before its transaction commits.
 //!
@@ -98,7 +99,7 @@ struct Item {
 const SHARDS: i64 = 1_000;
 /// Ids of one step, and of one writer within it.
 const STEP_IDS: i64 = 1_000_000_000;
-const WRITER_IDS: i64 = 100_000_000;
+const WRITER_IDS: i64 = 10_000_000;
 /// Rows per upsert statement of control's hook.
 const CHUNK: usize = 1_000;
 
@@ -128,10 +129,26 @@ trait LagSql: OutboxConnection + R2D2Connection + SimpleConnection + Sized + 'st
     fn replicas(&mut self, from: i64, to: i64) -> QueryResult<Vec<(i64, i64)>>;
     /// How many replicas have ids in `from..to`.
     fn replica_count(&mut self, from: i64, to: i64) -> QueryResult<i64>;
+    /// Inserts `item` in a transaction of its own, no outbox: the commit ceiling.
+    fn insert_plain(&mut self, item: &Item) -> QueryResult<()>;
 }
 
 macro_rules! replica_reads {
     () => {
+        fn insert_plain(&mut self, item: &Item) -> QueryResult<()> {
+            self.transaction(|conn| {
+                diesel::insert_into(items::table)
+                    .values((
+                        items::id.eq(item.id),
+                        items::shard_id.eq(item.shard_id),
+                        items::name.eq(&item.name),
+                        items::committed_at_micros.eq(item.committed_at_micros),
+                    ))
+                    .execute(conn)
+                    .map(drop)
+            })
+        }
+
         fn replicas(&mut self, from: i64, to: i64) -> QueryResult<Vec<(i64, i64)>> {
             use item_replicas::dsl as r;
             r::item_replicas
@@ -311,7 +328,10 @@ where
             worker.stop();
         }
         "writer" => {
-            let outbox = Outbox::new(receivers::<C>(&key, arg(4)?)?);
+            let mode = arg(9)?;
+            let outbox = Outbox::builder(receivers::<C>(&key, arg(4)?)?)
+                .flush_on_commit(mode == "flush")
+                .build();
             let rate: f64 = arg(5)?.parse()?;
             let (start, end): (i64, i64) = (arg(6)?.parse()?, arg(7)?.parse()?);
             let first_id: i64 = arg(8)?.parse()?;
@@ -327,15 +347,17 @@ where
                     std::thread::sleep(Duration::from_micros((due - now) as u64));
                 }
                 let id = first_id + saves;
-                outbox.context(&mut conn, |ctx| {
-                    Item {
-                        id,
-                        shard_id: shard_of(id),
-                        name: format!("item {id}, saved by a writer of the lag bench"),
-                        committed_at_micros: now_micros(),
-                    }
-                    .save(ctx)
-                })?;
+                let item = |committed_at_micros| Item {
+                    id,
+                    shard_id: shard_of(id),
+                    name: format!("item {id}, saved by a writer of the lag bench"),
+                    committed_at_micros,
+                };
+                if mode == "plain" {
+                    conn.insert_plain(&item(now_micros()))?;
+                } else {
+                    outbox.context(&mut conn, |ctx| item(now_micros()).save(ctx))?;
+                }
                 saves += 1;
             }
             say(&format!("WROTE {saves}"))?;
@@ -394,6 +416,8 @@ struct Options {
     sqlite: bool,
     postgres: bool,
     all_rates: bool,
+    /// Whether writers flush on commit (the default) or leave every row to the worker.
+    flush: bool,
     plot_dir: PathBuf,
 }
 
@@ -424,11 +448,26 @@ impl Step {
     }
 
     fn bounded(&self, seconds: f64) -> bool {
+        self.verdict(seconds) == "yes"
+    }
+
+    /// Whether the step was bounded, or why not.
+    fn verdict(&self, seconds: f64) -> String {
         let first = self.p99_between(0.0, seconds / 2.0);
         let last = self.p99_between(seconds * 5.0 / 6.0, f64::INFINITY);
-        self.achieved(seconds) >= 0.95 * self.offered
-            && self.unapplied == 0
-            && last <= 2.0 * first + 100.0
+        let achieved = self.achieved(seconds) / self.offered;
+        if achieved < 0.95 {
+            format!(
+                "**no**: writers reached {:.0}% of the rate",
+                achieved * 100.0
+            )
+        } else if self.unapplied > 0 {
+            "**no**: not all applied".to_owned()
+        } else if last > 2.0 * first + 100.0 {
+            "**no**: lag grew".to_owned()
+        } else {
+            "yes".to_owned()
+        }
     }
 }
 
@@ -475,44 +514,13 @@ where
     let mut steps: Vec<Step> = Vec::new();
     for (index, &offered) in options.rates.iter().enumerate() {
         let step_ids = (index as i64 + 1) * STEP_IDS;
-        // Writers start together, a moment from now (their start-up is not in the step).
-        let start = now_micros() + 1_000_000;
-        let end = start + (options.seconds * 1e6) as i64;
-        let per_writer = offered / options.writers as f64;
-        let writers = (0..options.writers)
-            .map(|w| {
-                let mut args = base("writer", cell_url);
-                args.extend([
-                    key.clone(),
-                    endpoint.clone(),
-                    per_writer.to_string(),
-                    start.to_string(),
-                    end.to_string(),
-                    (step_ids + w as i64 * WRITER_IDS).to_string(),
-                ]);
-                Ok(Command::new(std::env::current_exe()?)
-                    .arg("--role")
-                    .args(&args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .spawn()?)
-            })
-            .collect::<Result<Vec<Child>, BoxError>>()?;
-        let mut saves = 0;
-        for writer in writers {
-            let output = writer.wait_with_output()?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            let wrote = text
-                .lines()
-                .find_map(|line| line.strip_prefix("WROTE "))
-                .ok_or_else(|| format!("a writer failed ({})", output.status))?;
-            saves += wrote.trim().parse::<i64>()?;
-        }
+        let mode = if options.flush { "flush" } else { "no-flush" };
+        let saves = run_writers::<C>(cell_url, &key, &endpoint, options, offered, step_ids, mode)?;
         let backlog_at_end = inspector.table_status(&mut cell, OutboxTable::Cell)?.rows;
         let ended = Instant::now();
         let wait = Duration::from_secs_f64(options.seconds.max(10.0));
         let mut applied = control.replica_count(step_ids, step_ids + STEP_IDS)?;
-        while applied < saves && ended.elapsed() < wait {
+        while applied < saves.count && ended.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(100));
             applied = control.replica_count(step_ids, step_ids + STEP_IDS)?;
         }
@@ -522,7 +530,7 @@ where
             .into_iter()
             .map(|(committed, applied)| {
                 (
-                    (committed - start) as f64 / 1e6,
+                    (committed - saves.start) as f64 / 1e6,
                     (applied - committed) as f64 / 1e3,
                 )
             })
@@ -530,8 +538,8 @@ where
         lags.sort_by(|a, b| a.0.total_cmp(&b.0));
         let step = Step {
             offered,
-            saves,
-            unapplied: saves - lags.len() as i64,
+            saves: saves.count,
+            unapplied: saves.count - lags.len() as i64,
             lags,
             backlog_at_end,
             drained_after,
@@ -553,15 +561,91 @@ where
     control_service.stop()?;
 
     report(name, &steps, options)?;
+    // The database's own ceiling: the same writers committing the same rows, one per
+    // transaction, with no outbox, offered twice the last rate.
+    let offered = steps.last().map_or(1_000.0, |s| s.offered) * 2.0;
+    let ceiling = run_writers::<C>(
+        cell_url,
+        &key,
+        &endpoint,
+        options,
+        offered,
+        (options.rates.len() as i64 + 1) * STEP_IDS,
+        "plain",
+    )?;
+    println!(
+        "the same writers with no outbox (one insert per transaction, {offered:.0} /s offered): \
+         {:.0} commits/s",
+        ceiling.count as f64 / options.seconds
+    );
     Ok(())
+}
+
+/// The saves of one step: how many, and when the step started (µs since the epoch).
+struct Saves {
+    count: i64,
+    start: i64,
+}
+
+/// Runs `options.writers` writer processes in `mode` (`flush`, `no-flush` or `plain`)
+/// offering `offered` saves/s in all for the step's length, ids from `first_id`.
+fn run_writers<C: LagSql>(
+    cell_url: &str,
+    key: &str,
+    endpoint: &str,
+    options: &Options,
+    offered: f64,
+    first_id: i64,
+    mode: &str,
+) -> Result<Saves, BoxError> {
+    // Writers start together, a moment from now (their start-up is not in the step).
+    let start = now_micros() + 1_000_000;
+    let end = start + (options.seconds * 1e6) as i64;
+    let per_writer = offered / options.writers as f64;
+    let writers = (0..options.writers)
+        .map(|w| {
+            Ok(Command::new(std::env::current_exe()?)
+                .arg("--role")
+                .args([
+                    "writer",
+                    C::KIND,
+                    cell_url,
+                    key,
+                    endpoint,
+                    &per_writer.to_string(),
+                    &start.to_string(),
+                    &end.to_string(),
+                    &(first_id + w as i64 * WRITER_IDS).to_string(),
+                    mode,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()?)
+        })
+        .collect::<Result<Vec<Child>, BoxError>>()?;
+    let mut count = 0;
+    for writer in writers {
+        let output = writer.wait_with_output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let wrote = text
+            .lines()
+            .find_map(|line| line.strip_prefix("WROTE "))
+            .ok_or_else(|| format!("a writer failed ({})", output.status))?;
+        count += wrote.trim().parse::<i64>()?;
+    }
+    Ok(Saves { count, start })
 }
 
 fn report(name: &str, steps: &[Step], options: &Options) -> Result<(), BoxError> {
     let seconds = options.seconds;
     println!(
-        "\n{name}: commit → applied in control, {} writer processes, {seconds} s per rate, \
-         flush on commit + the worker",
-        options.writers
+        "\n{name}: commit → applied in control, {} writer processes, {seconds} s per rate, {}",
+        options.writers,
+        if options.flush {
+            "flush on commit + the worker"
+        } else {
+            "flush off: the worker alone"
+        }
     );
     println!(
         "| offered /s | achieved /s | changes | p50 ms | p99 ms | max ms | p99 first half ms \
@@ -587,7 +671,7 @@ fn report(name: &str, steps: &[Step], options: &Options) -> Result<(), BoxError>
             step.p99_between(seconds * 5.0 / 6.0, f64::INFINITY),
             step.backlog_at_end,
             step.drained_after,
-            if step.bounded(seconds) { "yes" } else { "**no**" },
+            step.verdict(seconds),
         );
     }
     match steps
@@ -600,8 +684,9 @@ fn report(name: &str, steps: &[Step], options: &Options) -> Result<(), BoxError>
         None => println!("highest bounded rate: none of those offered"),
     }
     let path = options.plot_dir.join(format!(
-        "replication-lag-{}.svg",
-        name.to_lowercase().replace(' ', "-")
+        "replication-lag-{}{}.svg",
+        name.to_lowercase().replace(' ', "-"),
+        if options.flush { "" } else { "-no-flush" }
     ));
     plot(name, steps, seconds, &path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
     println!("plot: {}", path.display());
@@ -783,10 +868,11 @@ fn options() -> Result<Options, BoxError> {
     let mut options = Options {
         seconds: 60.0,
         rates: vec![250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0],
-        writers: 8,
+        writers: 16,
         sqlite: true,
         postgres: true,
         all_rates: false,
+        flush: true,
         plot_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results"),
     };
     let mut plot_dir = None;
@@ -804,13 +890,14 @@ fn options() -> Result<Options, BoxError> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
-            "--writers" => options.writers = value()?.parse::<usize>()?.max(1),
+            "--writers" => options.writers = value()?.parse::<usize>()?.clamp(1, 100),
             "--all-rates" => options.all_rates = true,
+            "--no-flush" => options.flush = false,
             "--plot-dir" => plot_dir = Some(PathBuf::from(value()?)),
             "--sqlite-only" => options.postgres = false,
             "--postgres-only" => options.sqlite = false,
             "--tiny" => {
-                options.seconds = 3.0;
+                options.seconds = 2.0;
                 options.rates = vec![50.0, 200.0];
                 options.writers = 2;
                 options.all_rates = true;
@@ -819,7 +906,7 @@ fn options() -> Result<Options, BoxError> {
             other => {
                 return Err(format!(
                     "unknown argument {other}: --seconds N --rates A,B,.. --writers N \
-                     --all-rates --plot-dir DIR --sqlite-only --postgres-only --tiny"
+                     --all-rates --no-flush --plot-dir DIR --sqlite-only --postgres-only --tiny"
                 )
                 .into())
             }
@@ -888,8 +975,10 @@ fn main() -> Result<(), BoxError> {
     }
     let options = options()?;
     println!(
-        "Replication lag under load: {} writer processes, {} s per offered rate",
-        options.writers, options.seconds
+        "Replication lag under load: {} writer processes, {} s per offered rate, flush on commit {}",
+        options.writers,
+        options.seconds,
+        if options.flush { "on" } else { "off" }
     );
     if options.sqlite {
         let dir =
