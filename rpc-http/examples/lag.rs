@@ -19,7 +19,8 @@
 //!   go at once, none skipped, none after the step's end) through [`Outbox::context`],
 //!   flush on commit (the default: the writer delivers its own shard right after its
 //!   commit; what it cannot, a shard another holds, is left to the worker; `--no-flush`:
-//!   every row is left to the worker, woken by `NOTIFY` on PostgreSQL). Every save
+//!   every row is left to the worker, woken by `NOTIFY` on PostgreSQL; with `--no-notify`
+//!   too, the worker polls every second). Every save
 //!   is a new object (ids apart per step and writer, 1,000 shards) whose
 //!   `committed_at_micros` is the time just before its transaction commits.
 //!
@@ -36,7 +37,11 @@
 //! whether compressing the request body would pay.
 //!
 //! PostgreSQL runs when `OUTBOX_BENCH_POSTGRES_URL` (or `OUTBOX_POSTGRES_URL`) is set (two
-//! schemas of its own, dropped afterwards); SQLite in files of a temporary directory.
+//! schemas of its own, dropped afterwards; `--async-commit`: every session of the bench
+//! with `synchronous_commit = off`, so that the writers' commits are not bound by the
+//! disk's flushes); SQLite in files of a temporary directory. `--compression-only` runs
+//! the compression measure alone (e.g. inside a network namespace whose loopback `tc`
+//! slows down).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -331,6 +336,7 @@ where
             let mode = arg(9)?;
             let outbox = Outbox::builder(receivers::<C>(&key, arg(4)?)?)
                 .flush_on_commit(mode == "flush")
+                .notify_on_commit(mode != "no-flush-no-notify")
                 .build();
             let rate: f64 = arg(5)?.parse()?;
             let (start, end): (i64, i64) = (arg(6)?.parse()?, arg(7)?.parse()?);
@@ -418,6 +424,12 @@ struct Options {
     all_rates: bool,
     /// Whether writers flush on commit (the default) or leave every row to the worker.
     flush: bool,
+    /// Whether the writers' commits `NOTIFY` the worker (PostgreSQL; default on).
+    notify: bool,
+    /// PostgreSQL: every session of the bench with `synchronous_commit = off`.
+    async_commit: bool,
+    /// Only the compression measure.
+    compression_only: bool,
     plot_dir: PathBuf,
 }
 
@@ -514,7 +526,11 @@ where
     let mut steps: Vec<Step> = Vec::new();
     for (index, &offered) in options.rates.iter().enumerate() {
         let step_ids = (index as i64 + 1) * STEP_IDS;
-        let mode = if options.flush { "flush" } else { "no-flush" };
+        let mode = match (options.flush, options.notify) {
+            (true, _) => "flush",
+            (false, true) => "no-flush",
+            (false, false) => "no-flush-no-notify",
+        };
         let saves = run_writers::<C>(cell_url, &key, &endpoint, options, offered, step_ids, mode)?;
         let backlog_at_end = inspector.table_status(&mut cell, OutboxTable::Cell)?.rows;
         let ended = Instant::now();
@@ -562,8 +578,8 @@ where
 
     report(name, &steps, options)?;
     // The database's own ceiling: the same writers committing the same rows, one per
-    // transaction, with no outbox, offered twice the last rate.
-    let offered = steps.last().map_or(1_000.0, |s| s.offered) * 2.0;
+    // transaction, with no outbox, as fast as they can.
+    let offered = 1e6;
     let ceiling = run_writers::<C>(
         cell_url,
         &key,
@@ -574,7 +590,7 @@ where
         "plain",
     )?;
     println!(
-        "the same writers with no outbox (one insert per transaction, {offered:.0} /s offered): \
+        "the same writers with no outbox, one insert per transaction as fast as they can: \
          {:.0} commits/s",
         ceiling.count as f64 / options.seconds
     );
@@ -641,10 +657,10 @@ fn report(name: &str, steps: &[Step], options: &Options) -> Result<(), BoxError>
     println!(
         "\n{name}: commit → applied in control, {} writer processes, {seconds} s per rate, {}",
         options.writers,
-        if options.flush {
-            "flush on commit + the worker"
-        } else {
-            "flush off: the worker alone"
+        match (options.flush, options.notify) {
+            (true, _) => "flush on commit + the worker",
+            (false, true) => "flush off: the worker alone, woken by NOTIFY on PostgreSQL",
+            (false, false) => "flush off, NOTIFY off: the worker alone, polling every 1 s",
         }
     );
     println!(
@@ -684,9 +700,15 @@ fn report(name: &str, steps: &[Step], options: &Options) -> Result<(), BoxError>
         None => println!("highest bounded rate: none of those offered"),
     }
     let path = options.plot_dir.join(format!(
-        "replication-lag-{}{}.svg",
+        "replication-lag-{}{}{}{}.svg",
         name.to_lowercase().replace(' ', "-"),
-        if options.flush { "" } else { "-no-flush" }
+        if options.flush { "" } else { "-no-flush" },
+        if options.notify { "" } else { "-no-notify" },
+        if options.async_commit {
+            "-async-commit"
+        } else {
+            ""
+        }
     ));
     plot(name, steps, seconds, &path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
     println!("plot: {}", path.display());
@@ -873,6 +895,9 @@ fn options() -> Result<Options, BoxError> {
         postgres: true,
         all_rates: false,
         flush: true,
+        async_commit: false,
+        notify: true,
+        compression_only: false,
         plot_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results"),
     };
     let mut plot_dir = None;
@@ -893,6 +918,9 @@ fn options() -> Result<Options, BoxError> {
             "--writers" => options.writers = value()?.parse::<usize>()?.clamp(1, 100),
             "--all-rates" => options.all_rates = true,
             "--no-flush" => options.flush = false,
+            "--async-commit" => options.async_commit = true,
+            "--no-notify" => options.notify = false,
+            "--compression-only" => options.compression_only = true,
             "--plot-dir" => plot_dir = Some(PathBuf::from(value()?)),
             "--sqlite-only" => options.postgres = false,
             "--postgres-only" => options.sqlite = false,
@@ -906,7 +934,8 @@ fn options() -> Result<Options, BoxError> {
             other => {
                 return Err(format!(
                     "unknown argument {other}: --seconds N --rates A,B,.. --writers N \
-                     --all-rates --no-flush --plot-dir DIR --sqlite-only --postgres-only --tiny"
+                     --all-rates --no-flush --no-notify --async-commit \
+                     --compression-only --plot-dir DIR --sqlite-only --postgres-only --tiny"
                 )
                 .into())
             }
@@ -917,6 +946,7 @@ fn options() -> Result<Options, BoxError> {
     }
     options.seconds = options.seconds.max(1.0);
     std::fs::create_dir_all(&options.plot_dir)?;
+    options.plot_dir = options.plot_dir.canonicalize()?;
     Ok(options)
 }
 
@@ -945,10 +975,16 @@ impl Postgres {
         Ok(postgres)
     }
 
-    fn url(&self, index: usize) -> String {
+    /// The schema's URL; `async_commit`: its sessions with `synchronous_commit = off`.
+    fn url(&self, index: usize, async_commit: bool) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
+        let commit = if async_commit {
+            "%20-csynchronous_commit%3Doff"
+        } else {
+            ""
+        };
         format!(
-            "{}{separator}options=-csearch_path%3D{}",
+            "{}{separator}options=-csearch_path%3D{}{commit}",
             self.base, self.schemas[index]
         )
     }
@@ -974,11 +1010,19 @@ fn main() -> Result<(), BoxError> {
         };
     }
     let options = options()?;
+    if options.compression_only {
+        return compression();
+    }
     println!(
-        "Replication lag under load: {} writer processes, {} s per offered rate, flush on commit {}",
+        "Replication lag under load: {} writer processes, {} s per offered rate, flush on commit {}{}",
         options.writers,
         options.seconds,
-        if options.flush { "on" } else { "off" }
+        if options.flush { "on" } else { "off" },
+        if options.async_commit {
+            ", PostgreSQL sessions with synchronous_commit = off"
+        } else {
+            ""
+        }
     );
     if options.sqlite {
         let dir =
@@ -1003,8 +1047,8 @@ fn main() -> Result<(), BoxError> {
             let postgres = Postgres::create(base)?;
             run_backend::<diesel::PgConnection>(
                 "PostgreSQL",
-                &postgres.url(0),
-                &postgres.url(1),
+                &postgres.url(0, options.async_commit),
+                &postgres.url(1, options.async_commit),
                 &options,
             )?;
         }
