@@ -6,6 +6,7 @@
 //!     cargo run --release -p diesel-outbox-http --example lag -- --seconds 20
 //!     cargo run -p diesel-outbox-http --example lag -- --tiny                 (a smoke run)
 //!     ... -- --sqlite-only | --postgres-only   --rates 250,500,1000   --writers 4
+//!     ... -- --no-flush | --no-notify | --async-commit | --all-rates | --compression-only
 //!
 //! The demo's shape, in separate processes (this binary started again with `--role`):
 //!
@@ -20,9 +21,11 @@
 //!   flush on commit (the default: the writer delivers its own shard right after its
 //!   commit; what it cannot, a shard another holds, is left to the worker; `--no-flush`:
 //!   every row is left to the worker, woken by `NOTIFY` on PostgreSQL; with `--no-notify`
-//!   too, the worker polls every second). Every save
-//!   is a new object (ids apart per step and writer, 1,000 shards) whose
-//!   `committed_at_micros` is the time just before its transaction commits.
+//!   too, the worker polls every second). Every save is a new object (ids apart per step
+//!   and writer, 1,000 shards) whose `committed_at_micros` is the time just before its
+//!   transaction commits;
+//! * after the rates, the **ceiling**: the same writers committing one plain insert per
+//!   transaction, no outbox, as fast as they can.
 //!
 //! Lag = `applied_at_micros - committed_at_micros`, wall clock, one machine. After each
 //! step the program waits (up to the step's length, at least 10 s) until every change is
