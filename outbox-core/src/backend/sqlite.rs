@@ -263,41 +263,53 @@ impl OutboxConnection for SqliteConnection {
         if shards.is_empty() || max_rows <= 0 {
             return Ok(Vec::new());
         }
-        // One statement for the batch: each shard's window is counted and its last id
-        // found on the shard's index, the windows are taken in the order given until the
-        // cap, and the rows of those shards read. The last shard may hold more than the
-        // cap leaves it: it is cut here, as are the rows' order and grouping.
+        // A statement per slice of the batch: each shard's window is counted and its last
+        // id found on the shard's index, the windows are taken in the order given until the
+        // cap, and the rows of those shards read (the last shard may hold more than the
+        // cap leaves it: it is cut here, as are the rows' order and grouping). The first
+        // slice is as many shards as the cap holds full windows; the next ones are sized
+        // by the rows per shard seen so far, so that one-row shards take one or two
+        // statements a batch and deep shards are not counted past the cap.
         let names = Names::of(table);
         let text = windows_statement(&names);
-        let query = Prepared(
-            diesel::sql_query(text)
-                .bind::<Text, _>(json_windows(shards))
-                .bind::<BigInt, _>(window)
-                .bind::<BigInt, _>(max_rows),
-        );
-        let found = query.load::<MessageRow>(self)?;
-        let mut by_shard: std::collections::HashMap<ShardKey, Vec<OutboxMessage>> =
-            std::collections::HashMap::with_capacity(shards.len());
-        for row in found {
-            let message = row.into_message(table);
-            by_shard
-                .entry(message.shard_key())
-                .or_default()
-                .push(message);
-        }
-        let mut messages = Vec::new();
-        for request in shards {
-            let left = usize::try_from(max_rows)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(messages.len());
-            if left == 0 {
-                break;
+        let cap = usize::try_from(max_rows).unwrap_or(usize::MAX);
+        let window_rows = usize::try_from(window.max(1)).unwrap_or(usize::MAX);
+        let mut messages: Vec<OutboxMessage> = Vec::new();
+        let mut next = 0;
+        let mut slice = (cap / window_rows).max(1);
+        while next < shards.len() && messages.len() < cap {
+            let part = &shards[next..shards.len().min(next.saturating_add(slice))];
+            let left = cap - messages.len();
+            let query = Prepared(
+                diesel::sql_query(text.as_str())
+                    .bind::<Text, _>(json_windows(part))
+                    .bind::<BigInt, _>(window)
+                    .bind::<BigInt, _>(i64::try_from(left).unwrap_or(i64::MAX)),
+            );
+            let found = query.load::<MessageRow>(self)?;
+            let mut by_shard: std::collections::HashMap<ShardKey, Vec<OutboxMessage>> =
+                std::collections::HashMap::with_capacity(part.len());
+            for row in found {
+                let message = row.into_message(table);
+                by_shard
+                    .entry(message.shard_key())
+                    .or_default()
+                    .push(message);
             }
-            if let Some(mut rows) = by_shard.remove(&request.shard) {
-                rows.sort_by_key(|message| message.id);
-                rows.truncate(left.min(usize::try_from(window).unwrap_or(usize::MAX)));
-                messages.extend(rows);
+            for request in part {
+                let left = cap.saturating_sub(messages.len());
+                if left == 0 {
+                    break;
+                }
+                if let Some(mut rows) = by_shard.remove(&request.shard) {
+                    rows.sort_by_key(|message| message.id);
+                    rows.truncate(left.min(window_rows));
+                    messages.extend(rows);
+                }
             }
+            next += part.len();
+            let per_shard = (messages.len() / next).max(1);
+            slice = (cap.saturating_sub(messages.len()) / per_shard).max(1);
         }
         Ok(messages)
     }
@@ -679,7 +691,7 @@ fn scan_due(
     Ok(found)
 }
 
-/// The windows of a batch in one statement. Binds: ?1 the shards as JSON (see
+/// The windows of a slice of a batch in one statement. Binds: ?1 the shards as JSON (see
 /// [`json_windows`]), ?2 the window, ?3 the rows the batch holds at most. Each shard's
 /// window is counted and its last id found with two probes of the shard's index (SQLite
 /// takes no correlated `LIMIT`, so the cap's cut of the last shard is left to the
