@@ -133,14 +133,17 @@ pub struct Step {
 }
 
 impl Step {
-    /// The backlog stayed bounded: the writers reached 95% of the offered rate and the
-    /// backlog at the end (and its largest in the second half) is within one second of
-    /// writes (at least 1,000 rows).
-    pub fn sustained(&self) -> bool {
-        let bound = (self.offered).max(1_000.0) as i64;
+    /// The backlog stayed bounded: at the end (and at its largest in the second half)
+    /// within one second of writes (at least 1,000 rows).
+    pub fn bounded(&self) -> bool {
+        let bound = (self.achieved).max(1_000.0) as i64;
+        self.backlog_end <= bound && self.backlog_max <= 2 * bound
+    }
+
+    /// The writers committed at least 95% of the offered rate: otherwise the step
+    /// measures the writers (and the machine), not the drain.
+    pub fn offered_in_full(&self) -> bool {
         self.achieved >= 0.95 * self.offered
-            && self.backlog_end <= bound
-            && self.backlog_max <= 2 * bound
     }
 }
 
@@ -157,7 +160,7 @@ pub fn plot(path: &std::path::Path, series: &[(String, Vec<(usize, f64)>)]) -> c
         * 1.15;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Highest sustained offered rate (one save per transaction) against drain workers",
+            "Highest write rate drained with a bounded backlog (one save per transaction)",
             ("sans-serif", 16),
         )
         .margin(16)
@@ -167,7 +170,7 @@ pub fn plot(path: &std::path::Path, series: &[(String, Vec<(usize, f64)>)]) -> c
     chart
         .configure_mesh()
         .x_desc("worker processes")
-        .y_desc("saves per second")
+        .y_desc("saves committed per second")
         .x_labels(4)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
@@ -212,7 +215,7 @@ macro_rules! sustained_section {
             pub fn sustained(db: &Db, plan: &Plan) -> BResult<(Table, Vec<(usize, f64)>)> {
                 let mut table = Table::new(
                     format!(
-                        "{NAME}: sustained load, one save per transaction over {} objects in {} shards, {} writer processes, {} s per step (bounded: writers at ≥ 95% of the offered rate, backlog within one second of writes)",
+                        "{NAME}: sustained load, one save per transaction over {} objects in {} shards, {} writer processes, {} s per step (bounded: the backlog within one second of writes; \"writers short\": they committed < 95% of the offer)",
                         count(OBJECTS as f64), count(SHARDS as f64), plan.writers, plan.seconds
                     ),
                     &["worker processes", "offered saves/s", "committed saves/s", "delivered rows/s", "backlog at end", "largest backlog (2nd half)", "rows per shard at end", "p50 ms", "p99 ms", "bounded"],
@@ -220,11 +223,11 @@ macro_rules! sustained_section {
                 let mut best: Vec<(usize, f64)> = Vec::new();
                 let mut conn = db.connect()?;
                 for &workers in &plan.workers {
-                    let floor = best.iter().map(|b| b.1).fold(0.0, f64::max) / 2.0;
+                    let floor = best.iter().map(|b| b.1).fold(0.0, f64::max) / 3.0;
                     let mut highest = 0.0;
                     for &rate in plan.ladder.iter().filter(|&&r| r >= floor.min(plan.ladder[plan.ladder.len() - 1])) {
                         let step = run_step(db, &mut conn, plan, workers, rate)?;
-                        let ok = step.sustained();
+                        let (bounded, full) = (step.bounded(), step.offered_in_full());
                         table.row(vec![
                             workers.to_string(),
                             count(step.offered),
@@ -235,12 +238,22 @@ macro_rules! sustained_section {
                             if step.shards_end > 0 { format!("{:.2}", step.backlog_end as f64 / step.shards_end as f64) } else { "-".to_owned() },
                             format!("{:.1}", step.p50_ms),
                             format!("{:.1}", step.p99_ms),
-                            if ok { "yes".to_owned() } else { "**no**".to_owned() },
+                            match (bounded, full) {
+                                (true, true) => "yes".to_owned(),
+                                (true, false) => "yes, writers short".to_owned(),
+                                (false, _) => "**no**".to_owned(),
+                            },
                         ]);
-                        if !ok {
+                        if bounded {
+                            // The rate the drain kept up with: what the writers committed.
+                            highest = f64::max(highest, step.achieved);
+                        }
+                        // Higher offers are pointless once the backlog grows, or once the
+                        // writers fall well short of the offer (they, not the drain, are
+                        // what the machine can do).
+                        if !bounded || step.achieved < 0.8 * step.offered {
                             break;
                         }
-                        highest = rate;
                     }
                     best.push((workers, highest));
                 }
