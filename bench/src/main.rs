@@ -13,8 +13,10 @@
 //!
 //! Options: `--quick`, `--tiny`, `--sqlite-only`, `--postgres-only`, `--mysql-only`, `--skip-memory`,
 //! `--only SECTION[,SECTION...]` (writes, statements, indexes, anatomy, drain, sweep,
-//! scaling, receivers, profile, discovery, flush, backfill, guard, memory), `--backlog NAME[,NAME...]`
-//! (the drain sections on those backlogs only: a, s10, b, c, c10, e, d).
+//! scaling, receivers, profile, discovery, flush, backfill, guard, sustained, memory),
+//! `--backlog NAME[,NAME...]` (the drain sections on those backlogs only: a, s10, b, c,
+//! c10, e, d), `--sustained-seconds N` (each sustained step's length: 60 s at full size,
+//! 15 s quick, 2 s tiny), `--svg PATH` (plot the sustained rates against worker processes).
 //!
 //! `--record` also writes the whole output to `bench/results/<date>-<host>.md` and the
 //! plots of BENCHMARKS.md, drawn from the run's own tables, into `bench/results/`.
@@ -30,6 +32,7 @@ mod plot;
 mod profile;
 mod stats;
 mod suite;
+mod sustained;
 mod writes;
 
 use std::path::PathBuf;
@@ -93,6 +96,8 @@ pub struct Sizes {
     /// Backlogs drained by the memory children, with the default window; the largest is
     /// drained once more with a window of 100 rows.
     pub memory_rows: Vec<usize>,
+    /// The sustained-load steps.
+    pub sustained: sustained::Plan,
 }
 
 impl Sizes {
@@ -133,11 +138,17 @@ impl Sizes {
             drain_backlogs: backlog::drain_table(&backlogs),
             discovery_rows: 1_000_000,
             discovery_shards: 10_000,
-            discovery_samples: 20,
+            discovery_samples: 200,
             flush_samples: 500,
             backfill_objects: 100_000,
             backfill_reps: 3,
             memory_rows: vec![100_000, 1_000_000],
+            sustained: sustained::Plan {
+                seconds: 60.0,
+                workers: vec![1, 2, 4],
+                writers: 4,
+                ladder: sustained::LADDER.to_vec(),
+            },
         }
     }
 
@@ -161,6 +172,12 @@ impl Sizes {
             flush_samples: 200,
             backfill_objects: 20_000,
             memory_rows: vec![20_000, 100_000],
+            sustained: sustained::Plan {
+                seconds: 15.0,
+                workers: vec![1, 2, 4],
+                writers: 4,
+                ladder: sustained::LADDER.to_vec(),
+            },
             ..Sizes::with_backlogs(backlog::quick())
         }
         .small_grids()
@@ -184,6 +201,12 @@ impl Sizes {
             backfill_objects: 1_000,
             backfill_reps: 1,
             memory_rows: vec![1_000, 2_000],
+            sustained: sustained::Plan {
+                seconds: 2.0,
+                workers: vec![1],
+                writers: 1,
+                ladder: vec![100.0],
+            },
             ..Sizes::with_backlogs(backlog::tiny())
         }
         .small_grids()
@@ -375,7 +398,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// The sections a run prints, in order.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "writes",
     "statements",
     "indexes",
@@ -389,11 +412,12 @@ const SECTIONS: [&str; 14] = [
     "flush",
     "backfill",
     "guard",
+    "sustained",
     "memory",
 ];
 
 macro_rules! run_suite {
-    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $my:expr, $want:expr) => {{
+    ($module:ident, $db:expr, $sizes:expr, $pg:expr, $my:expr, $want:expr, $series:expr) => {{
         let db = $db;
         let sizes = $sizes;
         let want = $want;
@@ -489,6 +513,17 @@ macro_rules! run_suite {
         timed("guard", &mut || {
             $module::guard::writes(&db, sizes)?.print();
             $module::guard::drains(&db, sizes)?.print();
+            Ok(())
+        })?;
+        timed("sustained", &mut || {
+            let mut plan = sizes.sustained.clone();
+            if !$pg && !$my {
+                // SQLite: one writer at a time; more worker processes only queue on it.
+                plan.workers.retain(|&w| w <= 2);
+            }
+            let (table, best) = $module::sustained::sustained(&db, &plan)?;
+            table.print();
+            $series.push((name.to_owned(), best));
             Ok(())
         })?;
         println!("\n({name} suite: {:.0} s)", t.elapsed().as_secs_f64());
@@ -628,6 +663,30 @@ fn main() -> BResult<()> {
         let window = args.get(i + 3).ok_or(usage)?.parse()?;
         return memory_child(backend, rows, window);
     }
+    if let Some(i) = args.iter().position(|a| a == "--sustained-writer") {
+        let usage = "--sustained-writer BACKEND URL RATE SECONDS INDEX WRITERS";
+        let arg = |k: usize| args.get(i + k).ok_or(usage);
+        let (backend, url) = (arg(1)?, arg(2)?);
+        let (rate, seconds) = (arg(3)?.parse()?, arg(4)?.parse()?);
+        let (index, writers) = (arg(5)?.parse()?, arg(6)?.parse()?);
+        return match backend.as_str() {
+            "postgres" => pg::sustained::writer(url, rate, seconds, index, writers),
+            #[cfg(feature = "mysql")]
+            "mysql" => my::sustained::writer(url, rate, seconds, index, writers),
+            _ => sqlite::sustained::writer(url, rate, seconds, index, writers),
+        };
+    }
+    if let Some(i) = args.iter().position(|a| a == "--sustained-worker") {
+        let usage = "--sustained-worker BACKEND URL SECONDS";
+        let arg = |k: usize| args.get(i + k).ok_or(usage);
+        let (backend, url, seconds) = (arg(1)?, arg(2)?, arg(3)?.parse()?);
+        return match backend.as_str() {
+            "postgres" => pg::sustained::worker(url, seconds),
+            #[cfg(feature = "mysql")]
+            "mysql" => my::sustained::worker(url, seconds),
+            _ => sqlite::sustained::worker(url, seconds),
+        };
+    }
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let recording = has("--record");
     if recording && std::env::var_os(RECORDING_CHILD).is_none() {
@@ -670,11 +729,17 @@ fn main() -> BResult<()> {
         "Load average at the start (1, 5, 15 min): {}",
         load_average()
     );
+    if let Some(seconds) = list_option(&args, "--sustained-seconds")? {
+        let seconds = seconds.first().ok_or("--sustained-seconds needs a value")?;
+        sizes.sustained.seconds = seconds.parse()?;
+    }
+    let svg = list_option(&args, "--svg")?.and_then(|v| v.into_iter().next());
+    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     let pg_url = postgres_url();
     let memory_wanted = !has("--skip-memory") && want("memory");
     if !has("--postgres-only") && !has("--mysql-only") {
         let file = SqliteFile::new("main")?;
-        run_suite!(sqlite, file.db(), &sizes, false, false, &want);
+        run_suite!(sqlite, file.db(), &sizes, false, false, &want, series);
         if memory_wanted {
             memory("sqlite", &sizes)?;
         }
@@ -682,7 +747,7 @@ fn main() -> BResult<()> {
     match (&pg_url, has("--sqlite-only") || has("--mysql-only")) {
         (Some(url), false) => {
             let schema = PgSchema::new(url, "main")?;
-            run_suite!(pg, schema.db(), &sizes, true, false, &want);
+            run_suite!(pg, schema.db(), &sizes, true, false, &want, series);
             drop(schema);
             if memory_wanted {
                 memory("postgres", &sizes)?;
@@ -698,12 +763,16 @@ fn main() -> BResult<()> {
     match (mysql_url(), has("--sqlite-only") || has("--postgres-only")) {
         (Some(url), false) => {
             let database = MysqlDatabase::new(&url, "main")?;
-            run_suite!(my, database.db(), &sizes, false, true, &want);
+            run_suite!(my, database.db(), &sizes, false, true, &want, series);
         }
         (None, false) => println!(
             "\n(MariaDB skipped: set OUTBOX_BENCH_MYSQL_URL, e.g. mysql://root@127.0.0.1:3306/test)"
         ),
         _ => {}
+    }
+    if let (Some(path), false) = (&svg, series.is_empty()) {
+        sustained::plot(std::path::Path::new(path), &series)?;
+        println!("\n(sustained rates plotted in {path})");
     }
     println!(
         "\nTotal: {:.0} s; load average at the end: {}",

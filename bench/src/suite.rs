@@ -474,6 +474,7 @@ macro_rules! suite {
             crate::flush::flush_section!();
             crate::backfill::backfill_section!();
             crate::guard::guard_section!();
+            crate::sustained::sustained_section!();
         }
     };
 }

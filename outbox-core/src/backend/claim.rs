@@ -29,6 +29,18 @@ pub struct DueScan {
     pub lease_seconds: i64,
 }
 
+/// What a look for due shards found, claiming nothing: the shards, oldest first, and the
+/// scan's figures (so that a caller wanting more can read on from the last id).
+#[derive(Debug, Default)]
+pub struct DueFound {
+    /// The due shards, oldest first.
+    pub shards: Vec<ShardKey>,
+    /// Rows the scan read.
+    pub scanned_rows: i64,
+    /// The highest id it read.
+    pub last_scanned_id: Option<i64>,
+}
+
 /// Shards this connection holds, until [`release_claim`](super::OutboxConnection::release_claim).
 #[derive(Debug)]
 pub struct Claim {

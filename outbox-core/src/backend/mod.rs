@@ -43,6 +43,7 @@ mod mysql_raw;
 pub(crate) mod parked;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod scan;
 mod shared;
 pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
@@ -54,7 +55,7 @@ pub(crate) mod transaction;
 
 use crate::row::tombstone::{Tombstone, TombstoneTable};
 use backfill::BackfillStatements;
-use claim::{Claim, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
+use claim::{Claim, DueFound, DueScan, KeyAfterWindow, Lease, RowIdentity, WindowRequest};
 use inspect::{CategoryDepth, OldestRow, ShardDepth};
 use parked::{ParkRequest, ParkedCounts, ParkedGroup, ParkedKey};
 use state::{ShardFailure, ShardState};
@@ -200,7 +201,8 @@ pub trait OutboxConnection:
     ) -> QueryResult<Claim>;
 
     /// The shards [`claim_due_shards`](Self::claim_due_shards) would claim now, oldest
-    /// first, without claiming them (and whether another worker holds them or not).
+    /// first, without claiming them (and whether another worker holds them or not), with
+    /// the scan's figures.
     #[doc(hidden)]
     fn due_shards(
         &mut self,
@@ -208,7 +210,7 @@ pub trait OutboxConnection:
         table: OutboxTable,
         scan: &DueScan,
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ShardKey>>;
+    ) -> QueryResult<DueFound>;
 
     /// Claims one shard that must be delivered alone (a worker died while delivering its
     /// batch) and whose schedule has passed, if there is one: new rows do not make it

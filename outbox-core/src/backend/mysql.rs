@@ -32,8 +32,8 @@ use diesel::{Connection, OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
-    RowIdentity, WindowRequest,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueFound, DueScan, KeyAfterWindow, Lease,
+    LeaseInfo, RowIdentity, WindowRequest,
 };
 use super::inspect::{CategoryDepth, OldestRow, ShardDepth};
 use super::mysql_raw::{raw_sql, RawStatement};
@@ -329,8 +329,11 @@ impl OutboxConnection for MysqlConnection {
         scan: &DueScan,
         now: NaiveDateTime,
     ) -> QueryResult<Claim> {
-        let rows = due_candidates(self, table, scan, now)?;
-        take(self, table, rows, now, scan.lease_seconds)
+        let found = due_candidates(self, table, scan, now)?;
+        let mut claim = Claim::empty(table);
+        claim.scanned_rows = found.scanned_rows;
+        claim.last_scanned_id = found.last_scanned_id;
+        take_candidates(self, claim, found.shards, now, scan.lease_seconds)
     }
 
     fn due_shards(
@@ -339,9 +342,13 @@ impl OutboxConnection for MysqlConnection {
         table: OutboxTable,
         scan: &DueScan,
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ShardKey>> {
-        let rows = due_candidates(self, table, scan, now)?;
-        Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
+    ) -> QueryResult<DueFound> {
+        let found = due_candidates(self, table, scan, now)?;
+        Ok(DueFound {
+            shards: found.shards.into_iter().map(|shard| shard.key).collect(),
+            scanned_rows: found.scanned_rows,
+            last_scanned_id: found.last_scanned_id,
+        })
     }
 
     fn claim_isolated_shard(
@@ -1266,53 +1273,19 @@ fn record_failure_sql(names: &Names) -> String {
 
 // ---- Claims.
 
-/// The candidates of a periodic claim, with their state and the scan's figures: the
-/// shards of the oldest `scan_rows` rows (a range of the primary key), and those whose
-/// stored schedule is due (a range of the states' schedule index).
+/// The candidates of a periodic claim (see [`super::scan`]): one statement for the
+/// oldest rows and the due schedules, then the states of the chosen shards that have one.
 fn due_candidates(
     conn: &mut MysqlConnection,
     table: OutboxTable,
     scan: &DueScan,
     now: NaiveDateTime,
-) -> QueryResult<Vec<ClaimRow>> {
+) -> QueryResult<super::scan::Scanned> {
     let names = Names::of(table);
-    let text = format!(
-        "WITH scanned AS (SELECT o.id, {o_shard}, o.scheduled_for FROM {rows} o \
-             WHERE o.id >= :from_id AND o.id < :to_id ORDER BY o.id LIMIT :scan_rows), \
-         found AS (\
-             SELECT {s_shard}, MIN(s.id) AS first_id FROM scanned s \
-             LEFT JOIN {states} st ON {same_s} \
-             WHERE CASE WHEN :ignore THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
-                   ELSE (s.scheduled_for <= :now AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
-             GROUP BY {s_shard}), \
-         timed AS (\
-             SELECT {st_shard}, 0 AS first_id FROM {states} st \
-             WHERE NOT :ignore AND st.scheduled_for <= :now AND NOT st.skipped AND NOT st.isolated \
-             ORDER BY st.scheduled_for LIMIT :max_shards), \
-         candidates AS (\
-             SELECT {u_shard}, MIN(u.first_id) AS first_id \
-             FROM (SELECT * FROM found UNION ALL SELECT * FROM timed) u \
-             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT :max_shards), \
-         figures AS (SELECT COUNT(*) AS scanned_rows, MAX(id) AS last_scanned_id FROM scanned) \
-         SELECT {c_shard}, {cell}, NULL AS locked, {UNBOUNDED} AS bound, NULL AS lease_id, \
-             f.scanned_rows, f.last_scanned_id, {state} \
-         FROM figures f LEFT JOIN candidates c ON TRUE \
-         LEFT JOIN {states} st ON {same_c} \
-         ORDER BY c.first_id",
-        o_shard = names.shard_of("o"),
-        s_shard = names.shard_of("s"),
-        st_shard = names.shard_of("st"),
-        u_shard = names.shard_of("u"),
-        c_shard = shard_columns(&names, "c"),
-        cell = cell_column(&names, "c"),
-        rows = names.rows,
-        states = names.states,
-        same_s = names.same_shard("st", "s"),
-        same_c = names.same_shard("st", "c"),
-        state = names.state_columns("st"),
-    );
-    statement(
+    let text = super::scan::statement(&names, &|name| format!(":{name}"), &|alias| {
+        cell_column(&names, alias)
+    });
+    let rows = statement(
         &text,
         &[
             ("from_id", Param::BigInt(scan.from_id)),
@@ -1323,7 +1296,14 @@ fn due_candidates(
             ("max_shards", Param::BigInt(scan.max_shards)),
         ],
     )?
-    .load::<ClaimRow>(conn)
+    .load::<super::scan::ScanRow>(conn)?;
+    let mut found = super::scan::choose(table, rows, scan);
+    let keys = found.keys_with_state();
+    if !keys.is_empty() {
+        let states = conn.load_shard_states(Token::new(), table, Some(&keys))?;
+        found.set_states(states);
+    }
+    Ok(found)
 }
 
 /// Whether this connection got each named lock: `ord` 1, 2, ... for the shards in order,
@@ -1359,6 +1339,18 @@ fn take(
             });
         }
     }
+    take_candidates(conn, claim, candidates, now, lease_seconds)
+}
+
+/// [`take`] for candidates already read: `claim` carries the scan's figures.
+fn take_candidates(
+    conn: &mut MysqlConnection,
+    mut claim: Claim,
+    candidates: Vec<ClaimedShard>,
+    now: NaiveDateTime,
+    lease_seconds: i64,
+) -> QueryResult<Claim> {
+    let table = claim.table;
     if candidates.is_empty() {
         return Ok(claim);
     }

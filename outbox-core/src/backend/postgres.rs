@@ -13,8 +13,8 @@ use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo, RowIdentity,
-    WindowRequest,
+    decode_shards, Claim, ClaimedShard, DueFound, DueScan, KeyAfterWindow, Lease, LeaseInfo,
+    RowIdentity, WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
 use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
@@ -175,27 +175,33 @@ impl OutboxConnection for PgConnection {
         table: OutboxTable,
         scan: &DueScan,
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ShardKey>> {
+    ) -> QueryResult<DueFound> {
+        // Nothing is claimed: the rows are grouped in the process (see `scan`), from a
+        // statement simpler to plan and run than the claim's.
         let names = Names::of(table);
-        let cell = match table {
-            OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
-            OutboxTable::Control => "c.cell_name".to_owned(),
+        let order = [
+            "from_id",
+            "to_id",
+            "scan_rows",
+            "now",
+            "ignore",
+            "max_shards",
+        ];
+        let param = |name: &str| {
+            let index = order.iter().position(|known| *known == name).unwrap_or(0);
+            format!("${}", index + 1)
         };
-        let text = format!(
-            "WITH scanned AS MATERIALIZED ({scanned}), {candidates} \
-             SELECT c.shard_scope, c.shard_identifier, {cell}, NULL::bool AS locked, \
-                 NULL::int8 AS bound, NULL::int8 AS lease_id, 0::int8 AS scanned_rows, \
-                 NULL::int8 AS last_scanned_id, {state} \
-             FROM candidates c LEFT JOIN {states} st ON {same} ORDER BY c.first_id",
-            scanned = due_scan(&names),
-            candidates = due_candidates(&names, "$6"),
-            state = names.state_columns("st"),
-            states = names.states,
-            same = names.same_shard("st", "c"),
-        );
+        let text = super::scan::statement(&names, &param, &|alias| {
+            names.cell_name_of(alias, NULL_TEXT)
+        });
         let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
-        let rows = Prepared(query).load::<ClaimRow>(self)?;
-        Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
+        let rows = Prepared(query).load::<super::scan::ScanRow>(self)?;
+        let found = super::scan::choose(table, rows, scan);
+        Ok(DueFound {
+            shards: found.shards.into_iter().map(|shard| shard.key).collect(),
+            scanned_rows: found.scanned_rows,
+            last_scanned_id: found.last_scanned_id,
+        })
     }
 
     fn claim_isolated_shard(

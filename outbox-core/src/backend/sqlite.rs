@@ -16,14 +16,15 @@ use diesel::{OptionalExtension, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::claim::{
-    decode_shards, encode_shards, Claim, ClaimedShard, DueScan, KeyAfterWindow, Lease, LeaseInfo,
-    RowIdentity, WindowRequest,
+    decode_shards, encode_shards, Claim, ClaimedShard, DueFound, DueScan, KeyAfterWindow, Lease,
+    LeaseInfo, RowIdentity, WindowRequest,
 };
 use super::parked::{ParkRequest, ParkedKey};
-use super::shared::{bind_parked_key, bind_scan, bind_shard, shared_statements, NULL_TEXT};
+use super::scan::{ScanRow, Scanned};
+use super::shared::{bind_parked_key, bind_shard, shared_statements, NULL_TEXT};
 use super::sql::{
-    parked, BigIntValue, ClaimRow, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow,
-    Names, Prepared, StateRow,
+    parked, BigIntValue, IdentityRow, LeaseInfoRow, LeaseRow, MaybeBigInt, MessageRow, Names,
+    Prepared, StateRow,
 };
 use super::transaction;
 use super::{OutboxConnection, Sealed};
@@ -144,25 +145,12 @@ impl OutboxConnection for SqliteConnection {
         scan: &DueScan,
         now: NaiveDateTime,
     ) -> QueryResult<Claim> {
-        let names = Names::of(table);
-        let text = due_candidates(&names);
         immediate(self, |conn| {
-            let query = bind_scan(diesel::sql_query(text).into_boxed(), scan, now);
-            let rows = Prepared(query).load::<ClaimRow>(conn)?;
+            let found = scan_due(conn, table, scan, now)?;
             let mut claim = Claim::empty(table);
-            let mut candidates = Vec::new();
-            for row in rows {
-                claim.scanned_rows = row.scanned_rows;
-                claim.last_scanned_id = row.last_scanned_id;
-                if let Some(key) = row.shard(table) {
-                    candidates.push(ClaimedShard {
-                        state: row.state(&key),
-                        key,
-                        bound: row.bound.unwrap_or(i64::MAX),
-                    });
-                }
-            }
-            take_unleased(conn, &mut claim, candidates, now, scan.lease_seconds)?;
+            claim.scanned_rows = found.scanned_rows;
+            claim.last_scanned_id = found.last_scanned_id;
+            take_unleased(conn, &mut claim, found.shards, now, scan.lease_seconds)?;
             Ok(claim)
         })
     }
@@ -173,10 +161,13 @@ impl OutboxConnection for SqliteConnection {
         table: OutboxTable,
         scan: &DueScan,
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ShardKey>> {
-        let query = diesel::sql_query(due_candidates(&Names::of(table))).into_boxed();
-        let rows = Prepared(bind_scan(query, scan, now)).load::<ClaimRow>(self)?;
-        Ok(rows.iter().filter_map(|row| row.shard(table)).collect())
+    ) -> QueryResult<DueFound> {
+        let found = scan_due(self, table, scan, now)?;
+        Ok(DueFound {
+            shards: found.shards.into_iter().map(|shard| shard.key).collect(),
+            scanned_rows: found.scanned_rows,
+            last_scanned_id: found.last_scanned_id,
+        })
     }
 
     fn claim_isolated_shard(
@@ -269,27 +260,56 @@ impl OutboxConnection for SqliteConnection {
         window: i64,
         max_rows: i64,
     ) -> QueryResult<Vec<OutboxMessage>> {
+        if shards.is_empty() || max_rows <= 0 {
+            return Ok(Vec::new());
+        }
+        // A statement per slice of the batch: each shard's window is counted and its last
+        // id found on the shard's index, the windows are taken in the order given until the
+        // cap, and the rows of those shards read (the last shard may hold more than the
+        // cap leaves it: it is cut here, as are the rows' order and grouping). The first
+        // slice is as many shards as the cap holds full windows; the next ones are sized
+        // by the rows per shard seen so far, so that one-row shards take one or two
+        // statements a batch and deep shards are not counted past the cap.
         let names = Names::of(table);
-        let text = format!(
-            "SELECT {columns} FROM {rows} o WHERE {shard} AND o.id <= ? ORDER BY o.id LIMIT ?",
-            columns = names.message_columns("o", NULL_TEXT),
-            rows = names.rows,
-            shard = names.shard_is("o.")
-        );
-        let mut messages = Vec::new();
-        for request in shards {
-            let left = max_rows.saturating_sub(messages.len() as i64);
-            if left <= 0 {
-                break;
+        let text = windows_statement(&names);
+        let cap = usize::try_from(max_rows).unwrap_or(usize::MAX);
+        let window_rows = usize::try_from(window.max(1)).unwrap_or(usize::MAX);
+        let mut messages: Vec<OutboxMessage> = Vec::new();
+        let mut next = 0;
+        let mut slice = (cap / window_rows).max(1);
+        while next < shards.len() && messages.len() < cap {
+            let part = &shards[next..shards.len().min(next.saturating_add(slice))];
+            let left = cap - messages.len();
+            let query = Prepared(
+                diesel::sql_query(text.as_str())
+                    .bind::<Text, _>(json_windows(part))
+                    .bind::<BigInt, _>(window)
+                    .bind::<BigInt, _>(i64::try_from(left).unwrap_or(i64::MAX)),
+            );
+            let found = query.load::<MessageRow>(self)?;
+            let mut by_shard: std::collections::HashMap<ShardKey, Vec<OutboxMessage>> =
+                std::collections::HashMap::with_capacity(part.len());
+            for row in found {
+                let message = row.into_message(table);
+                by_shard
+                    .entry(message.shard_key())
+                    .or_default()
+                    .push(message);
             }
-            let query = bind_shard(
-                diesel::sql_query(text.as_str()).into_boxed(),
-                &request.shard,
-            )
-            .bind::<BigInt, _>(request.bound)
-            .bind::<BigInt, _>(window.min(left));
-            let found = Prepared(query).load::<MessageRow>(self)?;
-            messages.extend(found.into_iter().map(|row| row.into_message(table)));
+            for request in part {
+                let left = cap.saturating_sub(messages.len());
+                if left == 0 {
+                    break;
+                }
+                if let Some(mut rows) = by_shard.remove(&request.shard) {
+                    rows.sort_by_key(|message| message.id);
+                    rows.truncate(left.min(window_rows));
+                    messages.extend(rows);
+                }
+            }
+            next += part.len();
+            let per_shard = (messages.len() / next).max(1);
+            slice = (cap.saturating_sub(messages.len()) / per_shard).max(1);
         }
         Ok(messages)
     }
@@ -606,46 +626,119 @@ fn state_select(names: &Names) -> String {
     format!("st.shard_scope, st.shard_identifier, {cell}, {columns}")
 }
 
-/// The candidates of a periodic claim, with their state and the scan's figures. Binds:
-/// ?1 from id, ?2 to id, ?3 rows to scan, ?4 now, ?5 ignore schedules, ?6 shards at most.
-fn due_candidates(names: &Names) -> String {
-    let cell = match names.table {
-        OutboxTable::Cell => format!("{NULL_TEXT} AS cell_name"),
-        OutboxTable::Control => "c.cell_name".to_owned(),
+/// The candidates of a periodic claim (see [`super::scan`]), with the states of those
+/// that have one.
+fn scan_due(
+    conn: &mut SqliteConnection,
+    table: OutboxTable,
+    scan: &DueScan,
+    now: NaiveDateTime,
+) -> QueryResult<Scanned> {
+    use diesel::sql_types::Bool;
+    let names = Names::of(table);
+    let order = [
+        "from_id",
+        "to_id",
+        "scan_rows",
+        "now",
+        "ignore",
+        "max_shards",
+    ];
+    let param = |name: &str| {
+        let index = order.iter().position(|known| *known == name).unwrap_or(0);
+        format!("?{}", index + 1)
     };
+    let cell = |alias: &str| names.cell_name_of(alias, NULL_TEXT);
+    // Shards have stored states only while failing or skipped: usually none, and then
+    // the rows alone say what is due (one probe here spares one per row).
+    let any_state = Prepared(diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM {states}) AS value",
+        states = names.states
+    )))
+    .get_result::<BigIntValue>(conn)?
+    .value
+        != 0;
+    let rows = if any_state {
+        let text = super::scan::statement(&names, &param, &cell);
+        Prepared(
+            diesel::sql_query(text)
+                .bind::<BigInt, _>(scan.from_id)
+                .bind::<BigInt, _>(scan.to_id)
+                .bind::<BigInt, _>(scan.scan_rows)
+                .bind::<Timestamp, _>(now)
+                .bind::<Bool, _>(scan.ignore_schedule)
+                .bind::<BigInt, _>(scan.max_shards),
+        )
+        .load::<ScanRow>(conn)?
+    } else {
+        let text = super::scan::statement_without_states(&names, &param, &cell);
+        Prepared(
+            diesel::sql_query(text)
+                .bind::<BigInt, _>(scan.from_id)
+                .bind::<BigInt, _>(scan.to_id)
+                .bind::<BigInt, _>(scan.scan_rows)
+                .bind::<Timestamp, _>(now)
+                .bind::<Bool, _>(scan.ignore_schedule),
+        )
+        .load::<ScanRow>(conn)?
+    };
+    let mut found = super::scan::choose(table, rows, scan);
+    let keys = found.keys_with_state();
+    if !keys.is_empty() {
+        let states = conn.load_shard_states(Token::new(), table, Some(&keys))?;
+        found.set_states(states);
+    }
+    Ok(found)
+}
+
+/// The windows of a slice of a batch in one statement. Binds: ?1 the shards as JSON (see
+/// [`json_windows`]), ?2 the window, ?3 the rows the batch holds at most. Each shard's
+/// window is counted and its last id found with two probes of the shard's index (SQLite
+/// takes no correlated `LIMIT`, so the cap's cut of the last shard is left to the
+/// caller); the running count keeps the shards after the cap out.
+fn windows_statement(names: &Names) -> String {
+    let from_json = names
+        .shard
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("j.value ->> {index} AS {column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let same = names.same_shard("i", "w");
     format!(
-        "WITH scanned AS (SELECT o.id, {o_shard}, o.scheduled_for FROM {rows} o \
-             WHERE o.id >= ?1 AND o.id < ?2 ORDER BY o.id LIMIT ?3), \
-         found AS (\
-             SELECT {s_shard}, MIN(s.id) AS first_id FROM scanned s \
-             LEFT JOIN {states} st ON {same_s} \
-             WHERE CASE WHEN ?5 THEN (st.shard_scope IS NULL OR NOT st.skipped OR s.id > st.covered_id) \
-                   ELSE (s.scheduled_for <= ?4 AND (st.shard_scope IS NULL \
-                         OR (NOT st.isolated AND st.attempts = 0 AND s.id > st.covered_id))) END \
-             GROUP BY {s_shard}), \
-         timed AS (\
-             SELECT {st_shard}, 0 AS first_id FROM {states} st \
-             WHERE NOT ?5 AND st.scheduled_for <= ?4 AND NOT st.skipped AND NOT st.isolated \
-             ORDER BY st.scheduled_for LIMIT ?6), \
-         candidates AS (\
-             SELECT {u_shard}, MIN(u.first_id) AS first_id \
-             FROM (SELECT * FROM found UNION ALL SELECT * FROM timed) u \
-             GROUP BY {u_shard} ORDER BY MIN(u.first_id) LIMIT ?6), \
-         figures AS (SELECT COUNT(*) AS scanned_rows, MAX(id) AS last_scanned_id FROM scanned) \
-         SELECT c.shard_scope, c.shard_identifier, {cell}, 1 AS locked, \
-             9223372036854775807 AS bound, NULL AS lease_id, \
-             f.scanned_rows, f.last_scanned_id, {state} \
-         FROM figures f LEFT JOIN candidates c ON 1 \
-         LEFT JOIN {states} st ON {same_c} \
-         ORDER BY c.first_id",
-        o_shard = names.shard_of("o"),
-        s_shard = names.shard_of("s"),
-        st_shard = names.shard_of("st"),
-        u_shard = names.shard_of("u"),
+        "WITH w AS MATERIALIZED (SELECT j.key AS ord, {from_json}, j.value ->> {bound} AS bound \
+             FROM json_each(?1) j), \
+         c AS MATERIALIZED (SELECT w.*, \
+             (SELECT COUNT(*) FROM (SELECT 1 FROM {rows} i WHERE {same} AND i.id <= w.bound \
+                 LIMIT ?2)) AS n, \
+             (SELECT MAX(x.id) FROM (SELECT i.id FROM {rows} i WHERE {same} \
+                 AND i.id <= w.bound ORDER BY i.id LIMIT ?2) x) AS last_id \
+             FROM w), \
+         s AS MATERIALIZED (SELECT c.*, \
+             SUM(c.n) OVER (ORDER BY c.ord ROWS UNBOUNDED PRECEDING) - c.n AS before FROM c) \
+         SELECT {columns} FROM s CROSS JOIN {rows} o \
+         WHERE s.n > 0 AND s.before < ?3 AND {same_o} AND o.id <= s.last_id",
+        bound = names.shard.len(),
         rows = names.rows,
-        states = names.states,
-        same_s = names.same_shard("st", "s"),
-        same_c = names.same_shard("st", "c"),
-        state = names.state_columns("st"),
+        columns = names.message_columns("o", NULL_TEXT),
+        same_o = names.same_shard("o", "s"),
     )
+}
+
+/// A batch's shards with their bounds as the JSON [`windows_statement`] reads:
+/// `[[scope, id, bound], ...]`, `[[cell, scope, id, bound], ...]` for control shards.
+fn json_windows(shards: &[WindowRequest]) -> String {
+    let values: Vec<serde_json::Value> = shards
+        .iter()
+        .map(|request| {
+            let shard = request.shard.shard();
+            match request.shard.cell_name() {
+                Some(cell) => {
+                    serde_json::json!([cell, shard.scope, shard.identifier, request.bound])
+                }
+                None => serde_json::json!([shard.scope, shard.identifier, request.bound]),
+            }
+        })
+        .collect();
+    serde_json::Value::Array(values).to_string()
 }

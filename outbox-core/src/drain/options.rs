@@ -28,7 +28,11 @@ pub struct DrainOptions {
     /// Rows of windows a batch holds at most: its memory. Shards are read in order until
     /// the batch has them; a shard the cap leaves out stays due for the next batch.
     pub max_batch_rows: usize,
-    /// Rows a periodic drain reads, oldest first, to find due shards.
+    /// Rows a periodic drain reads, oldest first, to find due shards: at most this many
+    /// per claim, and no more than the claim may take shards (`batch_shards`), so that
+    /// the rows read are the rows claimed when shards hold one row each. Discovery
+    /// ([`Outbox::due_shards`](crate::Outbox::due_shards)) reads as many as shards are
+    /// still wanted, up to this.
     pub scan_rows: usize,
     /// How long a batch's lease lives where liveness is told by time (SQLite): a lease
     /// not renewed for this long belongs to a worker that died, and its shards are backed

@@ -96,12 +96,22 @@ fn drain_table<C: OutboxConnection>(
     };
     let mut empty_scans = 0;
     while claimed < due.limit && empty_scans < EMPTY_SCANS_PER_CALL {
+        let max_shards = drainer.options.batch_shards.min(due.limit - claimed).max(1);
+        // A claim reads no more rows than a batch may claim shards: where shards hold one
+        // row each (a drain that keeps up) every row read is claimed, and reading more
+        // only to leave them to the next claim costs every claim (BENCHMARKS.md).
         let scan = DueScan {
             from_id: cursor,
             to_id: end,
-            scan_rows: i64::try_from(drainer.options.scan_rows.max(1)).unwrap_or(i64::MAX),
-            max_shards: i64::try_from(drainer.options.batch_shards.min(due.limit - claimed).max(1))
-                .unwrap_or(i64::MAX),
+            scan_rows: i64::try_from(
+                drainer
+                    .options
+                    .scan_rows
+                    .min(drainer.options.batch_shards)
+                    .max(1),
+            )
+            .unwrap_or(i64::MAX),
+            max_shards: i64::try_from(max_shards).unwrap_or(i64::MAX),
             ignore_schedule: schedules != Schedules::Honour,
             lease_seconds: drainer.options.lease_seconds(),
         };

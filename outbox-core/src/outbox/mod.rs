@@ -196,27 +196,50 @@ impl<C: OutboxConnection> Outbox<C> {
     /// The shards a periodic drain would claim now, per table in `due`'s order, oldest
     /// first, without claiming them: those with a row whose schedule has passed (a future
     /// row alone does not make its shard due), past their backoff or with a row newer
-    /// than it, not skipped. Reads the oldest [`DrainOptions::scan_rows`] rows of each
-    /// table (of `due`'s id range) and the due schedules; shards held by other workers are
+    /// than it, not skipped; at most `due.limit` per table. Reads the oldest rows of each
+    /// table (of `due`'s id range) as many at a time as shards are still wanted, until it
+    /// has them or has read [`DrainOptions::scan_rows`] rows (so the work follows the
+    /// limit, not the backlog), and the due schedules; shards held by other workers are
     /// included.
     pub fn due_shards(&self, conn: &mut C, due: &DueShards) -> Result<Vec<ShardKey>> {
         let options = &self.shared.drainer.options;
         let range = due.id_range.clone().unwrap_or(0..i64::MAX);
+        let scan_cap = i64::try_from(options.scan_rows.max(1)).unwrap_or(i64::MAX);
         let mut shards = Vec::new();
         for &table in &due.tables {
-            let scan = DueScan {
-                from_id: range.start,
-                to_id: range.end,
-                scan_rows: i64::try_from(options.scan_rows.max(1)).unwrap_or(i64::MAX),
-                max_shards: i64::try_from(due.limit).unwrap_or(i64::MAX),
-                ignore_schedule: false,
-                lease_seconds: options.lease_seconds(),
-            };
-            let now = self.shared.drainer.clock.now();
-            let due = guard::as_library(conn, |conn| {
-                conn.due_shards(Token::new(), table, &scan, now)
-            });
-            shards.extend(due?);
+            let mut found: Vec<ShardKey> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let (mut from_id, mut scanned) = (range.start, 0i64);
+            while found.len() < due.limit && scanned < scan_cap {
+                let wanted = i64::try_from(due.limit - found.len()).unwrap_or(i64::MAX);
+                let scan = DueScan {
+                    from_id,
+                    to_id: range.end,
+                    scan_rows: wanted.min(scan_cap - scanned),
+                    max_shards: wanted,
+                    ignore_schedule: false,
+                    lease_seconds: options.lease_seconds(),
+                };
+                let now = self.shared.drainer.clock.now();
+                let step = guard::as_library(conn, |conn| {
+                    conn.due_shards(Token::new(), table, &scan, now)
+                })?;
+                found.extend(
+                    step.shards
+                        .into_iter()
+                        .filter(|shard| seen.insert(shard.clone())),
+                );
+                scanned += step.scanned_rows.max(1);
+                match step.last_scanned_id {
+                    Some(last) if step.scanned_rows >= scan.scan_rows => {
+                        from_id = last.saturating_add(1);
+                    }
+                    // The range is read to its end.
+                    _ => break,
+                }
+            }
+            found.truncate(due.limit);
+            shards.extend(found);
         }
         Ok(shards)
     }
