@@ -27,6 +27,7 @@ use diesel_outbox::guard::{Guard, Protected};
 use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
 use diesel_outbox::OutboxConnection;
 
+pub mod asynchronous;
 pub mod backfill;
 /// The tables of this suite's replicated models (every `#[derive(ReplicatedCell)]` and
 /// `#[derive(ReplicatedControl)]` of `tests/`, whose models live in the test files). The
