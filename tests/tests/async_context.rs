@@ -8,15 +8,20 @@ use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
+use std::sync::{mpsc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_async::SimpleAsyncConnection;
 use diesel_outbox::asynchronous::AsyncModelWrites;
 use diesel_outbox::category::OutboxCategory;
 use diesel_outbox::guard::{Guard, OnViolation};
-use diesel_outbox::{outbox_context_async, CellOutbox, Error, ReplicatedCell, ReplicatedControl};
+use diesel_outbox::worker::{Worker, WorkerOptions};
+use diesel_outbox::{
+    outbox_context_async, CellOutbox, Error, Outbox, OutboxMessage, Receivers, ReplicatedCell,
+    ReplicatedControl,
+};
 use diesel_outbox_tests::asynchronous::AsyncTestDb;
 use diesel_outbox_tests::{async_db_tests, protected, TestConnection, TestDb};
 use serde::{Deserialize, Serialize};
@@ -423,7 +428,81 @@ where
     let _ = db.backend();
 }
 
+/// An outbox reporting each delivered project, with its time.
+fn reporting_outbox<C: TestConnection>() -> (Outbox<C>, mpsc::Receiver<(i64, Instant)>) {
+    let (sender, deliveries) = mpsc::channel();
+    let sender = Mutex::new(sender);
+    let receivers = Receivers::new().cell(
+        Category::ProjectUpdate,
+        move |_conn: &mut C, message: &OutboxMessage| {
+            let _ = sender
+                .lock()
+                .expect("sender")
+                .send((message.object_identifier, Instant::now()));
+            Ok::<_, Error>(())
+        },
+    );
+    (Outbox::new(receivers), deliveries)
+}
+
+/// Flush after commit: `Outbox::context_async` hands the touched shards to the worker,
+/// which delivers them long before its poll interval (it does not listen: only the
+/// handoff wakes it), and returns without waiting for the receiver.
+async fn the_commit_hands_its_shards_to_the_worker<D: AsyncTestDb>(db: &D)
+where
+    Project: AsyncModelWrites<D::Async>,
+    User: AsyncModelWrites<D::Async>,
+{
+    create_tables(db);
+    let (outbox, deliveries) = reporting_outbox::<D::Conn>();
+    let mut conn = db.connect_async().await;
+    // No worker yet: the commit queues nothing, the rows wait for a drain.
+    outbox
+        .context_async(&mut conn, async |ctx| {
+            project(1, 42, "a").save_async(ctx).await
+        })
+        .await
+        .expect("commits");
+    assert!(deliveries.try_recv().is_err());
+    assert!(!outbox.request_flush(&[]));
+    outbox
+        .drain_due_shards(&mut db.conn())
+        .expect("the drain delivers");
+    assert_eq!(deliveries.try_recv().map(|(id, _)| id), Ok(1));
+
+    let worker = Worker::spawn(
+        db.pool(2),
+        outbox.clone(),
+        WorkerOptions {
+            poll_interval: Duration::from_secs(60),
+            listen: false,
+            report_every: None,
+            ..WorkerOptions::default()
+        },
+    )
+    .expect("the worker starts");
+    // Let its first round find nothing, so that it sleeps.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in 2..=4 {
+        let committed = Instant::now();
+        outbox
+            .context_async(&mut conn, async |ctx| {
+                project(id, 42, "b").save_async(ctx).await
+            })
+            .await
+            .expect("commits");
+        let (delivered, at) =
+            tokio::task::block_in_place(|| deliveries.recv_timeout(Duration::from_secs(10)))
+                .expect("delivered long before the 60 s poll");
+        assert_eq!(delivered, id);
+        assert!(at - committed < Duration::from_secs(5));
+    }
+    tokio::task::block_in_place(|| worker.stop());
+    assert!(db.conn().cell_rows().is_empty(), "every row was delivered");
+}
+
 async_db_tests!(
+    the_commit_hands_its_shards_to_the_worker,
     writes_commit_the_model_and_its_rows,
     rows_coalesce_before_the_commit,
     an_error_rolls_back_model_and_rows,
@@ -433,4 +512,69 @@ async_db_tests!(
     a_dropped_context_is_rolled_back_by_the_next,
     futures_are_send_and_spawn,
     the_guard_reads_async_connections,
+);
+
+/// A pooled connection whose context was dropped mid-transaction is not handed out again:
+/// bb8 (through diesel-async's manager) closes it as broken, and the next user gets a
+/// fresh connection.
+macro_rules! pool_recycle_test {
+    ($name:ident, $db:ty, $create:expr) => {
+        #[test]
+        fn $name() {
+            let Some(db): Option<$db> = $create else {
+                return;
+            };
+            diesel_outbox_tests::asynchronous::block_on(async {
+                create_tables(&db);
+                let manager = diesel_async::pooled_connection::AsyncDieselConnectionManager::<
+                    <$db as AsyncTestDb>::Async,
+                >::new(db.url());
+                let pool = diesel_async::pooled_connection::bb8::Pool::builder()
+                    .max_size(1)
+                    .build(manager)
+                    .await
+                    .expect("a bb8 pool");
+                {
+                    let mut conn = pool.get().await.expect("a pooled connection");
+                    let timed_out = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        outbox_context_async(&mut *conn, async |ctx| {
+                            project(1, 42, "orphan").save_async(ctx).await?;
+                            std::future::pending::<()>().await;
+                            Ok::<_, Error>(())
+                        }),
+                    )
+                    .await;
+                    assert!(timed_out.is_err());
+                }
+                let mut conn = pool.get().await.expect("a pooled connection");
+                assert_eq!(pool.state().statistics.connections_closed_broken, 1);
+                outbox_context_async(&mut *conn, async |ctx| {
+                    project(2, 42, "next").save_async(ctx).await
+                })
+                .await
+                .expect("the fresh connection commits");
+                drop(conn);
+                assert_eq!(cell_objects(&db), vec![2]);
+            });
+        }
+    };
+}
+
+pool_recycle_test!(
+    sqlite_pool_discards_an_abandoned_connection,
+    diesel_outbox_tests::SqliteDb,
+    Some(diesel_outbox_tests::SqliteDb::new())
+);
+#[cfg(feature = "postgres")]
+pool_recycle_test!(
+    postgres_pool_discards_an_abandoned_connection,
+    diesel_outbox_tests::PgSchema,
+    diesel_outbox_tests::PgSchema::create()
+);
+#[cfg(feature = "mysql")]
+pool_recycle_test!(
+    mysql_pool_discards_an_abandoned_connection,
+    diesel_outbox_tests::MysqlDb,
+    diesel_outbox_tests::MysqlDb::create()
 );

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::backfill::BackfillOptions;
+use super::handoff::Wake;
 use super::Outbox;
 use crate::backend::guard;
 use crate::backend::OutboxConnection;
@@ -77,6 +78,12 @@ struct Signal {
 struct SignalState {
     stopped: bool,
     wakes: u64,
+}
+
+impl Wake for Signal {
+    fn wake(&self) {
+        Signal::wake(self);
+    }
 }
 
 impl Signal {
@@ -156,6 +163,9 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "outbox worker: no connection from the pool yet"),
         }
         let signal = Arc::new(Signal::default());
+        // Flush requests (an async context's commit) wake the threads.
+        let waker: Arc<dyn Wake> = signal.clone();
+        outbox.flush_requests().register(Arc::downgrade(&waker));
         let mut worker = Worker {
             signal: Arc::clone(&signal),
             threads: Vec::new(),
@@ -379,8 +389,17 @@ where
     }
 
     /// One drain round on `conn`, and the status report when it is due: whether the round
-    /// did anything. Only a lost connection is an error; other failures are logged.
+    /// did anything. Only a lost connection is an error; other failures are logged. The
+    /// shards handed to the worker ([`Outbox::request_flush`]) are flushed first.
     fn round(&mut self, conn: &mut C) -> std::result::Result<bool, Error> {
+        let requested = self.outbox.flush_requests().take();
+        if !requested.is_empty() {
+            match self.outbox.flush_shards(conn, &requested) {
+                Ok(_) => {}
+                Err(error) if error.is_connection_lost() => return Err(error),
+                Err(error) => tracing::warn!(%error, "outbox worker: a requested flush failed"),
+            }
+        }
         let worked = match self
             .outbox
             .drain_due_shards_with(conn, &self.options.due_shards)
