@@ -227,6 +227,58 @@ impl Worker {
     }
 }
 
+/// The worker from async code (feature `async`): a tokio application owns it without
+/// blocking its executor. The threads stay threads (receivers are sync and run on them);
+/// what would block the caller (the pool's first connection, joining the threads) runs
+/// on tokio's blocking pool. Flush requests ([`Outbox::request_flush`], which
+/// [`Outbox::context_async`] makes after each commit) and PostgreSQL's NOTIFY wake it.
+#[cfg(feature = "async")]
+impl Worker {
+    /// [`Worker::spawn`] from async code.
+    pub async fn spawn_async<C>(
+        pool: Pool<ConnectionManager<C>>,
+        outbox: Outbox<C>,
+        options: WorkerOptions,
+    ) -> Result<Worker>
+    where
+        C: OutboxConnection + R2D2Connection,
+    {
+        tokio::task::spawn_blocking(move || Worker::spawn(pool, outbox, options))
+            .await
+            .map_err(|error| Error::Thread(std::io::Error::other(error.to_string())))?
+    }
+
+    /// Stops the threads after their current round and waits for them, gracefully,
+    /// without blocking the executor.
+    pub async fn stop_async(self) {
+        if let Err(error) = tokio::task::spawn_blocking(move || self.stop()).await {
+            tracing::error!(%error, "stopping the outbox worker failed");
+        }
+    }
+}
+
+/// The outbox's status from async code (feature `async`): read on tokio's blocking pool
+/// through a pooled sync connection.
+#[cfg(feature = "async")]
+impl<C> Outbox<C>
+where
+    C: OutboxConnection + R2D2Connection,
+{
+    /// [`Outbox::status`] from async code, on a connection of `pool`.
+    pub async fn status_async(
+        &self,
+        pool: &Pool<ConnectionManager<C>>,
+    ) -> Result<Vec<crate::outbox::inspect::TableStatus>> {
+        let (outbox, pool) = (self.clone(), pool.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            outbox.status(&mut conn)
+        })
+        .await
+        .map_err(|error| Error::Thread(std::io::Error::other(error.to_string())))?
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.shutdown();
