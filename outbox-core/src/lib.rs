@@ -75,6 +75,8 @@ pub use outbox::worker::{Worker, WorkerOptions};
 pub use outbox::{Outbox, OutboxBuilder};
 pub use row::{CellOutbox, ControlOutbox, JsonPayload, OutboxMessage};
 pub use write::context::{outbox_context, ContextHost, OutboxContext};
+#[cfg(feature = "async")]
+pub use write::context_async::outbox_context_async;
 pub use write::model::{ModelWrites, ReplicatedCell, ReplicatedControl};
 
 /// Scopes and categories: what an outbox row is about, and who shards it. Declared by
@@ -195,6 +197,24 @@ pub mod context {
     pub use crate::write::context::{
         outbox_context, ContextHost, OutboxContext, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NOTIFY,
     };
+}
+
+/// Async services (feature `async`): the write path on diesel-async's connections
+/// (`AsyncPgConnection`, `AsyncMysqlConnection`, `SyncConnectionWrapper<SqliteConnection>`).
+///
+/// [`outbox_context_async`](crate::outbox_context_async) and
+/// [`Outbox::context_async`](crate::Outbox::context_async) open the same
+/// [`OutboxContext`](crate::OutboxContext) as the sync ones, with the same rules; the
+/// derives generate `insert_async`, `update_async`, `save_async`, `delete_async`,
+/// `delete_by_id_async` and the bulk `*_all_async`, `delete_by_ids_async`, taking it. The
+/// drain stays on sync connections and threads (see [`worker`](crate::worker)).
+#[cfg(feature = "async")]
+pub mod asynchronous {
+    pub use crate::backend::asynchronous::AsyncOutboxConnection;
+    pub use crate::write::context_async::{outbox_context_async, AsyncContextFn, AsyncContextHost};
+    pub use crate::write::model::AsyncModelWrites;
+    /// diesel-async, as this build of diesel-outbox uses it.
+    pub use diesel_async;
 }
 
 /// SQLite: opening connections the way the outbox needs them (WAL, a busy timeout).

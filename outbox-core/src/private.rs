@@ -19,3 +19,12 @@ pub use crate::write::engine::{
 pub use crate::write::model::{
     CellNames, ModelIdentity, ModelWrites, OutboxRows, ReplicatedCell, ReplicatedControl,
 };
+
+#[cfg(feature = "async")]
+pub use crate::backend::asynchronous::AsyncOutboxConnection;
+#[cfg(feature = "async")]
+pub use crate::write::engine::{delete_async, insert_async, save_async, update_async};
+#[cfg(feature = "async")]
+pub use crate::write::model::AsyncModelWrites;
+#[cfg(feature = "async")]
+pub use diesel_async;

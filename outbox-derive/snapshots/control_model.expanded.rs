@@ -189,27 +189,28 @@ const _: () = {
             [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
             if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(__OutboxRow::of(model)), conn) ?; return
+            .values(__OutboxRow::of(model)), & mut * conn) ?; return
             ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
             .iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
-            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
-            __outbox::Result < usize > { let target =
+            .values(rows), & mut * conn) ?; ::core::result::Result::Ok(()) } fn
+            update_row(conn : & mut $conn, model : & Self, _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < usize > { let target =
             __outbox::diesel::QueryDsl::find(users::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
-            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
-            < () > { use __outbox::diesel::ExpressionMethods as _; if let [model] =
-            models { let _ : usize =
+            .set(__OutboxRow::of(model)), & mut * conn) ?) } fn upsert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { use __outbox::diesel::ExpressionMethods as _; if
+            let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
-            .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)),
-            conn) ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
-            < _ > = models.iter().map(__OutboxRow::of).collect(); let _ : usize =
+            .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)), &
+            mut * conn) ?; return ::core::result::Result::Ok(()); } let rows :
+            ::std::vec::Vec < _ > = models.iter().map(__OutboxRow::of).collect(); let _ :
+            usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
             .values(rows).on_conflict(users::id).do_update().set((users::name
-            .eq(__outbox::diesel::upsert::excluded(users::name)),)), conn) ?;
+            .eq(__outbox::diesel::upsert::excluded(users::name)),)), & mut * conn) ?;
             ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
             [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
             ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
@@ -217,89 +218,11 @@ const _: () = {
             .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
             __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
-            .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), conn,) ?) }
-            fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), & mut * conn)
+            ?) } fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
             ::core::option::Option < Self >> { let key = __outbox::primary_key:: < i64 >
             ("users", id) ?; let query =
-            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(users::table,
-            key), < Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
-            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
-            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
-            __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
-            < ::std::vec::Vec < _ >> > () ?; let query =
-            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
-            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper <<
-            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select(),);
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
-            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
-            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let page = match after {
-            ::core::option::Option::None =>
-            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(users::table,
-            < Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_select()), users::id
-            .asc(),), limit,), conn,) ?, ::core::option::Option::Some(after) => { let
-            after = __outbox::primary_key:: < i64 > ("users", after) ?;
-            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
-            users::id.gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn
-            as __outbox::diesel::Connection > ::Backend >> ::as_select(),), users::id
-            .asc(),), limit,), conn,) ? } }; ::core::result::Result::Ok(page) } fn
-            count_rows(conn : & mut $conn) -> __outbox::Result < i64 > {
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(users::table),
-            conn,) ?) } }
-        };
-    }
-    #[allow(unused_macros)]
-    macro_rules! __outbox_model_writes_mysql {
-        ($conn:ty) => {
-            #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
-            const COLUMNS : usize = 2usize; fn insert_rows(conn : & mut $conn, models : &
-            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
-            if let [model] = models { let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(__OutboxRow::of(model)), conn) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
-            .iter().map(__OutboxRow::of).collect(); let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
-            .values(rows), conn) ?; ::core::result::Result::Ok(()) } fn update_row(conn :
-            & mut $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
-            __outbox::Result < usize > { let target =
-            __outbox::diesel::QueryDsl::find(users::table, & model.id);
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
-            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
-            < () > { const UPDATED : & [& str] = & [< users::name as
-            __outbox::diesel::Column > ::NAME]; if let [model] = models { let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
-            .values(__OutboxRow::of(model)), UPDATED, < users::id as
-            __outbox::diesel::Column > ::NAME,), conn) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
-            .iter().map(__OutboxRow::of).collect(); let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
-            .values(rows), UPDATED, < users::id as __outbox::diesel::Column > ::NAME,),
-            conn) ?; ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn,
-            ids : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
-            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
-            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id))
-            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
-            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
-            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < <
-            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let
-            found : ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query,
-            conn) ?; if found.is_empty() { return ::core::result::Result::Ok(found); }
-            let keys = found.iter().map(| model | __outbox::primary_key:: < i64 >
-            ("users", __outbox::Identifier::to_identifier(& model.id),)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
-            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys)); let
-            _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target),
-            conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut $conn,
-            id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let key =
-            __outbox::primary_key:: < i64 > ("users", id) ?; let query =
             __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(users::table,
             key), < Self as __outbox::diesel::SelectableHelper < < $conn as
             __outbox::diesel::Connection > ::Backend >> ::as_select(),);
@@ -331,8 +254,220 @@ const _: () = {
             conn,) ?) } }
         };
     }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), & mut * conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(rows), & mut * conn) ?; ::core::result::Result::Ok(()) } fn
+            update_row(conn : & mut $conn, model : & Self, _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(users::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn) ?) } fn upsert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { const UPDATED : & [& str] = & [< users::name as
+            __outbox::diesel::Column > ::NAME]; if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), UPDATED, < users::id as
+            __outbox::diesel::Column > ::NAME,), & mut * conn) ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(rows), UPDATED, < users::id as __outbox::diesel::Column > ::NAME,), &
+            mut * conn) ?; ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut
+            $conn, ids : & [i64], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
+            < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
+            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < <
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let
+            found : ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query,
+            & mut * conn) ?; if found.is_empty() { return
+            ::core::result::Result::Ok(found); } let keys = found.iter().map(| model |
+            __outbox::primary_key:: < i64 > ("users",
+            __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys)); let
+            _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target), &
+            mut * conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut
+            $conn, id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let
+            key = __outbox::primary_key:: < i64 > ("users", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(users::table,
+            key), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
+            __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
+            < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
+            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < <
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
+            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
+            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let page = match after {
+            ::core::option::Option::None =>
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(users::table,
+            < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select()), users::id
+            .asc(),), limit,), conn,) ?, ::core::option::Option::Some(after) => { let
+            after = __outbox::primary_key:: < i64 > ("users", after) ?;
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
+            users::id.gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn
+            as __outbox::diesel::Connection > ::Backend >> ::as_select(),), users::id
+            .asc(),), limit,), conn,) ? } }; ::core::result::Result::Ok(page) } fn
+            count_rows(conn : & mut $conn) -> __outbox::Result < i64 > {
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(users::table),
+            conn,) ?) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; async fn insert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { if let [model] = models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), & mut * conn). await ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(rows), & mut * conn). await ?; ::core::result::Result::Ok(()) } async
+            fn update_row(conn : & mut $conn, model : & Self, _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(users::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { use
+            __outbox::diesel::ExpressionMethods as _; if let [model] = models { let _ :
+            usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
+            .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)), &
+            mut * conn). await ?; return ::core::result::Result::Ok(()); } let rows :
+            ::std::vec::Vec < _ > = models.iter().map(__OutboxRow::of).collect(); let _ :
+            usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(rows).on_conflict(users::id).do_update().set((users::name
+            .eq(__outbox::diesel::upsert::excluded(users::name)),)), & mut * conn). await
+            ?; ::core::result::Result::Ok(()) } async fn delete_rows(conn : & mut $conn,
+            ids : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("users", * id))
+            .collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel_async::AsyncConnectionCore > ::Backend >>
+            ::as_returning(),), & mut * conn). await ?) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; async fn insert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { if let [model] = models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), & mut * conn). await ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(rows), & mut * conn). await ?; ::core::result::Result::Ok(()) } async
+            fn update_row(conn : & mut $conn, model : & Self, _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(users::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { const UPDATED : & [& str] = & [<
+            users::name as __outbox::diesel::Column > ::NAME]; if let [model] = models {
+            let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), UPDATED, < users::id as
+            __outbox::diesel::Column > ::NAME,), & mut * conn). await ?; return
+            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
+            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::mysql_upsert(__outbox::diesel::insert_into(users::table)
+            .values(rows), UPDATED, < users::id as __outbox::diesel::Column > ::NAME,), &
+            mut * conn). await ?; ::core::result::Result::Ok(()) } async fn
+            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
+            < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(users::table,
+            users::id.eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < <
+            $conn as __outbox::diesel_async::AsyncConnectionCore > ::Backend >>
+            ::as_select(),)); let found : ::std::vec::Vec < Self > =
+            __outbox::diesel_async::RunQueryDsl::load(query, & mut * conn). await ?; if
+            found.is_empty() { return ::core::result::Result::Ok(found); } let keys =
+            found.iter().map(| model | __outbox::primary_key:: < i64 > ("users",
+            __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys)); let
+            _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::delete(target),
+            & mut * conn). await ?; ::core::result::Result::Ok(found) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async_sqlite {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for User {
+            const COLUMNS : usize = 2usize; async fn insert_rows(conn : & mut $conn,
+            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
+            < () > { for model in models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)), & mut * conn). await ?; }
+            ::core::result::Result::Ok(()) } async fn update_row(conn : & mut $conn,
+            model : & Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            usize > { let target = __outbox::diesel::QueryDsl::find(users::table, & model
+            .id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { use
+            __outbox::diesel::ExpressionMethods as _; for model in models { let _ : usize
+            =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(users::table)
+            .values(__OutboxRow::of(model)).on_conflict(users::id).do_update()
+            .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)), &
+            mut * conn). await ?; } ::core::result::Result::Ok(()) } async fn
+            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
+            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("users", * id)).collect:: < __outbox::Result
+            < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(users::table, users::id.eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel_async::AsyncConnectionCore > ::Backend >>
+            ::as_returning(),), & mut * conn). await ?) } }
+        };
+    }
     ::diesel_outbox::__outbox_for_each_connection!(
         __outbox_model_writes, mysql : __outbox_model_writes_mysql
+    );
+    ::diesel_outbox::__outbox_for_each_async_connection!(
+        __outbox_model_writes_async, mysql : __outbox_model_writes_async_mysql, sqlite :
+        __outbox_model_writes_async_sqlite
     );
     #[automatically_derived]
     impl User {
@@ -391,8 +526,7 @@ const _: () = {
             let id = <Self as __outbox::ModelIdentity>::identity(self);
             __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
         }
-        /// Deletes the object with this identifier, if it exists, and records its
-        /// outbox rows. Returns whether it existed.
+        ///Deletes the object with this identifier, if it exists, and records its outbox rows. Returns whether it existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_by_id<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -446,8 +580,7 @@ const _: () = {
         {
             __outbox::save(ctx, models)
         }
-        /// Deletes the rows of all `models` with one DELETE and records their
-        /// outbox rows. Returns how many existed.
+        ///Deletes the rows of all `models` with one DELETE and records their outbox rows. Returns how many existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -465,8 +598,7 @@ const _: () = {
                 .collect();
             __outbox::delete::<C, Self>(ctx, &ids)
         }
-        /// Deletes the objects with these identifiers with one DELETE and records
-        /// their outbox rows. Returns how many existed.
+        ///Deletes the objects with these identifiers with one DELETE and records their outbox rows. Returns how many existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_by_ids<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -479,6 +611,76 @@ const _: () = {
         {
             __outbox::delete::<C, Self>(ctx, ids)
         }
+    }
+    ::diesel_outbox::__outbox_if_async! {
+        #[automatically_derived] impl User { #[doc =
+        "Inserts this model and records one control outbox row per target cell, in `ctx`'s transaction. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn insert_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < () > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::insert_async(ctx, ::core::slice::from_ref(self)). await } #[doc =
+        "Updates this model's row (by primary key) and records one control outbox row per target cell. Fails with `Error::ModelNotFound` if the row does not exist. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn update_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < () > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { __outbox::update_async(ctx,
+        ::core::slice::from_ref(self)). await } #[doc =
+        "Inserts this model or, if its primary key exists, updates it (one upsert), and records one control outbox row per target cell. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn save_async <
+        C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result <
+        () > where C : __outbox::AsyncOutboxConnection, Self : __outbox::AsyncModelWrites
+        < C >, Self : __outbox::OutboxRows { __outbox::save_async(ctx,
+        ::core::slice::from_ref(self)). await } #[doc =
+        "Deletes this model's row and records one control outbox row per target cell, as the row was. Returns whether it existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn delete_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < bool > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { let id = < Self as __outbox::ModelIdentity >
+        ::identity(self); __outbox::delete_async:: < C, Self > (ctx, & [id]). await
+        .map(| deleted | deleted > 0) } #[doc =
+        "Deletes the object with this identifier, if it exists, and records its outbox rows. Returns whether it existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_by_id_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, id :
+        impl __outbox::Identifier) -> __outbox::Result < bool > where C :
+        __outbox::AsyncOutboxConnection, Self : __outbox::AsyncModelWrites < C >, Self :
+        __outbox::OutboxRows { let id = __outbox::Identifier::to_identifier(& id);
+        __outbox::delete_async:: < C, Self > (ctx, & [id]). await .map(| deleted |
+        deleted > 0) } #[doc =
+        "Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit) and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        insert_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::insert_async(ctx, models). await } #[doc =
+        "Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        update_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { __outbox::update_async(ctx, models). await } #[doc =
+        "Inserts or updates all `models` with one upsert statement (split only at the backend's bind-parameter limit) and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        save_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::save_async(ctx, models). await } #[doc =
+        "Deletes the rows of all `models` with one DELETE and records their outbox rows. Returns how many existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < usize > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { let ids : ::std::vec::Vec < i64 > = models.iter().map(<
+        Self as __outbox::ModelIdentity > ::identity).collect(); __outbox::delete_async::
+        < C, Self > (ctx, & ids). await } #[doc =
+        "Deletes the objects with these identifiers with one DELETE and records their outbox rows. Returns how many existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_by_ids_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, ids : &
+        [i64]) -> __outbox::Result < usize > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::delete_async:: < C, Self > (ctx, ids). await } }
     }
 };
 
@@ -496,14 +698,14 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(users::table)
                     .values(__OutboxRow::of(model)),
-                conn,
+                &mut *conn,
             )?;
             return ::core::result::Result::Ok(());
         }
         let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
         let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(users::table).values(rows),
-            conn,
+            &mut *conn,
         )?;
         ::core::result::Result::Ok(())
     }
@@ -516,7 +718,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
         ::core::result::Result::Ok(
             __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::update(target).set(__OutboxRow::of(model)),
-                conn,
+                &mut *conn,
             )?,
         )
     }
@@ -535,7 +737,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
                     .set((
                         users::name.eq(__outbox::diesel::upsert::excluded(users::name)),
                     )),
-                conn,
+                &mut *conn,
             )?;
             return ::core::result::Result::Ok(());
         }
@@ -546,7 +748,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
                 .on_conflict(users::id)
                 .do_update()
                 .set((users::name.eq(__outbox::diesel::upsert::excluded(users::name)),)),
-            conn,
+            &mut *conn,
         )?;
         ::core::result::Result::Ok(())
     }
@@ -572,7 +774,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for User {
                             <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
                         >>::as_returning(),
                     ),
-                conn,
+                &mut *conn,
             )?,
         )
     }

@@ -271,119 +271,37 @@ const _: () = {
             [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
             if let [model] = models { let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
-            ::schema::documents::table).values(__OutboxRow::of(model)), conn) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
-            .iter().map(__OutboxRow::of).collect(); let _ : usize =
+            ::schema::documents::table).values(__OutboxRow::of(model)), & mut * conn) ?;
+            return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > =
+            models.iter().map(__OutboxRow::of).collect(); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
-            ::schema::documents::table).values(rows), conn) ?;
+            ::schema::documents::table).values(rows), & mut * conn) ?;
             ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
             Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
             let target = __outbox::diesel::QueryDsl::find(crate
             ::schema::documents::table, & model.id);
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
-            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
-            < () > { for model in models { let statement =
+            .set(__OutboxRow::of(model)), & mut * conn) ?) } fn upsert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { for model in models { let statement =
             __outbox::diesel::insert_into(crate ::schema::documents::table)
             .values(__OutboxRow::of(model)).on_conflict(crate
             ::schema::documents::document_id); let _ : usize =
             __outbox::diesel::RunQueryDsl::execute(statement.do_update()
-            .set(__OutboxRow::of(model)), conn) ?; } ::core::result::Result::Ok(()) } fn
-            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
-            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
-            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            .set(__OutboxRow::of(model)), & mut * conn) ?; }
+            ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("documents", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target
+            = __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
             ::schema::documents::document_id.eq_any(keys));
             ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(__outbox::diesel::delete(target)
-            .returning(< Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), conn,) ?) }
-            fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_returning(),), & mut * conn)
+            ?) } fn load_row(conn : & mut $conn, id : i64) -> __outbox::Result <
             ::core::option::Option < Self >> { let key = __outbox::primary_key:: < i64 >
             ("documents", id) ?; let query =
-            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(crate
-            ::schema::documents::table, key), < Self as
-            __outbox::diesel::SelectableHelper << $conn as __outbox::diesel::Connection >
-            ::Backend >> ::as_select(),);
-            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
-            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
-            __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
-            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
-            ::schema::documents::table, crate ::schema::documents::document_id
-            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
-            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
-            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let page = match after {
-            ::core::option::Option::None =>
-            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(crate
-            ::schema::documents::table, < Self as __outbox::diesel::SelectableHelper <<
-            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select()), crate
-            ::schema::documents::document_id.asc(),), limit,), conn,) ?,
-            ::core::option::Option::Some(after) => { let after = __outbox::primary_key::
-            < i64 > ("documents", after) ?;
-            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
-            ::schema::documents::table, crate ::schema::documents::document_id
-            .gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_select(),), crate
-            ::schema::documents::document_id.asc(),), limit,), conn,) ? } };
-            ::core::result::Result::Ok(page) } fn count_rows(conn : & mut $conn) ->
-            __outbox::Result < i64 > {
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(crate
-            ::schema::documents::table), conn,) ?) } }
-        };
-    }
-    #[allow(unused_macros)]
-    macro_rules! __outbox_model_writes_mysql {
-        ($conn:ty) => {
-            #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
-            const COLUMNS : usize = 6usize; fn insert_rows(conn : & mut $conn, models : &
-            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
-            if let [model] = models { let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
-            ::schema::documents::table).values(__OutboxRow::of(model)), conn) ?; return
-            ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > = models
-            .iter().map(__OutboxRow::of).collect(); let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
-            ::schema::documents::table).values(rows), conn) ?;
-            ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
-            Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
-            let target = __outbox::diesel::QueryDsl::find(crate
-            ::schema::documents::table, & model.id);
-            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
-            .set(__OutboxRow::of(model)), conn,) ?) } fn upsert_rows(conn : & mut $conn,
-            models : & [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result
-            < () > { for model in models { let statement =
-            __outbox::diesel::insert_into(crate ::schema::documents::table)
-            .values(__OutboxRow::of(model))
-            .on_conflict(__outbox::diesel::dsl::DuplicatedKeys); let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(statement.do_update()
-            .set(__OutboxRow::of(model)), conn) ?; } ::core::result::Result::Ok(()) } fn
-            delete_rows(conn : & mut $conn, ids : & [i64], _token : __outbox::Token < '_,
-            Self >) -> __outbox::Result < ::std::vec::Vec < Self >> { use
-            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
-            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
-            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
-            ::schema::documents::table, crate ::schema::documents::document_id
-            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
-            __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let found :
-            ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query, conn)
-            ?; if found.is_empty() { return ::core::result::Result::Ok(found); } let keys
-            = found.iter().map(| model | __outbox::primary_key:: < i64 > ("documents",
-            __outbox::Identifier::to_identifier(& model.id),)).collect:: <
-            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
-            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
-            ::schema::documents::document_id.eq_any(keys)); let _ : usize =
-            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target),
-            conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut $conn,
-            id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let key =
-            __outbox::primary_key:: < i64 > ("documents", id) ?; let query =
             __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(crate
             ::schema::documents::table, key), < Self as
             __outbox::diesel::SelectableHelper < < $conn as __outbox::diesel::Connection
@@ -420,8 +338,218 @@ const _: () = {
             ::schema::documents::table), conn,) ?) } }
         };
     }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::ModelWrites < $conn > for Document {
+            const COLUMNS : usize = 6usize; fn insert_rows(conn : & mut $conn, models : &
+            [Self], _token : __outbox::Token < '_, Self >) -> __outbox::Result < () > {
+            if let [model] = models { let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), & mut * conn) ?;
+            return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec < _ > =
+            models.iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(rows), & mut * conn) ?;
+            ::core::result::Result::Ok(()) } fn update_row(conn : & mut $conn, model : &
+            Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result < usize > {
+            let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn) ?) } fn upsert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { for model in models { let statement =
+            __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model))
+            .on_conflict(__outbox::diesel::dsl::DuplicatedKeys); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), & mut * conn) ?; }
+            ::core::result::Result::Ok(()) } fn delete_rows(conn : & mut $conn, ids : &
+            [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("documents", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query
+            =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),)); let found :
+            ::std::vec::Vec < Self > = __outbox::diesel::RunQueryDsl::load(query, & mut *
+            conn) ?; if found.is_empty() { return ::core::result::Result::Ok(found); }
+            let keys = found.iter().map(| model | __outbox::primary_key:: < i64 >
+            ("documents", __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys)); let _ : usize =
+            __outbox::diesel::RunQueryDsl::execute(__outbox::diesel::delete(target), &
+            mut * conn) ?; ::core::result::Result::Ok(found) } fn load_row(conn : & mut
+            $conn, id : i64) -> __outbox::Result < ::core::option::Option < Self >> { let
+            key = __outbox::primary_key:: < i64 > ("documents", id) ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, key), < Self as
+            __outbox::diesel::SelectableHelper < < $conn as __outbox::diesel::Connection
+            > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(__outbox::diesel::RunQueryDsl::first(query,
+            conn),) ?) } fn load_rows(conn : & mut $conn, ids : & [i64]) ->
+            __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let keys = ids.iter().map(| id |
+            __outbox::primary_key:: < i64 > ("documents", * id)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query =
+            __outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),);
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)
+            ?) } fn load_page(conn : & mut $conn, after : ::core::option::Option < i64 >,
+            limit : i64) -> __outbox::Result < ::std::vec::Vec < Self >> { use
+            __outbox::diesel::ExpressionMethods as _; let page = match after {
+            ::core::option::Option::None =>
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(crate
+            ::schema::documents::table, < Self as __outbox::diesel::SelectableHelper <<
+            $conn as __outbox::diesel::Connection > ::Backend >> ::as_select()), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ?,
+            ::core::option::Option::Some(after) => { let after = __outbox::primary_key::
+            < i64 > ("documents", after) ?;
+            __outbox::diesel::RunQueryDsl::load(__outbox::diesel::QueryDsl::limit(__outbox::diesel::QueryDsl::order(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .gt(after)), < Self as __outbox::diesel::SelectableHelper << $conn as
+            __outbox::diesel::Connection > ::Backend >> ::as_select(),), crate
+            ::schema::documents::document_id.asc(),), limit,), conn,) ? } };
+            ::core::result::Result::Ok(page) } fn count_rows(conn : & mut $conn) ->
+            __outbox::Result < i64 > {
+            ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_result(__outbox::diesel::QueryDsl::count(crate
+            ::schema::documents::table), conn,) ?) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for
+            Document { const COLUMNS : usize = 6usize; async fn insert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { if let [model] = models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), & mut * conn).
+            await ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
+            < _ > = models.iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(rows), & mut * conn). await ?;
+            ::core::result::Result::Ok(()) } async fn update_row(conn : & mut $conn,
+            model : & Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            usize > { let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { for model in models { let statement
+            = __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model)).on_conflict(crate
+            ::schema::documents::document_id); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), & mut * conn). await ?; }
+            ::core::result::Result::Ok(()) } async fn delete_rows(conn : & mut $conn, ids
+            : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("documents", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target
+            = __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel_async::AsyncConnectionCore > ::Backend >>
+            ::as_returning(),), & mut * conn). await ?) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async_mysql {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for
+            Document { const COLUMNS : usize = 6usize; async fn insert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { if let [model] = models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), & mut * conn).
+            await ?; return ::core::result::Result::Ok(()); } let rows : ::std::vec::Vec
+            < _ > = models.iter().map(__OutboxRow::of).collect(); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(rows), & mut * conn). await ?;
+            ::core::result::Result::Ok(()) } async fn update_row(conn : & mut $conn,
+            model : & Self, _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            usize > { let target = __outbox::diesel::QueryDsl::find(crate
+            ::schema::documents::table, & model.id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { for model in models { let statement
+            = __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model))
+            .on_conflict(__outbox::diesel::dsl::DuplicatedKeys); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), & mut * conn). await ?; }
+            ::core::result::Result::Ok(()) } async fn delete_rows(conn : & mut $conn, ids
+            : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("documents", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let query
+            =
+            __outbox::diesel::QueryDsl::for_update(__outbox::diesel::QueryDsl::select(__outbox::diesel::QueryDsl::filter(crate
+            ::schema::documents::table, crate ::schema::documents::document_id
+            .eq_any(keys)), < Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel_async::AsyncConnectionCore > ::Backend >> ::as_select(),));
+            let found : ::std::vec::Vec < Self > =
+            __outbox::diesel_async::RunQueryDsl::load(query, & mut * conn). await ?; if
+            found.is_empty() { return ::core::result::Result::Ok(found); } let keys =
+            found.iter().map(| model | __outbox::primary_key:: < i64 > ("documents",
+            __outbox::Identifier::to_identifier(& model.id),)).collect:: <
+            __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target =
+            __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys)); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::delete(target),
+            & mut * conn). await ?; ::core::result::Result::Ok(found) } }
+        };
+    }
+    #[allow(unused_macros)]
+    macro_rules! __outbox_model_writes_async_sqlite {
+        ($conn:ty) => {
+            #[automatically_derived] impl __outbox::AsyncModelWrites < $conn > for
+            Document { const COLUMNS : usize = 6usize; async fn insert_rows(conn : & mut
+            $conn, models : & [Self], _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < () > { for model in models { let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::insert_into(crate
+            ::schema::documents::table).values(__OutboxRow::of(model)), & mut * conn).
+            await ?; } ::core::result::Result::Ok(()) } async fn update_row(conn : & mut
+            $conn, model : & Self, _token : __outbox::Token < '_, Self >) ->
+            __outbox::Result < usize > { let target =
+            __outbox::diesel::QueryDsl::find(crate ::schema::documents::table, & model
+            .id);
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::execute(__outbox::diesel::update(target)
+            .set(__OutboxRow::of(model)), & mut * conn). await ?) } async fn
+            upsert_rows(conn : & mut $conn, models : & [Self], _token : __outbox::Token <
+            '_, Self >) -> __outbox::Result < () > { for model in models { let statement
+            = __outbox::diesel::insert_into(crate ::schema::documents::table)
+            .values(__OutboxRow::of(model)).on_conflict(crate
+            ::schema::documents::document_id); let _ : usize =
+            __outbox::diesel_async::RunQueryDsl::execute(statement.do_update()
+            .set(__OutboxRow::of(model)), & mut * conn). await ?; }
+            ::core::result::Result::Ok(()) } async fn delete_rows(conn : & mut $conn, ids
+            : & [i64], _token : __outbox::Token < '_, Self >) -> __outbox::Result <
+            ::std::vec::Vec < Self >> { use __outbox::diesel::ExpressionMethods as _; let
+            keys = ids.iter().map(| id | __outbox::primary_key:: < i64 > ("documents", *
+            id)).collect:: < __outbox::Result < ::std::vec::Vec < _ >> > () ?; let target
+            = __outbox::diesel::QueryDsl::filter(crate ::schema::documents::table, crate
+            ::schema::documents::document_id.eq_any(keys));
+            ::core::result::Result::Ok(__outbox::diesel_async::RunQueryDsl::get_results(__outbox::diesel::delete(target)
+            .returning(< Self as __outbox::diesel::SelectableHelper < < $conn as
+            __outbox::diesel_async::AsyncConnectionCore > ::Backend >>
+            ::as_returning(),), & mut * conn). await ?) } }
+        };
+    }
     ::diesel_outbox::__outbox_for_each_connection!(
         __outbox_model_writes, mysql : __outbox_model_writes_mysql
+    );
+    ::diesel_outbox::__outbox_for_each_async_connection!(
+        __outbox_model_writes_async, mysql : __outbox_model_writes_async_mysql, sqlite :
+        __outbox_model_writes_async_sqlite
     );
     #[automatically_derived]
     impl Document {
@@ -480,8 +608,7 @@ const _: () = {
             let id = <Self as __outbox::ModelIdentity>::identity(self);
             __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
         }
-        /// Deletes the object with this identifier, if it exists, and records its
-        /// outbox rows. Returns whether it existed.
+        ///Deletes the object with this identifier, if it exists, and records its outbox rows. Returns whether it existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_by_id<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -535,8 +662,7 @@ const _: () = {
         {
             __outbox::save(ctx, models)
         }
-        /// Deletes the rows of all `models` with one DELETE and records their
-        /// outbox rows. Returns how many existed.
+        ///Deletes the rows of all `models` with one DELETE and records their outbox rows. Returns how many existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_all<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -554,8 +680,7 @@ const _: () = {
                 .collect();
             __outbox::delete::<C, Self>(ctx, &ids)
         }
-        /// Deletes the objects with these identifiers with one DELETE and records
-        /// their outbox rows. Returns how many existed.
+        ///Deletes the objects with these identifiers with one DELETE and records their outbox rows. Returns how many existed.
         #[allow(unused_variables, clippy::needless_lifetimes)]
         pub fn delete_by_ids<C>(
             ctx: &mut __outbox::OutboxContext<'_, C>,
@@ -568,6 +693,76 @@ const _: () = {
         {
             __outbox::delete::<C, Self>(ctx, ids)
         }
+    }
+    ::diesel_outbox::__outbox_if_async! {
+        #[automatically_derived] impl Document { #[doc =
+        "Inserts this model and records its cell outbox row, in `ctx`'s transaction. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn insert_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < () > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::insert_async(ctx, ::core::slice::from_ref(self)). await } #[doc =
+        "Updates this model's row (by primary key) and records its cell outbox row. Fails with `Error::ModelNotFound` if the row does not exist. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn update_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < () > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { __outbox::update_async(ctx,
+        ::core::slice::from_ref(self)). await } #[doc =
+        "Inserts this model or, if its primary key exists, updates it (one upsert), and records its cell outbox row. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn save_async <
+        C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result <
+        () > where C : __outbox::AsyncOutboxConnection, Self : __outbox::AsyncModelWrites
+        < C >, Self : __outbox::OutboxRows { __outbox::save_async(ctx,
+        ::core::slice::from_ref(self)). await } #[doc =
+        "Deletes this model's row and records its cell outbox row, as the row was. Returns whether it existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn delete_async
+        < C > (& self, ctx : & mut __outbox::OutboxContext < '_, C >) -> __outbox::Result
+        < bool > where C : __outbox::AsyncOutboxConnection, Self :
+        __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { let id = < Self as __outbox::ModelIdentity >
+        ::identity(self); __outbox::delete_async:: < C, Self > (ctx, & [id]). await
+        .map(| deleted | deleted > 0) } #[doc =
+        "Deletes the object with this identifier, if it exists, and records its outbox rows. Returns whether it existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_by_id_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, id :
+        impl __outbox::Identifier) -> __outbox::Result < bool > where C :
+        __outbox::AsyncOutboxConnection, Self : __outbox::AsyncModelWrites < C >, Self :
+        __outbox::OutboxRows { let id = __outbox::Identifier::to_identifier(& id);
+        __outbox::delete_async:: < C, Self > (ctx, & [id]). await .map(| deleted |
+        deleted > 0) } #[doc =
+        "Inserts all `models` with one INSERT (split only at the backend's bind-parameter limit; on SQLite, which has no DEFAULT in a VALUES list, diesel writes a `None` inserted as DEFAULT with one INSERT per model) and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        insert_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::insert_async(ctx, models). await } #[doc =
+        "Updates every model's row by primary key (one UPDATE each: SQL has no portable multi-row UPDATE) and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        update_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { __outbox::update_async(ctx, models). await } #[doc =
+        "Inserts or updates every model, one upsert each (this model's `#[diesel(...)]` keys make each model's update its own: one SET clause cannot say it for many rows), and records their outbox rows. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        save_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < () > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::save_async(ctx, models). await } #[doc =
+        "Deletes the rows of all `models` with one DELETE and records their outbox rows. Returns how many existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_all_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, models : &
+        [Self]) -> __outbox::Result < usize > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows, Self :
+        __outbox::ModelIdentity { let ids : ::std::vec::Vec < i64 > = models.iter().map(<
+        Self as __outbox::ModelIdentity > ::identity).collect(); __outbox::delete_async::
+        < C, Self > (ctx, & ids). await } #[doc =
+        "Deletes the objects with these identifiers with one DELETE and records their outbox rows. Returns how many existed. On a diesel-async connection (`outbox_context_async`)."]
+        #[allow(unused_variables, clippy::needless_lifetimes)] pub async fn
+        delete_by_ids_async < C > (ctx : & mut __outbox::OutboxContext < '_, C >, ids : &
+        [i64]) -> __outbox::Result < usize > where C : __outbox::AsyncOutboxConnection,
+        Self : __outbox::AsyncModelWrites < C >, Self : __outbox::OutboxRows {
+        __outbox::delete_async:: < C, Self > (ctx, ids). await } }
     }
 };
 
@@ -585,14 +780,14 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::insert_into(crate::schema::documents::table)
                     .values(__OutboxRow::of(model)),
-                conn,
+                &mut *conn,
             )?;
             return ::core::result::Result::Ok(());
         }
         let rows: ::std::vec::Vec<_> = models.iter().map(__OutboxRow::of).collect();
         let _: usize = __outbox::diesel::RunQueryDsl::execute(
             __outbox::diesel::insert_into(crate::schema::documents::table).values(rows),
-            conn,
+            &mut *conn,
         )?;
         ::core::result::Result::Ok(())
     }
@@ -608,7 +803,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
         ::core::result::Result::Ok(
             __outbox::diesel::RunQueryDsl::execute(
                 __outbox::diesel::update(target).set(__OutboxRow::of(model)),
-                conn,
+                &mut *conn,
             )?,
         )
     }
@@ -625,7 +820,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
                 .on_conflict(crate::schema::documents::document_id);
             let _: usize = __outbox::diesel::RunQueryDsl::execute(
                 statement.do_update().set(__OutboxRow::of(model)),
-                conn,
+                &mut *conn,
             )?;
         }
         ::core::result::Result::Ok(())
@@ -652,7 +847,7 @@ impl __outbox::ModelWrites<diesel::sqlite::SqliteConnection> for Document {
                             <diesel::sqlite::SqliteConnection as __outbox::diesel::Connection>::Backend,
                         >>::as_returning(),
                     ),
-                conn,
+                &mut *conn,
             )?,
         )
     }

@@ -413,8 +413,16 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
     let writes = writes_impl(model, &quote!($conn));
     let mysql_macro = format_ident!("__outbox_model_writes_mysql");
     let mysql = crate::mysql::writes_impl(model, &quote!($conn));
+    let async_macro = format_ident!("__outbox_model_writes_async");
+    let async_writes = async_writes_impl(model, &quote!($conn), Exec::Async);
+    let async_sqlite_macro = format_ident!("__outbox_model_writes_async_sqlite");
+    let async_sqlite = async_writes_impl(model, &quote!($conn), Exec::AsyncRowByRow);
+    let async_mysql_macro = format_ident!("__outbox_model_writes_async_mysql");
+    let async_mysql = crate::mysql::async_writes_impl(model, &quote!($conn));
     quote! {
-        // Each is expanded only for the backends the runtime was built with.
+        // Each is expanded only for the backends the runtime was built with (the async
+        // ones only with its feature `async`: the runtime's macros decide, so the derive
+        // needs no feature of its own).
         #[allow(unused_macros)]
         macro_rules! #writes_macro {
             ($conn:ty) => { #writes };
@@ -423,7 +431,22 @@ fn model_writes(model: &Model<'_>) -> TokenStream {
         macro_rules! #mysql_macro {
             ($conn:ty) => { #mysql };
         }
+        #[allow(unused_macros)]
+        macro_rules! #async_macro {
+            ($conn:ty) => { #async_writes };
+        }
+        #[allow(unused_macros)]
+        macro_rules! #async_mysql_macro {
+            ($conn:ty) => { #async_mysql };
+        }
+        #[allow(unused_macros)]
+        macro_rules! #async_sqlite_macro {
+            ($conn:ty) => { #async_sqlite };
+        }
         ::diesel_outbox::__outbox_for_each_connection!(#writes_macro, mysql: #mysql_macro);
+        ::diesel_outbox::__outbox_for_each_async_connection!(
+            #async_macro, mysql: #async_mysql_macro, sqlite: #async_sqlite_macro
+        );
     }
 }
 
@@ -433,55 +456,20 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
     let table = &model.table;
     let key = model.key();
     let (key_ty, key_column) = (key.ty, &key.column);
-    let columns = (0..model.fields.len())
-        .filter(|&index| model.inserts(index))
-        .count();
     let table_name = model.table_name();
-    let insert_rows = insert_rows(model);
-    let update_row = update_row(model);
-    let upsert_rows = if model.upserts_one_by_one() {
-        upsert_rows_one_by_one(model)
-    } else {
-        upsert_rows_at_once(model)
-    };
+    let backend = quote!(<#conn as __outbox::diesel::Connection>::Backend);
+    let writes = write_fns(model, conn, &backend, Exec::Sync);
     let pages = page_methods(model, conn);
     quote! {
         #[automatically_derived]
         impl __outbox::ModelWrites<#conn> for #ident {
-            const COLUMNS: usize = #columns;
-
-            fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
-                #insert_rows
-            }
-
-            fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_, Self>) -> __outbox::Result<usize> {
-                #update_row
-            }
-
-            fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
-                #upsert_rows
-            }
-
-            fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_, Self>) -> __outbox::Result<::std::vec::Vec<Self>> {
-                use __outbox::diesel::ExpressionMethods as _;
-                let keys = ids
-                    .iter()
-                    .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
-                    .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
-                let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
-                ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::get_results(
-                    __outbox::diesel::delete(target).returning(
-                        <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_returning(),
-                    ),
-                    conn,
-                )?)
-            }
+            #writes
 
             fn load_row(conn: &mut #conn, id: i64) -> __outbox::Result<::core::option::Option<Self>> {
                 let key = __outbox::primary_key::<#key_ty>(#table_name, id)?;
                 let query = __outbox::diesel::QueryDsl::select(
                     __outbox::diesel::QueryDsl::find(#table::table, key),
-                    <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                    <Self as __outbox::diesel::SelectableHelper<#backend>>::as_select(),
                 );
                 ::core::result::Result::Ok(__outbox::diesel::OptionalExtension::optional(
                     __outbox::diesel::RunQueryDsl::first(query, conn),
@@ -496,11 +484,102 @@ pub fn writes_impl(model: &Model<'_>, conn: &TokenStream) -> TokenStream {
                     .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
                 let query = __outbox::diesel::QueryDsl::select(
                     __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys)),
-                    <Self as __outbox::diesel::SelectableHelper<<#conn as __outbox::diesel::Connection>::Backend>>::as_select(),
+                    <Self as __outbox::diesel::SelectableHelper<#backend>>::as_select(),
                 );
                 ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::load(query, conn)?)
             }
             #pages
+        }
+    }
+}
+
+/// `AsyncModelWrites<conn>` (the runtime's feature `async`): the same write statements as
+/// [`writes_impl`]'s, run by diesel-async on one concrete async connection type.
+pub fn async_writes_impl(model: &Model<'_>, conn: &TokenStream, exec: Exec) -> TokenStream {
+    let ident = model.ident;
+    let backend = quote!(<#conn as __outbox::diesel_async::AsyncConnectionCore>::Backend);
+    let writes = write_fns(model, conn, &backend, exec);
+    quote! {
+        #[automatically_derived]
+        impl __outbox::AsyncModelWrites<#conn> for #ident {
+            #writes
+        }
+    }
+}
+
+/// The write statements of `ModelWrites` (and `AsyncModelWrites`): `COLUMNS`,
+/// `insert_rows`, `update_row`, `upsert_rows`, `delete_rows`, with the portable DELETE ...
+/// RETURNING (MySQL's come from [`crate::mysql`]).
+fn write_fns(
+    model: &Model<'_>,
+    conn: &TokenStream,
+    backend: &TokenStream,
+    exec: Exec,
+) -> TokenStream {
+    let table = &model.table;
+    let key = model.key();
+    let (key_ty, key_column) = (key.ty, &key.column);
+    let table_name = model.table_name();
+    let deleted = exec.run(
+        "get_results",
+        quote! {
+            __outbox::diesel::delete(target).returning(
+                <Self as __outbox::diesel::SelectableHelper<#backend>>::as_returning(),
+            )
+        },
+    );
+    let delete_rows = quote! {
+        use __outbox::diesel::ExpressionMethods as _;
+        let keys = ids
+            .iter()
+            .map(|id| __outbox::primary_key::<#key_ty>(#table_name, *id))
+            .collect::<__outbox::Result<::std::vec::Vec<_>>>()?;
+        let target = __outbox::diesel::QueryDsl::filter(#table::table, #table::#key_column.eq_any(keys));
+        ::core::result::Result::Ok(#deleted?)
+    };
+    let upsert_rows = if model.upserts_one_by_one() {
+        upsert_rows_one_by_one(model, exec)
+    } else {
+        upsert_rows_at_once(model, exec)
+    };
+    write_signatures(model, conn, exec, &upsert_rows, &delete_rows)
+}
+
+/// The write methods' signatures around their bodies, sync or async; the upsert and
+/// `delete_rows` are the backend's own.
+pub(crate) fn write_signatures(
+    model: &Model<'_>,
+    conn: &TokenStream,
+    exec: Exec,
+    upsert_rows: &TokenStream,
+    delete_rows: &TokenStream,
+) -> TokenStream {
+    let columns = (0..model.fields.len())
+        .filter(|&index| model.inserts(index))
+        .count();
+    let insert_rows = insert_rows(model, exec);
+    let update_row = update_row(model, exec);
+    let asyncness = match exec {
+        Exec::Sync => quote!(),
+        Exec::Async | Exec::AsyncRowByRow => quote!(async),
+    };
+    quote! {
+        const COLUMNS: usize = #columns;
+
+        #asyncness fn insert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
+            #insert_rows
+        }
+
+        #asyncness fn update_row(conn: &mut #conn, model: &Self, _token: __outbox::Token<'_, Self>) -> __outbox::Result<usize> {
+            #update_row
+        }
+
+        #asyncness fn upsert_rows(conn: &mut #conn, models: &[Self], _token: __outbox::Token<'_, Self>) -> __outbox::Result<()> {
+            #upsert_rows
+        }
+
+        #asyncness fn delete_rows(conn: &mut #conn, ids: &[i64], _token: __outbox::Token<'_, Self>) -> __outbox::Result<::std::vec::Vec<Self>> {
+            #delete_rows
         }
     }
 }
@@ -559,19 +638,63 @@ pub(crate) fn page_methods(model: &Model<'_>, conn: &TokenStream) -> TokenStream
     }
 }
 
-/// `execute(statement)`, its count of rows discarded (the callers check nothing by it).
-pub(crate) fn execute(statement: TokenStream) -> TokenStream {
-    quote! {
-        let _: usize = __outbox::diesel::RunQueryDsl::execute(#statement, conn)?;
+/// Who runs a model's statements: diesel's sync connections, or diesel-async's. The
+/// statements themselves are built by the same code for both (the functions below take
+/// an `Exec` and only its [`run`](Exec::run) differs), so no write rule is written twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exec {
+    Sync,
+    Async,
+    /// diesel-async's wrapper of `SqliteConnection`: diesel runs a multi-row INSERT on
+    /// SQLite through an `ExecuteDsl` of `SqliteConnection` alone (SQLite has no DEFAULT
+    /// in a VALUES list), which the wrapper cannot reach: one statement per model.
+    AsyncRowByRow,
+}
+
+impl Exec {
+    /// Whether many models are written with one statement.
+    pub(crate) fn batches(self) -> bool {
+        self != Exec::AsyncRowByRow
+    }
+
+    /// `RunQueryDsl::method(query, conn)`, awaited on diesel-async.
+    pub(crate) fn run(self, method: &str, query: TokenStream) -> TokenStream {
+        let method = format_ident!("{}", method);
+        match self {
+            Exec::Sync => quote!(__outbox::diesel::RunQueryDsl::#method(#query, &mut *conn)),
+            Exec::Async | Exec::AsyncRowByRow => {
+                quote!(__outbox::diesel_async::RunQueryDsl::#method(#query, &mut *conn).await)
+            }
+        }
     }
 }
 
-pub(crate) fn insert_rows(model: &Model<'_>) -> TokenStream {
+/// `execute(statement)`, its count of rows discarded (the callers check nothing by it).
+pub(crate) fn execute(statement: TokenStream, exec: Exec) -> TokenStream {
+    let run = exec.run("execute", statement);
+    quote! {
+        let _: usize = #run?;
+    }
+}
+
+pub(crate) fn insert_rows(model: &Model<'_>, exec: Exec) -> TokenStream {
     let table = &model.table;
     let one = execute(
         quote!(__outbox::diesel::insert_into(#table::table).values(__OutboxRow::of(model))),
+        exec,
     );
-    let many = execute(quote!(__outbox::diesel::insert_into(#table::table).values(rows)));
+    if !exec.batches() {
+        return quote! {
+            for model in models {
+                #one
+            }
+            ::core::result::Result::Ok(())
+        };
+    }
+    let many = execute(
+        quote!(__outbox::diesel::insert_into(#table::table).values(rows)),
+        exec,
+    );
     quote! {
         // One row: a fixed statement, which diesel caches as a prepared statement (a
         // multi-row VALUES list never is).
@@ -587,23 +710,27 @@ pub(crate) fn insert_rows(model: &Model<'_>) -> TokenStream {
 
 /// The UPDATE by primary key; when the model has nothing to write, whether its row exists
 /// (so that a missing row is still `ModelNotFound`, and an existing one records its row).
-pub(crate) fn update_row(model: &Model<'_>) -> TokenStream {
+pub(crate) fn update_row(model: &Model<'_>, exec: Exec) -> TokenStream {
     let table = &model.table;
     let key = model.key().ident;
-    let found = quote! {
-        let found: bool = __outbox::diesel::RunQueryDsl::get_result(
+    let exists = exec.run(
+        "get_result",
+        quote! {
             __outbox::diesel::select(__outbox::diesel::dsl::exists(
                 __outbox::diesel::QueryDsl::find(#table::table, &model.#key),
-            )),
-            conn,
-        )?;
+            ))
+        },
+    );
+    let found = quote! {
+        let found: bool = #exists?;
     };
+    let updated = exec.run(
+        "execute",
+        quote!(__outbox::diesel::update(target).set(__OutboxRow::of(model))),
+    );
     let update = quote! {
         let target = __outbox::diesel::QueryDsl::find(#table::table, &model.#key);
-        ::core::result::Result::Ok(__outbox::diesel::RunQueryDsl::execute(
-            __outbox::diesel::update(target).set(__OutboxRow::of(model)),
-            conn,
-        )?)
+        ::core::result::Result::Ok(#updated?)
     };
     if !updates_any(model) {
         return quote! {
@@ -625,7 +752,7 @@ pub(crate) fn update_row(model: &Model<'_>) -> TokenStream {
 
 /// One INSERT ... ON CONFLICT for all models: each updated column takes the value its
 /// INSERT wrote (`excluded`), which is the model's whenever the model has no per-row rule.
-fn upsert_rows_at_once(model: &Model<'_>) -> TokenStream {
+fn upsert_rows_at_once(model: &Model<'_>, exec: Exec) -> TokenStream {
     let table = &model.table;
     let key_column = &model.key().column;
     let sets: Vec<TokenStream> = model
@@ -643,18 +770,33 @@ fn upsert_rows_at_once(model: &Model<'_>) -> TokenStream {
     } else {
         quote!(do_update().set((#(#sets,)*)))
     };
-    let one = execute(quote! {
-        __outbox::diesel::insert_into(#table::table)
-            .values(__OutboxRow::of(model))
-            .on_conflict(#table::#key_column)
-            .#action
-    });
-    let many = execute(quote! {
-        __outbox::diesel::insert_into(#table::table)
-            .values(rows)
-            .on_conflict(#table::#key_column)
-            .#action
-    });
+    let one = execute(
+        quote! {
+            __outbox::diesel::insert_into(#table::table)
+                .values(__OutboxRow::of(model))
+                .on_conflict(#table::#key_column)
+                .#action
+        },
+        exec,
+    );
+    if !exec.batches() {
+        return quote! {
+            use __outbox::diesel::ExpressionMethods as _;
+            for model in models {
+                #one
+            }
+            ::core::result::Result::Ok(())
+        };
+    }
+    let many = execute(
+        quote! {
+            __outbox::diesel::insert_into(#table::table)
+                .values(rows)
+                .on_conflict(#table::#key_column)
+                .#action
+        },
+        exec,
+    );
     quote! {
         use __outbox::diesel::ExpressionMethods as _;
         if let [model] = models {
@@ -671,11 +813,14 @@ fn upsert_rows_at_once(model: &Model<'_>) -> TokenStream {
 /// something other than what the INSERT wrote (DEFAULT inserted but NULL updated, a `None`
 /// left as is, a `skip_insertion` column updated): the INSERT is the hidden row's
 /// `Insertable`, the conflict branch its `AsChangeset`, exactly as `insert` and `update`.
-fn upsert_rows_one_by_one(model: &Model<'_>) -> TokenStream {
+fn upsert_rows_one_by_one(model: &Model<'_>, exec: Exec) -> TokenStream {
     let table = &model.table;
     let key_column = &model.key().column;
-    let do_nothing = execute(quote!(statement.do_nothing()));
-    let do_update = execute(quote!(statement.do_update().set(__OutboxRow::of(model))));
+    let do_nothing = execute(quote!(statement.do_nothing()), exec);
+    let do_update = execute(
+        quote!(statement.do_update().set(__OutboxRow::of(model))),
+        exec,
+    );
     let write = match changes_nothing(model) {
         _ if !updates_any(model) => do_nothing,
         None => do_update,
@@ -699,38 +844,69 @@ fn upsert_rows_one_by_one(model: &Model<'_>) -> TokenStream {
 }
 
 /// The write methods, all taking `&mut OutboxContext`; with no model, their bodies are
-/// unreachable stubs.
+/// unreachable stubs. The `*_async` forms (on diesel-async's connections) are expanded
+/// only when the runtime has its feature `async`: the runtime's `__outbox_if_async!`
+/// decides, in the runtime's crate, not a `cfg` evaluated in the user's.
 fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
+    let sync = methods_for(ident, model, Exec::Sync);
+    let asynchronous = methods_for(ident, model, Exec::Async);
+    quote! {
+        #sync
+        ::diesel_outbox::__outbox_if_async! { #asynchronous }
+    }
+}
+
+/// One impl block of write methods, sync or async.
+fn methods_for(ident: &syn::Ident, model: Option<&Model<'_>>, exec: Exec) -> TokenStream {
     let rows = match model.map(|model| model.derive) {
         Some(Derive::Control) => "one control outbox row per target cell",
         _ => "its cell outbox row",
     };
+    let (suffix, asyncness, dot_await, conn_trait, writes_trait) = match exec {
+        Exec::Sync => (
+            "",
+            quote!(),
+            quote!(),
+            quote!(OutboxConnection),
+            quote!(ModelWrites),
+        ),
+        Exec::Async | Exec::AsyncRowByRow => (
+            "_async",
+            quote!(async),
+            quote!(.await),
+            quote!(AsyncOutboxConnection),
+            quote!(AsyncModelWrites),
+        ),
+    };
+    let name = |base: &str| format_ident!("{}{}", base, suffix);
+    let (insert_fn, update_fn, save_fn, delete_fn) =
+        (name("insert"), name("update"), name("save"), name("delete"));
     let body = |call: TokenStream| match model {
         Some(_) => call,
         None => quote!(::core::unreachable!("the model failed to derive")),
     };
-    let insert = body(quote!(__outbox::insert(ctx, ::core::slice::from_ref(self))));
-    let update = body(quote!(__outbox::update(ctx, ::core::slice::from_ref(self))));
-    let save = body(quote!(__outbox::save(ctx, ::core::slice::from_ref(self))));
+    let insert = body(quote!(__outbox::#insert_fn(ctx, ::core::slice::from_ref(self))#dot_await));
+    let update = body(quote!(__outbox::#update_fn(ctx, ::core::slice::from_ref(self))#dot_await));
+    let save = body(quote!(__outbox::#save_fn(ctx, ::core::slice::from_ref(self))#dot_await));
     let delete = body(quote! {
         let id = <Self as __outbox::ModelIdentity>::identity(self);
-        __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        __outbox::#delete_fn::<C, Self>(ctx, &[id])#dot_await.map(|deleted| deleted > 0)
     });
     let delete_by_id = body(quote! {
         let id = __outbox::Identifier::to_identifier(&id);
-        __outbox::delete::<C, Self>(ctx, &[id]).map(|deleted| deleted > 0)
+        __outbox::#delete_fn::<C, Self>(ctx, &[id])#dot_await.map(|deleted| deleted > 0)
     });
-    let insert_all = body(quote!(__outbox::insert(ctx, models)));
-    let update_all = body(quote!(__outbox::update(ctx, models)));
-    let save_all = body(quote!(__outbox::save(ctx, models)));
+    let insert_all = body(quote!(__outbox::#insert_fn(ctx, models)#dot_await));
+    let update_all = body(quote!(__outbox::#update_fn(ctx, models)#dot_await));
+    let save_all = body(quote!(__outbox::#save_fn(ctx, models)#dot_await));
     let delete_all = body(quote! {
         let ids: ::std::vec::Vec<i64> = models.iter().map(<Self as __outbox::ModelIdentity>::identity).collect();
-        __outbox::delete::<C, Self>(ctx, &ids)
+        __outbox::#delete_fn::<C, Self>(ctx, &ids)#dot_await
     });
-    let delete_by_ids = body(quote!(__outbox::delete::<C, Self>(ctx, ids)));
+    let delete_by_ids = body(quote!(__outbox::#delete_fn::<C, Self>(ctx, ids)#dot_await));
     // Stubs keep only the bounds that mention `C`: a bound on the concrete model alone
     // would be one more error ("trivial bound not satisfied") on an invalid model.
-    let bound = quote!(C: __outbox::OutboxConnection, Self: __outbox::ModelWrites<C>);
+    let bound = quote!(C: __outbox::#conn_trait, Self: __outbox::#writes_trait<C>);
     let (write_bound, identity) = match model {
         Some(_) => (
             quote!(#bound, Self: __outbox::OutboxRows),
@@ -740,65 +916,91 @@ fn write_methods(ident: &syn::Ident, model: Option<&Model<'_>>) -> TokenStream {
     };
     let ctx = quote!(ctx: &mut __outbox::OutboxContext<'_, C>);
     let allow = quote!(#[allow(unused_variables, clippy::needless_lifetimes)]);
-    let insert_doc = format!("Inserts this model and records {rows}, in `ctx`'s transaction.");
+    let on = match exec {
+        Exec::Sync => "",
+        Exec::Async | Exec::AsyncRowByRow => {
+            " On a diesel-async connection (`outbox_context_async`)."
+        }
+    };
+    let insert_doc = format!("Inserts this model and records {rows}, in `ctx`'s transaction.{on}");
     let update_doc = format!(
-            "Updates this model's row (by primary key) and records {rows}. Fails with `Error::ModelNotFound` if the row does not exist."
+            "Updates this model's row (by primary key) and records {rows}. Fails with `Error::ModelNotFound` if the row does not exist.{on}"
         );
-    let save_doc = format!("Inserts this model or, if its primary key exists, updates it (one upsert), and records {rows}.");
+    let save_doc = format!("Inserts this model or, if its primary key exists, updates it (one upsert), and records {rows}.{on}");
     let delete_doc = format!(
-        "Deletes this model's row and records {rows}, as the row was. Returns whether it existed."
+        "Deletes this model's row and records {rows}, as the row was. Returns whether it existed.{on}"
     );
+    let delete_by_id_doc = format!("Deletes the object with this identifier, if it exists, and records its outbox rows. Returns whether it existed.{on}");
+    let delete_all_doc = format!("Deletes the rows of all `models` with one DELETE and records their outbox rows. Returns how many existed.{on}");
+    let delete_by_ids_doc = format!("Deletes the objects with these identifiers with one DELETE and records their outbox rows. Returns how many existed.{on}");
     let (insert_all_doc, update_all_doc, save_all_doc) = bulk_docs(model);
+    let (insert_all_doc, update_all_doc, save_all_doc) = (
+        format!("{insert_all_doc}{on}"),
+        format!("{update_all_doc}{on}"),
+        format!("{save_all_doc}{on}"),
+    );
+    let (
+        delete_by_id_fn,
+        insert_all_fn,
+        update_all_fn,
+        save_all_fn,
+        delete_all_fn,
+        delete_by_ids_fn,
+    ) = (
+        name("delete_by_id"),
+        name("insert_all"),
+        name("update_all"),
+        name("save_all"),
+        name("delete_all"),
+        name("delete_by_ids"),
+    );
     quote! {
         #[automatically_derived]
         impl #ident {
             #[doc = #insert_doc]
             #allow
-            pub fn insert<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #insert }
+            pub #asyncness fn #insert_fn<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #insert }
 
             #[doc = #update_doc]
             #allow
-            pub fn update<C>(&self, #ctx) -> __outbox::Result<()>
+            pub #asyncness fn #update_fn<C>(&self, #ctx) -> __outbox::Result<()>
             where #write_bound #identity { #update }
 
             #[doc = #save_doc]
             #allow
-            pub fn save<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #save }
+            pub #asyncness fn #save_fn<C>(&self, #ctx) -> __outbox::Result<()> where #write_bound { #save }
 
             #[doc = #delete_doc]
             #allow
-            pub fn delete<C>(&self, #ctx) -> __outbox::Result<bool>
+            pub #asyncness fn #delete_fn<C>(&self, #ctx) -> __outbox::Result<bool>
             where #write_bound #identity { #delete }
 
-            /// Deletes the object with this identifier, if it exists, and records its
-            /// outbox rows. Returns whether it existed.
+            #[doc = #delete_by_id_doc]
             #allow
-            pub fn delete_by_id<C>(#ctx, id: impl __outbox::Identifier) -> __outbox::Result<bool>
+            pub #asyncness fn #delete_by_id_fn<C>(#ctx, id: impl __outbox::Identifier) -> __outbox::Result<bool>
             where #write_bound { #delete_by_id }
 
             #[doc = #insert_all_doc]
             #allow
-            pub fn insert_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #insert_all }
+            pub #asyncness fn #insert_all_fn<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #insert_all }
 
             #[doc = #update_all_doc]
             #allow
-            pub fn update_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()>
+            pub #asyncness fn #update_all_fn<C>(#ctx, models: &[Self]) -> __outbox::Result<()>
             where #write_bound #identity { #update_all }
 
             #[doc = #save_all_doc]
             #allow
-            pub fn save_all<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #save_all }
+            pub #asyncness fn #save_all_fn<C>(#ctx, models: &[Self]) -> __outbox::Result<()> where #write_bound { #save_all }
 
-            /// Deletes the rows of all `models` with one DELETE and records their
-            /// outbox rows. Returns how many existed.
+            #[doc = #delete_all_doc]
             #allow
-            pub fn delete_all<C>(#ctx, models: &[Self]) -> __outbox::Result<usize>
+            pub #asyncness fn #delete_all_fn<C>(#ctx, models: &[Self]) -> __outbox::Result<usize>
             where #write_bound #identity { #delete_all }
 
-            /// Deletes the objects with these identifiers with one DELETE and records
-            /// their outbox rows. Returns how many existed.
+            #[doc = #delete_by_ids_doc]
             #allow
-            pub fn delete_by_ids<C>(#ctx, ids: &[i64]) -> __outbox::Result<usize> where #write_bound { #delete_by_ids }
+            pub #asyncness fn #delete_by_ids_fn<C>(#ctx, ids: &[i64]) -> __outbox::Result<usize> where #write_bound { #delete_by_ids }
         }
     }
 }

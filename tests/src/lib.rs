@@ -27,6 +27,7 @@ use diesel_outbox::guard::{Guard, Protected};
 use diesel_outbox::row::{CellOutboxRecord, ControlOutboxRecord};
 use diesel_outbox::OutboxConnection;
 
+pub mod asynchronous;
 pub mod backfill;
 /// The tables of this suite's replicated models (every `#[derive(ReplicatedCell)]` and
 /// `#[derive(ReplicatedControl)]` of `tests/`, whose models live in the test files). The
@@ -752,6 +753,8 @@ pub mod guide_doctests {
     pub struct GettingStarted;
     #[doc = include_str!("../../docs/src/airtight.md")]
     pub struct Airtight;
+    #[doc = include_str!("../../docs/src/async.md")]
+    pub struct Async;
     #[doc = include_str!("../../docs/src/draining.md")]
     pub struct Draining;
     #[doc = include_str!("../../docs/src/operating.md")]

@@ -31,6 +31,8 @@ use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::record::{CellOutboxRecord, ControlOutboxRecord, OutboxMessage};
 
 pub(crate) mod applied;
+#[cfg(feature = "async")]
+pub(crate) mod asynchronous;
 pub(crate) mod backfill;
 pub(crate) mod claim;
 pub(crate) mod guard;
@@ -42,7 +44,7 @@ pub(crate) mod mysql;
 mod mysql_raw;
 pub(crate) mod parked;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 mod scan;
 mod shared;
 pub(crate) mod sql;

@@ -108,24 +108,14 @@ impl OutboxConnection for MysqlConnection {
     }
 
     fn insert_cell_rows(&mut self, _token: Token<'_>, rows: &[NewCellOutbox]) -> QueryResult<()> {
-        use crate::row::schema::cell_outboxes;
-        let sized = RowSizes {
-            table: OutboxTable::Cell,
-            binds: NewCellOutbox::BINDS,
-            bytes: NewCellOutbox::variable_bytes,
-            identity: NewCellOutbox::identity,
-        };
-        insert_within_packets(self, rows, &sized, |conn, chunk| {
-            // One row: a fixed statement, which diesel caches as a prepared statement.
-            match chunk {
-                [row] => diesel::insert_into(cell_outboxes::table)
-                    .values(CellValues::of(row))
-                    .execute(conn),
-                _ => diesel::insert_into(cell_outboxes::table)
-                    .values(chunk.iter().map(CellValues::of).collect::<Vec<_>>())
-                    .execute(conn),
-            }
-        })
+        crate::backend::mysql::insert_mysql_rows!(
+            self,
+            rows,
+            &CELL_SIZES,
+            cell_outboxes,
+            CellValues,
+            []
+        )
     }
 
     fn insert_control_rows(
@@ -133,28 +123,21 @@ impl OutboxConnection for MysqlConnection {
         _token: Token<'_>,
         rows: &[NewControlOutbox],
     ) -> QueryResult<()> {
-        use crate::row::schema::control_outboxes;
-        let sized = RowSizes {
-            table: OutboxTable::Control,
-            binds: NewControlOutbox::BINDS,
-            bytes: NewControlOutbox::variable_bytes,
-            identity: NewControlOutbox::identity,
-        };
-        insert_within_packets(self, rows, &sized, |conn, chunk| match chunk {
-            [row] => diesel::insert_into(control_outboxes::table)
-                .values(ControlValues::of(row))
-                .execute(conn),
-            _ => diesel::insert_into(control_outboxes::table)
-                .values(chunk.iter().map(ControlValues::of).collect::<Vec<_>>())
-                .execute(conn),
-        })
+        crate::backend::mysql::insert_mysql_rows!(
+            self,
+            rows,
+            &CONTROL_SIZES,
+            control_outboxes,
+            ControlValues,
+            []
+        )
     }
 
     fn next_object_identifier(&mut self, _token: Token<'_>) -> QueryResult<i64> {
         // MySQL has no sequences. UUID_SHORT() is unique on the server (its server_id,
         // start time and a counter) and takes no lock, where a counter row would
         // serialise every transaction that mints an id until it commits.
-        Prepared(raw_sql("SELECT CAST(UUID_SHORT() AS SIGNED) AS value"))
+        next_object_identifier_query()
             .get_result::<BigIntValue>(self)
             .map(|row| row.value)
     }
@@ -1555,13 +1538,34 @@ fn load_below(
 
 // ---- Writes.
 
+/// The write path's fresh object identifier (see `next_object_identifier`).
+pub(crate) fn next_object_identifier_query() -> Prepared<RawStatement<'static>> {
+    Prepared(raw_sql("SELECT CAST(UUID_SHORT() AS SIGNED) AS value"))
+}
+
 /// How to size the rows of one outbox table.
-struct RowSizes<R> {
+pub(crate) struct RowSizes<R> {
     table: OutboxTable,
     binds: usize,
     bytes: fn(&R) -> usize,
     identity: fn(&R) -> (i32, i64),
 }
+
+/// The cell table's rows as [`plan_statements`] sizes them.
+pub(crate) const CELL_SIZES: RowSizes<NewCellOutbox> = RowSizes {
+    table: OutboxTable::Cell,
+    binds: NewCellOutbox::BINDS,
+    bytes: NewCellOutbox::variable_bytes,
+    identity: NewCellOutbox::identity,
+};
+
+/// The control table's rows as [`plan_statements`] sizes them.
+pub(crate) const CONTROL_SIZES: RowSizes<NewControlOutbox> = RowSizes {
+    table: OutboxTable::Control,
+    binds: NewControlOutbox::BINDS,
+    bytes: NewControlOutbox::variable_bytes,
+    identity: NewControlOutbox::identity,
+};
 
 /// A statement of at most this size is sent without asking the server's limit: no MySQL
 /// or MariaDB is configured below it in practice (the defaults are 16 to 64 MiB, and
@@ -1575,26 +1579,62 @@ const ROW_BYTES: usize = 128;
 /// What a statement adds besides its rows.
 const STATEMENT_BYTES: usize = 1024;
 
-/// Inserts `rows` with as few statements as the bind limit and the server's
-/// `max_allowed_packet` allow; a row that cannot fit in a statement alone is an
-/// [`Error::PacketTooLarge`] before anything is sent (the server would drop the
-/// connection instead).
-fn insert_within_packets<R>(
-    conn: &mut MysqlConnection,
+/// The write path's INSERT of buffered outbox rows into `$table` on MySQL, for both
+/// executors (sync: `[]` with diesel's `RunQueryDsl` in scope; diesel-async: `[.await]`
+/// with its own): the statements [`plan_statements`] cuts, each one INSERT (one row: a
+/// fixed statement, which diesel caches).
+macro_rules! insert_mysql_rows {
+    ($conn:expr, $rows:expr, $sized:expr, $table:ident, $values:ident, [$($await:tt)*]) => {{
+        use $crate::row::schema::$table;
+        let (rows, sized) = ($rows, $sized);
+        let budget = if $crate::backend::mysql::asks_packet_limit(rows, sized) {
+            $crate::backend::mysql::packet_budget(
+                $crate::backend::mysql::max_allowed_packet_query()
+                    .get_result::<$crate::backend::sql::BigIntValue>(&mut *$conn)
+                    $($await)*?,
+            )
+        } else {
+            usize::MAX
+        };
+        for range in $crate::backend::mysql::plan_statements(rows, sized, budget)? {
+            let _: usize = match &rows[range] {
+                [row] => diesel::insert_into($table::table)
+                    .values($values::of(row))
+                    .execute(&mut *$conn)
+                    $($await)*?,
+                chunk => diesel::insert_into($table::table)
+                    .values(chunk.iter().map($values::of).collect::<Vec<_>>())
+                    .execute(&mut *$conn)
+                    $($await)*?,
+            };
+        }
+        Ok(())
+    }};
+}
+pub(crate) use insert_mysql_rows;
+
+/// Whether `rows` may exceed the size sent without asking the server's limit.
+pub(crate) fn asks_packet_limit<R>(rows: &[R], sized: &RowSizes<R>) -> bool {
+    let total = STATEMENT_BYTES
+        + rows
+            .iter()
+            .map(|row| ROW_BYTES + (sized.bytes)(row))
+            .sum::<usize>();
+    total > UNASKED_STATEMENT_BYTES
+}
+
+/// The statements (ranges of `rows`) that fit the bind limit and `budget` bytes each; a
+/// row that cannot fit in a statement alone is an [`Error::PacketTooLarge`] before
+/// anything is sent (the server would drop the connection instead).
+pub(crate) fn plan_statements<R>(
     rows: &[R],
     sized: &RowSizes<R>,
-    mut insert: impl FnMut(&mut MysqlConnection, &[R]) -> QueryResult<usize>,
-) -> QueryResult<()> {
+    budget: usize,
+) -> QueryResult<Vec<std::ops::Range<usize>>> {
     let sizes: Vec<usize> = rows
         .iter()
         .map(|row| ROW_BYTES + (sized.bytes)(row))
         .collect();
-    let total = STATEMENT_BYTES + sizes.iter().sum::<usize>();
-    let budget = if total <= UNASKED_STATEMENT_BYTES {
-        usize::MAX
-    } else {
-        max_allowed_packet(conn)?.saturating_sub(STATEMENT_BYTES)
-    };
     if let Some((row, &bytes)) = rows.iter().zip(&sizes).find(|(_, bytes)| **bytes > budget) {
         let (category, object_identifier) = (sized.identity)(row);
         return Err(Error::PacketTooLarge {
@@ -1607,25 +1647,31 @@ fn insert_within_packets<R>(
         .into_diesel());
     }
     let per_statement = (MysqlConnection::MAX_BIND_PARAMS / sized.binds.max(1)).max(1);
-    let mut start = 0;
+    let (mut plan, mut start) = (Vec::new(), 0);
     while start < rows.len() {
         let (mut end, mut used) = (start, 0usize);
         while end < rows.len() && end - start < per_statement && used + sizes[end] <= budget {
             used += sizes[end];
             end += 1;
         }
-        insert(conn, &rows[start..end])?;
+        plan.push(start..end);
         start = end;
     }
-    Ok(())
+    Ok(plan)
 }
 
-fn max_allowed_packet(conn: &mut MysqlConnection) -> QueryResult<usize> {
-    let limit = Prepared(raw_sql(
+/// The server's `max_allowed_packet`.
+pub(crate) fn max_allowed_packet_query() -> Prepared<RawStatement<'static>> {
+    Prepared(raw_sql(
         "SELECT CAST(@@max_allowed_packet AS SIGNED) AS value",
     ))
-    .get_result::<BigIntValue>(conn)?;
-    Ok(usize::try_from(limit.value).unwrap_or(usize::MAX))
+}
+
+/// What a statement's rows may take of the server's `max_allowed_packet`.
+pub(crate) fn packet_budget(limit: BigIntValue) -> usize {
+    usize::try_from(limit.value)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(STATEMENT_BYTES)
 }
 
 /// `INSERT ... ON DUPLICATE KEY UPDATE c = VALUES(c), ...`: a replicated model's upsert

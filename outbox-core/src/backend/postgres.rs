@@ -32,6 +32,23 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 impl Sealed for PgConnection {}
 
+/// The write path's fresh object identifier (see `next_object_identifier`).
+pub(crate) fn next_object_identifier_query() -> Prepared<diesel::query_builder::SqlQuery> {
+    Prepared(diesel::sql_query(
+        "SELECT nextval('diesel_outbox_object_ids') AS value",
+    ))
+}
+
+/// The write path's wake-up of listening workers (see `notify_rows_written`). The payload
+/// names the schema, so that outboxes in several schemas of one database (channels are per
+/// database) wake only their own workers. PostgreSQL folds identical notifications of one
+/// transaction into one.
+pub(crate) fn notify_query() -> Prepared<diesel::query_builder::SqlQuery> {
+    Prepared(diesel::sql_query(format!(
+        "SELECT pg_notify('{NOTIFY_CHANNEL}', COALESCE(current_schema(), ''))"
+    )))
+}
+
 impl OutboxConnection for PgConnection {
     /// The wire protocol counts bind parameters in 16 bits.
     const MAX_BIND_PARAMS: usize = 65_535;
@@ -52,11 +69,9 @@ impl OutboxConnection for PgConnection {
     }
 
     fn next_object_identifier(&mut self, _token: Token<'_>) -> QueryResult<i64> {
-        Prepared(diesel::sql_query(
-            "SELECT nextval('diesel_outbox_object_ids') AS value",
-        ))
-        .get_result::<BigIntValue>(self)
-        .map(|row| row.value)
+        next_object_identifier_query()
+            .get_result::<BigIntValue>(self)
+            .map(|row| row.value)
     }
 
     fn check_worker_connection(&mut self, _token: Token<'_>) -> QueryResult<()> {
@@ -600,13 +615,7 @@ impl OutboxConnection for PgConnection {
     }
 
     fn notify_rows_written(&mut self, _token: Token<'_>) -> QueryResult<()> {
-        // The payload names the schema, so that outboxes in several schemas of one
-        // database (channels are per database) wake only their own workers. PostgreSQL
-        // folds identical notifications of one transaction into one.
-        Prepared(diesel::sql_query(format!(
-            "SELECT pg_notify('{NOTIFY_CHANNEL}', COALESCE(current_schema(), ''))"
-        )))
-        .execute(self)?;
+        notify_query().execute(self)?;
         Ok(())
     }
 

@@ -96,6 +96,34 @@ where
 /// A typed NULL text column, on every backend.
 pub(crate) const NULL_TEXT: &str = "CAST(NULL AS TEXT)";
 
+/// The write path's INSERT of buffered outbox rows into `$table`, built once for every
+/// executor: the sync connections (`[]`: diesel's `RunQueryDsl` in scope) and diesel-async's
+/// (`[.await]`: its `RunQueryDsl` in scope). One row is a fixed statement, which diesel
+/// caches as a prepared statement; more are one multi-row INSERT per bind-limit chunk.
+macro_rules! insert_outbox_rows {
+    ($conn:expr, $rows:expr, $max_binds:expr, $table:ident, $values:ident, $new:ident, [$($await:tt)*]) => {{
+        use $crate::row::insert::{$new, $values};
+        use $crate::row::schema::$table;
+        let rows: &[$new] = $rows;
+        if let [row] = rows {
+            diesel::insert_into($table::table)
+                .values($values::of(row))
+                .execute($conn)
+                $($await)*?;
+        } else {
+            for chunk in rows.chunks(($max_binds / $new::BINDS).max(1)) {
+                let values: Vec<_> = chunk.iter().map($values::of).collect();
+                diesel::insert_into($table::table)
+                    .values(values)
+                    .execute($conn)
+                    $($await)*?;
+            }
+        }
+        Ok(())
+    }};
+}
+pub(crate) use insert_outbox_rows;
+
 /// The shared bodies; `$text` turns `?`-placeholder text into the backend's.
 macro_rules! shared_statements {
     (text = $text:path) => {
@@ -105,22 +133,15 @@ macro_rules! shared_statements {
             rows: &[$crate::row::insert::NewCellOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
-            use $crate::row::insert::{CellValues, NewCellOutbox};
-            use $crate::row::schema::cell_outboxes;
-            // One row: a fixed statement, which diesel caches as a prepared statement.
-            if let [row] = rows {
-                diesel::insert_into(cell_outboxes::table)
-                    .values(CellValues::of(row))
-                    .execute(self)?;
-                return Ok(());
-            }
-            for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewCellOutbox::BINDS) {
-                let values: Vec<_> = chunk.iter().map(CellValues::of).collect();
-                diesel::insert_into(cell_outboxes::table)
-                    .values(values)
-                    .execute(self)?;
-            }
-            Ok(())
+            $crate::backend::shared::insert_outbox_rows!(
+                self,
+                rows,
+                Self::MAX_BIND_PARAMS,
+                cell_outboxes,
+                CellValues,
+                NewCellOutbox,
+                []
+            )
         }
 
         fn insert_control_rows(
@@ -129,21 +150,15 @@ macro_rules! shared_statements {
             rows: &[$crate::row::insert::NewControlOutbox],
         ) -> diesel::QueryResult<()> {
             use diesel::RunQueryDsl;
-            use $crate::row::insert::{ControlValues, NewControlOutbox};
-            use $crate::row::schema::control_outboxes;
-            if let [row] = rows {
-                diesel::insert_into(control_outboxes::table)
-                    .values(ControlValues::of(row))
-                    .execute(self)?;
-                return Ok(());
-            }
-            for chunk in rows.chunks(Self::MAX_BIND_PARAMS / NewControlOutbox::BINDS) {
-                let values: Vec<_> = chunk.iter().map(ControlValues::of).collect();
-                diesel::insert_into(control_outboxes::table)
-                    .values(values)
-                    .execute(self)?;
-            }
-            Ok(())
+            $crate::backend::shared::insert_outbox_rows!(
+                self,
+                rows,
+                Self::MAX_BIND_PARAMS,
+                control_outboxes,
+                ControlValues,
+                NewControlOutbox,
+                []
+            )
         }
 
         fn insert_tombstones(

@@ -52,6 +52,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An `outbox_context_async` future on this connection was dropped while diesel-async
+    /// was sending its BEGIN, COMMIT or ROLLBACK, so nobody knows whether the server still
+    /// holds its transaction: the connection cannot be used for another context. Drop it
+    /// (a pool discards it by itself) and take another. (A future dropped anywhere else
+    /// between BEGIN and COMMIT is rolled back by the next context on the connection.)
+    #[error("an outbox_context_async future on this {backend} connection was dropped in the middle of its BEGIN, COMMIT or ROLLBACK: the connection's transaction state is unknown; drop the connection and take another")]
+    AbandonedConnection {
+        /// The backend's name.
+        backend: &'static str,
+    },
+
     /// An update of a replicated model found no row with its primary key.
     #[error("no row in `{table}` has the primary key {object_identifier}: insert or save it instead of updating")]
     ModelNotFound {

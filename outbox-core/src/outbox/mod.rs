@@ -6,6 +6,8 @@
 //!   backfill's thread;
 //! * `inspect`: depths, lag, stuck shards and parked groups, and an operator's actions;
 //! * `backfill`: writing every object's rows again when a model's version goes up;
+//! * `handoff`: flush requests handed to this process's workers (the async context's
+//!   flush);
 //! * [`testing`]: "run the outboxes" in a test, and reads of the tables.
 
 use std::fmt;
@@ -36,6 +38,7 @@ use crate::write::context::{
 };
 
 pub(crate) mod backfill;
+pub(crate) mod handoff;
 pub(crate) mod inspect;
 pub(crate) mod testing;
 #[cfg(feature = "pool")]
@@ -51,6 +54,8 @@ struct Shared<C> {
     backfills: Backfills<C>,
     /// Whether this outbox recorded its models' declared versions.
     backfills_declared: AtomicBool,
+    /// Shards waiting for a worker's flush (see [`Outbox::request_flush`]).
+    flush_requests: handoff::FlushRequests,
 }
 
 /// The outbox of one database: its receivers, clock, metrics and drain sizes. Cheap to
@@ -111,6 +116,58 @@ impl<C> fmt::Debug for Outbox<C> {
             .field("options", &self.shared.drainer.options)
             .field("flush", &self.shared.flush)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "async")]
+impl<C: OutboxConnection> Outbox<C> {
+    /// [`outbox_context_async`](crate::outbox_context_async) on a diesel-async connection
+    /// `conn` of the database this outbox drains (feature `async`), with the outbox's
+    /// settings ([`max_payload_bytes`](OutboxBuilder::max_payload_bytes), its clock for
+    /// `date_added`, [`notify_on_commit`](OutboxBuilder::notify_on_commit)), then, once the
+    /// outermost transaction has committed, **flush without blocking**: the shards it
+    /// wrote are handed to the [`Worker`](crate::Worker)s of this outbox running in this
+    /// process ([`request_flush`](Self::request_flush)), which deliver them at once on
+    /// their own threads and connections. The receivers have not necessarily run when
+    /// this returns. Without a worker in this process, the commit NOTIFYs listening
+    /// workers (PostgreSQL) as any commit of rows no flush delivers.
+    ///
+    /// The drain stays on the sync connection type `C`; `conn` is diesel-async's
+    /// connection to the same database (`AsyncPgConnection` for `PgConnection`, ...).
+    pub async fn context_async<A, R, E, F>(&self, conn: &mut A, f: F) -> Result<R, E>
+    where
+        A: crate::backend::asynchronous::AsyncOutboxConnection,
+        for<'c, 'tx> F: AsyncFnOnce(&'c mut OutboxContext<'tx, A>) -> Result<R, E>
+            + crate::write::context_async::AsyncContextFn<
+                &'c mut OutboxContext<'tx, A>,
+                Result<R, E>,
+                Fut: Send,
+            > + Send,
+        R: Send,
+        E: From<Error> + Send,
+    {
+        let drainer = &self.shared.drainer;
+        let now = || drainer.clock.now();
+        let settings = Settings {
+            now: &now,
+            flush: self.shared.flush,
+            flushes: self.shared.flush_requests.has_worker(),
+            max_payload_bytes: self.shared.max_payload_bytes,
+            notify: self.shared.notify,
+        };
+        let (value, committed) =
+            crate::write::context_async::run_async(conn, None, &settings, f).await?;
+        if let Some(committed) = committed {
+            for &(table, category, rows) in &committed.saved {
+                drainer.metrics.rows_saved(table, category, rows);
+            }
+            if !committed.outermost {
+                tracing::debug!("outbox context inside an enclosing transaction: no flush");
+            } else if !committed.touched.is_empty() && !self.request_flush(&committed.touched) {
+                tracing::debug!("no worker in this process: the rows wait for a drain");
+            }
+        }
+        Ok(value)
     }
 }
 
@@ -177,6 +234,20 @@ impl<C: OutboxConnection> Outbox<C> {
             }
         }
         Ok(value)
+    }
+
+    /// Hands `shards` to the [`Worker`](crate::Worker)s of this outbox running in this
+    /// process: they flush them in their next round, which starts at once (they are
+    /// woken). Returns at once; `false` when no worker runs here (the rows then wait for a
+    /// drain). What [`context_async`](Self::context_async) does after its commit; a sync
+    /// caller that should not deliver on its own thread can use it too.
+    pub fn request_flush(&self, shards: &[ShardKey]) -> bool {
+        self.shared.flush_requests.request(shards)
+    }
+
+    #[cfg(feature = "pool")]
+    pub(crate) fn flush_requests(&self) -> &handoff::FlushRequests {
+        &self.shared.flush_requests
     }
 
     /// One call of the periodic drain, on both tables: claims due shards a batch at a time
@@ -486,6 +557,7 @@ impl<C: OutboxConnection> OutboxBuilder<C> {
                 reported: inspect::ReportedDepths::default(),
                 backfills: self.backfills,
                 backfills_declared: AtomicBool::new(false),
+                flush_requests: handoff::FlushRequests::default(),
             }),
         }
     }

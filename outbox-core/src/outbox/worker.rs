@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::backfill::BackfillOptions;
+use super::handoff::Wake;
 use super::Outbox;
 use crate::backend::guard;
 use crate::backend::OutboxConnection;
@@ -77,6 +78,12 @@ struct Signal {
 struct SignalState {
     stopped: bool,
     wakes: u64,
+}
+
+impl Wake for Signal {
+    fn wake(&self) {
+        Signal::wake(self);
+    }
 }
 
 impl Signal {
@@ -156,6 +163,9 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "outbox worker: no connection from the pool yet"),
         }
         let signal = Arc::new(Signal::default());
+        // Flush requests (an async context's commit) wake the threads.
+        let waker: Arc<dyn Wake> = signal.clone();
+        outbox.flush_requests().register(Arc::downgrade(&waker));
         let mut worker = Worker {
             signal: Arc::clone(&signal),
             threads: Vec::new(),
@@ -214,6 +224,58 @@ impl Worker {
                 tracing::error!("an outbox drain thread panicked");
             }
         }
+    }
+}
+
+/// The worker from async code (feature `async`): a tokio application owns it without
+/// blocking its executor. The threads stay threads (receivers are sync and run on them);
+/// what would block the caller (the pool's first connection, joining the threads) runs
+/// on tokio's blocking pool. Flush requests ([`Outbox::request_flush`], which
+/// [`Outbox::context_async`] makes after each commit) and PostgreSQL's NOTIFY wake it.
+#[cfg(feature = "async")]
+impl Worker {
+    /// [`Worker::spawn`] from async code.
+    pub async fn spawn_async<C>(
+        pool: Pool<ConnectionManager<C>>,
+        outbox: Outbox<C>,
+        options: WorkerOptions,
+    ) -> Result<Worker>
+    where
+        C: OutboxConnection + R2D2Connection,
+    {
+        tokio::task::spawn_blocking(move || Worker::spawn(pool, outbox, options))
+            .await
+            .map_err(|error| Error::Thread(std::io::Error::other(error.to_string())))?
+    }
+
+    /// Stops the threads after their current round and waits for them, gracefully,
+    /// without blocking the executor.
+    pub async fn stop_async(self) {
+        if let Err(error) = tokio::task::spawn_blocking(move || self.stop()).await {
+            tracing::error!(%error, "stopping the outbox worker failed");
+        }
+    }
+}
+
+/// The outbox's status from async code (feature `async`): read on tokio's blocking pool
+/// through a pooled sync connection.
+#[cfg(feature = "async")]
+impl<C> Outbox<C>
+where
+    C: OutboxConnection + R2D2Connection,
+{
+    /// [`Outbox::status`] from async code, on a connection of `pool`.
+    pub async fn status_async(
+        &self,
+        pool: &Pool<ConnectionManager<C>>,
+    ) -> Result<Vec<crate::outbox::inspect::TableStatus>> {
+        let (outbox, pool) = (self.clone(), pool.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            outbox.status(&mut conn)
+        })
+        .await
+        .map_err(|error| Error::Thread(std::io::Error::other(error.to_string())))?
     }
 }
 
@@ -379,8 +441,17 @@ where
     }
 
     /// One drain round on `conn`, and the status report when it is due: whether the round
-    /// did anything. Only a lost connection is an error; other failures are logged.
+    /// did anything. Only a lost connection is an error; other failures are logged. The
+    /// shards handed to the worker ([`Outbox::request_flush`]) are flushed first.
     fn round(&mut self, conn: &mut C) -> std::result::Result<bool, Error> {
+        let requested = self.outbox.flush_requests().take();
+        if !requested.is_empty() {
+            match self.outbox.flush_shards(conn, &requested) {
+                Ok(_) => {}
+                Err(error) if error.is_connection_lost() => return Err(error),
+                Err(error) => tracing::warn!(%error, "outbox worker: a requested flush failed"),
+            }
+        }
         let worked = match self
             .outbox
             .drain_due_shards_with(conn, &self.options.due_shards)

@@ -13,6 +13,7 @@ use crate::backend::OutboxConnection;
 use crate::key::error::{Error, Result};
 use crate::key::shard::{OutboxTable, ShardKey};
 use crate::key::token::Token;
+use crate::row::insert::{NewCellOutbox, NewControlOutbox};
 use crate::row::write::OutboxWrite;
 
 /// The default largest payload a context accepts: 1 MiB.
@@ -29,18 +30,40 @@ pub const DEFAULT_NOTIFY: bool = true;
 /// It cannot be built outside this crate, and the closure's higher-ranked lifetime keeps
 /// it from escaping: replicated models can therefore only be written inside a
 /// transaction that also records their outbox rows.
-pub struct OutboxContext<'tx, C: OutboxConnection> {
-    conn: &'tx mut C,
-    buffer: OutboxBuffer,
-    flush: bool,
-    max_payload_bytes: usize,
+///
+/// The same type serves the sync connections ([`OutboxConnection`]) and, with the feature
+/// `async`, diesel-async's (`AsyncOutboxConnection`, through `outbox_context_async`).
+pub struct OutboxContext<'tx, C> {
+    pub(crate) conn: &'tx mut C,
+    pub(crate) buffer: OutboxBuffer,
+    pub(crate) flush: bool,
+    pub(crate) max_payload_bytes: usize,
     /// Whether the commit wakes listening workers for rows no flush will deliver.
-    notify: bool,
+    pub(crate) notify: bool,
     /// Why a model write in this context has no outbox row: its commit rolls back.
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
+    /// What to do with the connection if the context is dropped before its transaction
+    /// ended: an async context's future dropped between BEGIN and COMMIT (see
+    /// `outbox_context_async`). `None` for sync contexts, and once the transaction ended.
+    pub(crate) abandon: Option<Abandon<C>>,
 }
 
-impl<C: OutboxConnection> OutboxContext<'_, C> {
+/// An async context's mark for a transaction it can no longer end: called with the
+/// connection and the guard's scope from before the context.
+pub(crate) struct Abandon<C> {
+    pub(crate) hook: fn(&mut C, Option<crate::backend::guard::Scope>),
+    pub(crate) scope: Option<crate::backend::guard::Scope>,
+}
+
+impl<C> Drop for OutboxContext<'_, C> {
+    fn drop(&mut self) {
+        if let Some(Abandon { hook, scope }) = self.abandon.take() {
+            hook(self.conn, scope);
+        }
+    }
+}
+
+impl<C> OutboxContext<'_, C> {
     /// Records an outbox row. It is buffered and inserted, with every other row of the
     /// transaction, in one multi-row INSERT just before the outermost COMMIT. A row with
     /// the same coalescing key as an earlier one in this transaction replaces it.
@@ -82,17 +105,6 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
         self.conn
     }
 
-    /// Mints an object identifier that no other call returns, for rows that must never
-    /// coalesce (an audit event is its own object). Backed by a sequence on PostgreSQL,
-    /// a counter table on SQLite and `UUID_SHORT()` on MySQL (unique while the server's
-    /// `server_id` is unique and its clock is not set back across a restart; values are
-    /// large and not consecutive); like a sequence, a value taken by a transaction that
-    /// rolls back may or may not be handed out again, but never to two committed rows.
-    pub fn unique_object_identifier(&mut self) -> Result<i64> {
-        let minted = guard::as_library(self.conn, |conn| conn.next_object_identifier(Token::new()));
-        Ok(minted?)
-    }
-
     /// How many rows the transaction will insert so far (after coalescing).
     pub fn pending_rows(&self) -> usize {
         self.buffer.len()
@@ -112,6 +124,44 @@ impl<C: OutboxConnection> OutboxContext<'_, C> {
     /// context commits: in a nested one this changes nothing.
     pub fn set_notify(&mut self, notify: bool) {
         self.notify = notify;
+    }
+}
+
+impl<C: OutboxConnection> OutboxContext<'_, C> {
+    /// Mints an object identifier that no other call returns, for rows that must never
+    /// coalesce (an audit event is its own object). Backed by a sequence on PostgreSQL,
+    /// a counter table on SQLite and `UUID_SHORT()` on MySQL (unique while the server's
+    /// `server_id` is unique and its clock is not set back across a restart; values are
+    /// large and not consecutive); like a sequence, a value taken by a transaction that
+    /// rolls back may or may not be handed out again, but never to two committed rows.
+    pub fn unique_object_identifier(&mut self) -> Result<i64> {
+        let minted = guard::as_library(self.conn, |conn| conn.next_object_identifier(Token::new()));
+        Ok(minted?)
+    }
+}
+
+impl<'tx, C> OutboxContext<'tx, C> {
+    /// A context on `conn`, started with `settings`.
+    pub(crate) fn start(conn: &'tx mut C, settings: &Settings<'_>) -> Self {
+        OutboxContext {
+            conn,
+            buffer: OutboxBuffer::default(),
+            flush: settings.flush,
+            max_payload_bytes: settings.max_payload_bytes,
+            notify: settings.notify,
+            poisoned: None,
+            abandon: None,
+        }
+    }
+
+    /// Takes what the closure left: the rows (without flush if the context turned it
+    /// off), whether to notify, and why the context cannot commit, if it cannot.
+    pub(crate) fn finish(&mut self) -> (OutboxBuffer, bool, Option<String>) {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        if !self.flush {
+            buffer.disable_flush();
+        }
+        (buffer, self.notify, self.poisoned.take())
     }
 }
 
@@ -143,8 +193,8 @@ pub trait ContextHost: sealed::Sealed {
 /// payload limit, if there is one.
 #[doc(hidden)]
 pub struct HostParts<'h, C> {
-    conn: &'h mut C,
-    parent: Option<(&'h mut OutboxBuffer, usize)>,
+    pub(crate) conn: &'h mut C,
+    pub(crate) parent: Option<(&'h mut OutboxBuffer, usize)>,
 }
 
 mod sealed {
@@ -234,7 +284,7 @@ where
 /// and whether the caller flushes after commit, its payload limit, and whether its commit
 /// wakes listening workers.
 pub(crate) struct Settings<'s> {
-    pub(crate) now: &'s dyn Fn() -> NaiveDateTime,
+    pub(crate) now: &'s (dyn Fn() -> NaiveDateTime + Sync),
     /// The rows ask for a flush (unless a context or row turns it off).
     pub(crate) flush: bool,
     /// The caller flushes the rows that ask for it once the outermost transaction has
@@ -291,29 +341,13 @@ where
     let depth = transaction::depth(conn).map_err(Error::from)?;
     conn.begin_context_transaction(Token::new())
         .map_err(Error::from)?;
-    let mut ctx = OutboxContext {
-        conn,
-        buffer: OutboxBuffer::default(),
-        flush: settings.flush,
-        max_payload_bytes: settings.max_payload_bytes,
-        notify: settings.notify,
-        poisoned: None,
-    };
+    let mut ctx = OutboxContext::start(conn, settings);
     // A panic must not leave a transaction open on a connection the caller keeps.
     let library = guard::enter(ctx.conn, Scope::in_context);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&mut ctx)));
     guard::leave(ctx.conn, library);
-    let OutboxContext {
-        conn,
-        mut buffer,
-        flush,
-        notify,
-        poisoned,
-        ..
-    } = ctx;
-    if !flush {
-        buffer.disable_flush();
-    }
+    let (buffer, notify, poisoned) = ctx.finish();
+    let conn = &mut *ctx.conn;
     match outcome {
         Ok(Ok(_)) if poisoned.is_some() => {
             rollback(conn, depth);
@@ -359,46 +393,70 @@ fn commit<C: OutboxConnection>(
             Ok(None)
         }
         None => {
-            let touched = buffer.flush_shards();
-            let saved = buffer.counts();
-            // Rows this process flushes right after the commit need no worker: NOTIFY only
-            // for the others (and for everything inside an enclosing transaction, which
-            // flushes nothing).
-            let flushed = settings.flushes && depth == 0 && buffer.all_flush();
-            let notify = settings.notify && !flushed;
-            if let Err(error) = insert_rows(conn, buffer, (settings.now)(), notify) {
+            let (rows, committed) = RowsToInsert::plan(buffer, depth, settings);
+            if let Err(error) = insert_rows(conn, rows) {
                 rollback(conn, depth);
                 return Err(error);
             }
             C::TransactionManager::commit_transaction(conn)?;
-            // Diesel has no after-commit hook: the depth tells whether this was a real
-            // COMMIT or the release of a savepoint inside someone else's transaction.
-            let outermost = depth == 0;
-            Ok(Some(Committed {
-                touched,
-                saved,
-                outermost,
-            }))
+            Ok(Some(committed))
         }
     }
 }
 
-/// Inserts the buffered rows and, if asked and there were any, wakes listening workers
-/// once the transaction commits (inside an enclosing transaction: once that commits).
-fn insert_rows<C: OutboxConnection>(
-    conn: &mut C,
-    buffer: OutboxBuffer,
-    now: NaiveDateTime,
-    notify: bool,
-) -> Result<()> {
-    let (cell, control) = buffer.into_new_rows(now);
-    if !cell.is_empty() {
-        conn.insert_cell_rows(Token::new(), &cell)?;
+/// What the outermost commit of a context inserts: the buffered rows, split by table, and
+/// whether to wake listening workers. The rule is the same for every executor.
+pub(crate) struct RowsToInsert {
+    pub(crate) cell: Vec<NewCellOutbox>,
+    pub(crate) control: Vec<NewControlOutbox>,
+    /// Wake listening workers once the transaction commits (inside an enclosing
+    /// transaction: once that commits).
+    pub(crate) notify: bool,
+}
+
+impl RowsToInsert {
+    /// The rows of `buffer` to insert before the COMMIT of a context that began at
+    /// `depth`, and what that commit will have written.
+    pub(crate) fn plan(
+        buffer: OutboxBuffer,
+        depth: u32,
+        settings: &Settings<'_>,
+    ) -> (RowsToInsert, Committed) {
+        let touched = buffer.flush_shards();
+        let saved = buffer.counts();
+        // Rows this process flushes right after the commit need no worker: NOTIFY only
+        // for the others (and for everything inside an enclosing transaction, which
+        // flushes nothing).
+        let flushed = settings.flushes && depth == 0 && buffer.all_flush();
+        let (cell, control) = buffer.into_new_rows((settings.now)());
+        let notify = settings.notify && !flushed && !(cell.is_empty() && control.is_empty());
+        // Diesel has no after-commit hook: the depth tells whether this is a real COMMIT
+        // or the release of a savepoint inside someone else's transaction.
+        let committed = Committed {
+            touched,
+            saved,
+            outermost: depth == 0,
+        };
+        (
+            RowsToInsert {
+                cell,
+                control,
+                notify,
+            },
+            committed,
+        )
     }
-    if !control.is_empty() {
-        conn.insert_control_rows(Token::new(), &control)?;
+}
+
+/// Inserts the buffered rows and, if asked, wakes listening workers.
+fn insert_rows<C: OutboxConnection>(conn: &mut C, rows: RowsToInsert) -> Result<()> {
+    if !rows.cell.is_empty() {
+        conn.insert_cell_rows(Token::new(), &rows.cell)?;
     }
-    if notify && !(cell.is_empty() && control.is_empty()) {
+    if !rows.control.is_empty() {
+        conn.insert_control_rows(Token::new(), &rows.control)?;
+    }
+    if rows.notify {
         conn.notify_rows_written(Token::new())?;
     }
     Ok(())

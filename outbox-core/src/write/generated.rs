@@ -32,6 +32,43 @@ macro_rules! __outbox_for_each_connection {
     };
 }
 
+/// Expands `$mac!(AsyncConnectionType);` once per backend this build enables, if it has
+/// the feature `async` (diesel-async's connections: the wrapper of `SqliteConnection`,
+/// `AsyncPgConnection`, `$mysql` for `AsyncMysqlConnection` and `$sqlite` for the wrapper
+/// of `SqliteConnection`); nothing otherwise.
+#[cfg(feature = "async")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_for_each_async_connection {
+    ($mac:ident, mysql: $mysql:ident, sqlite: $sqlite:ident) => {
+        $crate::__outbox_if_sqlite! { $sqlite!($crate::__private_0_1_0::diesel_async::sync_connection_wrapper::SyncConnectionWrapper<$crate::__private_0_1_0::diesel::sqlite::SqliteConnection>); }
+        $crate::__outbox_if_postgres! { $mac!($crate::__private_0_1_0::diesel_async::AsyncPgConnection); }
+        $crate::__outbox_if_mysql! { $mysql!($crate::__private_0_1_0::diesel_async::AsyncMysqlConnection); }
+    };
+}
+
+#[cfg(not(feature = "async"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_for_each_async_connection {
+    ($mac:ident, mysql: $mysql:ident, sqlite: $sqlite:ident) => {};
+}
+
+/// Its tokens if this build has the feature `async` (the derives' `*_async` methods).
+#[cfg(feature = "async")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_if_async {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+
+#[cfg(not(feature = "async"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_if_async {
+    ($($tokens:tt)*) => {};
+}
+
 #[cfg(feature = "sqlite")]
 #[doc(hidden)]
 #[macro_export]

@@ -391,3 +391,40 @@ pub trait ModelIdentity {
     /// The model's object identifier.
     fn identity(&self) -> i64;
 }
+
+/// A replicated model's own write SQL on a diesel-async connection `C` (feature `async`):
+/// the statements of [`ModelWrites`], built by the same generated code, run by
+/// diesel-async. The derives implement it once per async backend the build enables; the
+/// generated `*_async` write methods call it. Its futures are `Send`, so a model is `Sync`.
+///
+/// Every method takes a [`Token`] for this model that only the runtime can make, as
+/// [`ModelWrites`]'s do.
+#[cfg(feature = "async")]
+pub trait AsyncModelWrites<C>: Sized + Sync {
+    /// Bind parameters per model row (its column count).
+    const COLUMNS: usize;
+    /// One multi-row INSERT of `models`.
+    fn insert_rows(
+        conn: &mut C,
+        models: &[Self],
+        token: Token<'_, Self>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// UPDATE of one model by primary key; the number of rows changed.
+    fn update_row(
+        conn: &mut C,
+        model: &Self,
+        token: Token<'_, Self>,
+    ) -> impl std::future::Future<Output = Result<usize>> + Send;
+    /// One multi-row INSERT ... ON CONFLICT (primary key) DO UPDATE.
+    fn upsert_rows(
+        conn: &mut C,
+        models: &[Self],
+        token: Token<'_, Self>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// DELETE by primary keys, returning the deleted rows as they were.
+    fn delete_rows(
+        conn: &mut C,
+        object_identifiers: &[i64],
+        token: Token<'_, Self>,
+    ) -> impl std::future::Future<Output = Result<Vec<Self>>> + Send;
+}

@@ -270,6 +270,32 @@ impl Guard {
         conn.set_instrumentation(self);
     }
 
+    /// Installs the guard on a diesel-async connection (feature `async`), in place of its
+    /// instrumentation: the statements `outbox_context_async` and the derives' `*_async`
+    /// writes send are the library's, the closure's are checked, as on a sync connection.
+    /// (`SyncConnectionWrapper<SqliteConnection>` installs it on the connection it wraps.)
+    #[cfg(feature = "async")]
+    pub fn install_async<C: super::asynchronous::AsyncOutboxConnection>(mut self, conn: &mut C) {
+        self.dialect = match C::BACKEND_NAME {
+            "PostgreSQL" => Dialect::Postgres,
+            "MySQL" => Dialect::Mysql,
+            _ => Dialect::Sqlite,
+        };
+        if self.inner.is_none() {
+            self.inner = diesel::connection::get_default_instrumentation();
+        }
+        conn.set_instrumentation(self);
+    }
+
+    /// [`take_violations`](Self::take_violations) on a diesel-async connection (feature
+    /// `async`).
+    #[cfg(feature = "async")]
+    pub fn take_violations_async<C: diesel_async::AsyncConnection>(conn: &mut C) -> Vec<Violation> {
+        conn.instrumentation()
+            .downcast_mut::<Guard>()
+            .map_or_else(Vec::new, |guard| std::mem::take(&mut guard.violations))
+    }
+
     /// Whether a guard is installed on `conn`.
     pub fn is_installed<C: Connection>(conn: &mut C) -> bool {
         guard(conn).is_some()
@@ -368,6 +394,34 @@ impl fmt::Write for SqlText<'_> {
 
 fn guard<C: Connection>(conn: &mut C) -> Option<&mut Guard> {
     conn.instrumentation().downcast_mut::<Guard>()
+}
+
+/// [`enter`] on a connection's instrumentation, for connections that are not diesel's
+/// `Connection` (diesel-async's: their `instrumentation()` is the same diesel type, so one
+/// guard covers the sync and the async write path).
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn enter_instrumentation(
+    instrumentation: &mut dyn Instrumentation,
+    change: fn(Scope) -> Scope,
+) -> Option<Scope> {
+    let guard = instrumentation.downcast_mut::<Guard>()?;
+    let saved = guard.scope;
+    guard.scope = change(saved);
+    Some(saved)
+}
+
+/// [`leave`] on a connection's instrumentation.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn leave_instrumentation(
+    instrumentation: &mut dyn Instrumentation,
+    saved: Option<Scope>,
+) {
+    let Some(saved) = saved else {
+        return;
+    };
+    if let Some(guard) = instrumentation.downcast_mut::<Guard>() {
+        guard.scope = saved;
+    }
 }
 
 /// Runs `f` with `conn`'s guard, if it has one, reporting nothing: for migrations and
