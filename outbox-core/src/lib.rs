@@ -202,12 +202,11 @@ pub mod context {
 /// Async services (feature `async`): the write path on diesel-async's connections
 /// (`AsyncPgConnection`, `AsyncMysqlConnection`, `SyncConnectionWrapper<SqliteConnection>`).
 ///
-/// [`outbox_context_async`](crate::outbox_context_async) and
-/// [`Outbox::context_async`](crate::Outbox::context_async) open the same
-/// [`OutboxContext`](crate::OutboxContext) as the sync ones, with the same rules; the
+/// [`crate::outbox_context_async`] and [`crate::Outbox::context_async`] open the same
+/// [`crate::OutboxContext`] as the sync ones, with the same rules; the
 /// derives generate `insert_async`, `update_async`, `save_async`, `delete_async`,
 /// `delete_by_id_async` and the bulk `*_all_async`, `delete_by_ids_async`, taking it. The
-/// drain stays on sync connections and threads (see [`worker`](crate::worker)).
+/// drain stays on sync connections and threads (see [`crate::worker`]).
 #[cfg(feature = "async")]
 pub mod asynchronous {
     pub use crate::backend::asynchronous::AsyncOutboxConnection;
