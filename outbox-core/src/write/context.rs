@@ -197,6 +197,21 @@ pub struct HostParts<'h, C> {
     pub(crate) parent: Option<(&'h mut OutboxBuffer, usize)>,
 }
 
+impl<'h, C> HostParts<'h, C> {
+    /// A new transaction on `conn`.
+    pub(crate) fn connection(conn: &'h mut C) -> Self {
+        HostParts { conn, parent: None }
+    }
+
+    /// A savepoint inside `context`, whose rows go to the context's buffer.
+    pub(crate) fn nested(context: &'h mut OutboxContext<'_, C>) -> Self {
+        HostParts {
+            conn: &mut *context.conn,
+            parent: Some((&mut context.buffer, context.max_payload_bytes)),
+        }
+    }
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -208,10 +223,7 @@ impl<C: OutboxConnection> ContextHost for C {
     type Connection = C;
 
     fn host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
-        HostParts {
-            conn: self,
-            parent: None,
-        }
+        HostParts::connection(self)
     }
 }
 
@@ -219,10 +231,7 @@ impl<C: OutboxConnection> ContextHost for OutboxContext<'_, C> {
     type Connection = C;
 
     fn host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
-        HostParts {
-            conn: self.conn,
-            parent: Some((&mut self.buffer, self.max_payload_bytes)),
-        }
+        HostParts::nested(self)
     }
 }
 

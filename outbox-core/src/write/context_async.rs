@@ -69,10 +69,7 @@ impl<C: AsyncOutboxConnection> AsyncContextHost for C {
     type Connection = C;
 
     fn async_host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
-        HostParts {
-            conn: self,
-            parent: None,
-        }
+        HostParts::connection(self)
     }
 }
 
@@ -80,10 +77,7 @@ impl<C: AsyncOutboxConnection> AsyncContextHost for OutboxContext<'_, C> {
     type Connection = C;
 
     fn async_host_parts(&mut self, _token: Token<'_>) -> HostParts<'_, C> {
-        HostParts {
-            conn: self.conn,
-            parent: Some((&mut self.buffer, self.max_payload_bytes)),
-        }
+        HostParts::nested(self)
     }
 }
 
